@@ -1,0 +1,18 @@
+"""seqlab: deep sequence modelling on PyTorch.
+
+Recurrent networks (RNN, IRNN, LSTM, GRU) written from their equations and run fused or
+explicitly, trained by truncated backpropagation through time, and instruments to look inside
+them. The API mirrors the command line: :func:`train`, :func:`generate`, :func:`evaluate`,
+:func:`load_run`, :func:`load_data`, :func:`build_model`.
+"""
+
+__version__ = "0.1.0"
+
+from seqlab.api import evaluate, load_data, resume, train  # noqa: E402
+from seqlab.checkpoint import load_run  # noqa: E402
+from seqlab.config import ModelConfig, TrainConfig  # noqa: E402
+from seqlab.generate import generate  # noqa: E402
+from seqlab.models import build_model  # noqa: E402
+
+__all__ = ["ModelConfig", "TrainConfig", "build_model", "evaluate", "generate", "load_data",
+           "load_run", "resume", "train", "__version__"]

@@ -1,0 +1,141 @@
+"""The Python API: the same operations as the command line, returning objects instead of text.
+
+    import seqlab
+    result = seqlab.train("oneills", model="lstm", hidden_size=128, max_steps=200, out="runs/x")
+    print(seqlab.generate(result.model, result.vocab, prompt="X:", length=200)[0])
+    print(seqlab.evaluate("runs/x", "my_tunes.abc"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from seqlab import __version__
+from seqlab.checkpoint import RunDir, load_run
+from seqlab.config import ModelConfig, TrainConfig, split_keys, to_dict
+from seqlab.data.text import load_text, split_tokens, to_tensor
+from seqlab.data.vocab import Vocab, build_vocab
+from seqlab.models import build_model
+from seqlab.tasks import LanguageModelTask, evaluate_tokens, lm_metrics
+from seqlab.training import Event, Summary, Trainer, resolve_device
+
+
+@dataclass
+class TextData:
+    """A text source turned into one token tensor, split into train and validation blocks."""
+
+    source: str
+    vocab: Vocab
+    train_tokens: Tensor
+    val_tokens: Tensor
+    chars_per_token: float
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source, "tokenizer": self.vocab.kind, "vocab_size": self.vocab.size,
+                "train_tokens": len(self.train_tokens), "val_tokens": len(self.val_tokens),
+                "chars_per_token": self.chars_per_token}
+
+
+def load_data(source: str | Path, config: TrainConfig | None = None,
+              vocab: Vocab | None = None) -> TextData:
+    """Read a file, folder or bundled corpus; build (or reuse) the vocabulary; split it."""
+    config = config or TrainConfig()
+    text = load_text(source)
+    vocab = vocab or build_vocab(text, config.tokenizer, config.bpe_vocab_size)
+    tokens = to_tensor(vocab.encode(text))
+    chars_per_token = len(text) / max(len(tokens), 1)
+    train_tokens, val_tokens = split_tokens(tokens, config.val_fraction)
+    return TextData(str(source), vocab, train_tokens, val_tokens, chars_per_token)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # best weights, eval mode
+    vocab: Vocab
+    summary: Summary
+    run: RunDir | None
+
+
+def train(source: str | Path, out: str | Path | None = None, on_event: Event | None = None,
+          stop: threading.Event | None = None, **keys: Any) -> TrainResult:
+    """Train a language model on ``source``; ``keys`` are the config keys of the CLI flags.
+
+    With ``out`` the run directory is written there (it must not exist or be empty);
+    without, nothing touches the disk. Setting ``stop`` ends training after the current step,
+    with ``last/`` saved (the CLI sets it on Ctrl-C).
+    """
+    model_config, train_config = split_keys(keys)
+    data = load_data(source, train_config)
+    model_config = dataclasses.replace(model_config, vocab_size=data.vocab.size)
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config)
+    run = RunDir.create(out) if out is not None else None
+    if run is not None:
+        data.vocab.save(run.path)
+        run.write_config(run_config(model_config, train_config, data))
+    return _fit(model, data, train_config, run, on_event, None, stop)
+
+
+def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
+           **overrides: Any) -> TrainResult:
+    """Continue a stopped run from its ``last/`` checkpoint.
+
+    Only ``max_steps``, ``time_budget`` and ``device`` may change; the rest is the run's own.
+    """
+    allowed = {"max_steps", "time_budget", "device"}
+    if extra := sorted(set(overrides) - allowed):
+        raise ValueError(f"a resumed run keeps its config; cannot change: {', '.join(extra)}")
+    run = RunDir(out)
+    config = run.read_config()
+    model_config = run.model_config()
+    train_config = dataclasses.replace(run.train_config(), **overrides)
+    vocab = run.vocab()
+    data = load_data(config["data"]["source"], train_config, vocab=vocab)
+    state = run.load_trainer_state()
+    model = build_model(model_config)
+    run.load_weights(model, last=True)
+    if overrides:
+        run.write_config({**config, "train": to_dict(train_config)})
+    run.truncate_metrics(int(state["step"]))
+    return _fit(model, data, train_config, run, on_event, state, stop)
+
+
+def _fit(model: nn.Module, data: TextData, config: TrainConfig, run: RunDir | None,
+         on_event: Event | None, resume_state: dict | None,
+         stop: threading.Event | None) -> TrainResult:
+    device = resolve_device(config.device)
+    model.to(device)
+    task = LanguageModelTask(data.train_tokens, data.val_tokens, config, data.chars_per_token)
+    task.device = device
+    trainer = Trainer(model, task, config, run, on_event, device, stop)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    summary = trainer.fit()
+    if run is not None:
+        run.load_weights(model)  # hand back the best weights, not the last
+    model.eval()
+    return TrainResult(model, data.vocab, summary, run)
+
+
+def run_config(model: ModelConfig, train: TrainConfig, data: TextData) -> dict[str, Any]:
+    return {"seqlab_version": __version__, "task": "lm", "model": to_dict(model),
+            "train": to_dict(train), "data": data.describe()}
+
+
+def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto") -> dict[str, Any]:
+    """Loss (nats per token), perplexity and bits per character of a run on a text source."""
+    loaded = load_run(run_dir, resolve_device(device))
+    text = load_text(source)
+    tokens = to_tensor(loaded.vocab.encode(text))
+    train = loaded.run.train_config()
+    nats, count = evaluate_tokens(loaded.model, tokens, train.batch_size, train.seq_len,
+                                  next(loaded.model.parameters()).device)
+    return {"run": str(run_dir), "data": str(source),
+            **lm_metrics(nats, count, len(text) / max(len(tokens), 1))}

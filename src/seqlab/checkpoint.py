@@ -1,0 +1,175 @@
+"""The run directory: what a training run leaves, and what every other command reads.
+
+```
+RUN/
+  config.json          resolved config: model, training, data, seqlab version
+  vocab.json           or tokenizer.json (byte-level BPE)
+  model.safetensors    best weights by validation loss
+  last/                model.safetensors + trainer_state.pt: enough to resume
+  metrics.jsonl        one JSON object per log step and per evaluation
+```
+
+Weights are safetensors (no pickle); the trainer state is a plain dict of tensors and numbers
+that ``torch.load(..., weights_only=True)`` reads. Every file but metrics.jsonl is written
+atomically; metrics.jsonl only grows by whole lines, and a torn last line is ignored on read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from seqlab.config import ModelConfig, TrainConfig
+from seqlab.data.vocab import Vocab, load_vocab
+from seqlab.io import atomic_write, atomic_write_json
+
+CONFIG, WEIGHTS, METRICS, LAST, TRAINER_STATE = (
+    "config.json", "model.safetensors", "metrics.jsonl", "last", "trainer_state.pt")
+FORMAT_VERSION = 1
+
+
+class RunDir:
+    """Read and write one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | Path) -> RunDir:
+        """A new run directory; an existing non-empty folder is never reused or overwritten."""
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise FileExistsError(f"{path} already exists and is not empty; pass --resume to "
+                                  "continue that run, or choose another --out")
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    # config and vocabulary -------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self.path / CONFIG, {"format": FORMAT_VERSION, **config})
+
+    def read_config(self) -> dict[str, Any]:
+        path = self._require(CONFIG)
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+            config["model"], config["train"]  # noqa: B018 - presence check
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: not a valid seqlab config ({err})") from err
+        return config
+
+    def model_config(self) -> ModelConfig:
+        raw = self.read_config()["model"]
+        try:
+            return ModelConfig(**raw)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{self.path / CONFIG}: invalid model config ({err})") from err
+
+    def train_config(self) -> TrainConfig:
+        raw = self.read_config()["train"]
+        try:
+            return TrainConfig(**raw)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{self.path / CONFIG}: invalid training config ({err})") from err
+
+    def vocab(self) -> Vocab:
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"{self.path}: no such run directory")
+        try:
+            return load_vocab(self.path)
+        except FileNotFoundError:
+            raise ValueError(f"{self.path}: not a complete run (no vocab.json or tokenizer.json)"
+                             ) from None
+
+    # weights ---------------------------------------------------------------------------
+    def save_weights(self, model: nn.Module, last: bool = False) -> None:
+        path = self.path / (f"{LAST}/{WEIGHTS}" if last else WEIGHTS)
+        atomic_write(path, lambda tmp: save_model(model, tmp, metadata={"format": "pt"}))
+
+    def load_weights(self, model: nn.Module, last: bool = False) -> nn.Module:
+        path = self._require(f"{LAST}/{WEIGHTS}" if last else WEIGHTS)
+        device = next(model.parameters()).device
+        try:
+            load_model(model, path, strict=True, device=str(device))
+        except SafetensorError as err:
+            raise ValueError(f"{path}: truncated or corrupt weights file ({err})") from err
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise ValueError(f"{path}: the weights do not match {CONFIG} ({first})") from err
+        return model
+
+    # resumable state -------------------------------------------------------------------
+    def save_trainer_state(self, state: dict[str, Any]) -> None:
+        atomic_write(self.path / LAST / TRAINER_STATE, lambda tmp: torch.save(state, tmp))
+
+    def load_trainer_state(self) -> dict[str, Any]:
+        path = self._require(f"{LAST}/{TRAINER_STATE}")
+        try:
+            return torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as err:  # torch.load raises many types for a damaged file
+            raise ValueError(f"{path}: unreadable trainer state ({err})") from err
+
+    # metrics ---------------------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.path / METRICS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        path = self.path / METRICS
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line from a killed run
+        return records
+
+    def truncate_metrics(self, step: int) -> None:
+        """Keep only records up to ``step`` (resuming from a checkpoint taken there)."""
+        kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        atomic_write(self.path / METRICS, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+    def _require(self, name: str) -> Path:
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"{self.path}: no such run directory")
+        path = self.path / name
+        if not path.is_file():
+            raise ValueError(f"{self.path}: not a complete run (missing {name})")
+        return path
+
+
+@dataclass
+class LoadedRun:
+    model: nn.Module
+    vocab: Vocab
+    config: dict[str, Any]
+    run: RunDir
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu", last: bool = False) -> LoadedRun:
+    """Model (best weights, eval mode), vocabulary and config of a run directory."""
+    from seqlab.models import build_model
+
+    run = RunDir(path)
+    config = run.read_config()
+    vocab = run.vocab()
+    model_config = run.model_config()
+    if model_config.vocab_size != vocab.size:
+        raise ValueError(f"{run.path}: {CONFIG} says vocab_size {model_config.vocab_size} but the "
+                         f"vocabulary has {vocab.size} tokens")
+    model = build_model(model_config).to(device)
+    run.load_weights(model, last=last)
+    model.eval()
+    return LoadedRun(model, vocab, config, run)

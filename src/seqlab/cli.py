@@ -1,0 +1,322 @@
+"""The command line: the only module that prints, reads argv or exits.
+
+Every command is one entry in COMMANDS: a function that adds its arguments and a function that
+runs it. Errors a user can cause become one line, ``seqlab: error: ...``, and exit code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXAMPLES = """examples:
+  seqlab train oneills --model lstm --hidden-size 256 --time-budget 120 --out runs/tunes
+  seqlab generate runs/tunes --prompt "X:1" --length 400 --temperature 0.8
+  seqlab evaluate runs/tunes my_tunes.abc --json
+  seqlab info runs/tunes
+"""
+
+
+class UsageError(Exception):
+    """Bad input detected by the command line itself."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"seqlab: error: {message}\n")
+        raise SystemExit(2)
+
+
+# train ---------------------------------------------------------------------------------
+def add_train(p: argparse.ArgumentParser) -> None:
+    from seqlab.config import cli_fields
+
+    p.add_argument("data", metavar="DATA",
+                   help="a UTF-8 text file, a folder of them, or a bundled corpus "
+                        "(oneills, ryans)")
+    p.add_argument("--out", metavar="DIR", help="run directory to create (default: "
+                   "runs/NAME-MODEL-TIME); with --resume, the run to continue")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the stopped run in --out from its last checkpoint")
+    p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags "
+                   "(hidden_size = 512); flags given here override it")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    for f, _ in cli_fields():
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        default = f"(default: {f.default})"
+        if f.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{meta['help']} {default}")
+            continue
+        kind = {"int": int, "float": float, "str": str}[f.type]
+        p.add_argument(flag, type=kind, default=None, choices=meta.get("choices"),
+                       metavar=None if "choices" in meta else f.name.split("_")[-1].upper(),
+                       help=f"{meta['help']} {default}")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from seqlab import api
+    from seqlab.config import cli_fields, read_toml
+
+    given = {f.name: getattr(args, f.name) for f, _ in cli_fields()
+             if getattr(args, f.name) is not None}
+    stop = threading.Event()
+    reporter = Reporter(quiet=args.quiet)
+    with interrupt_sets(stop):
+        if args.resume:
+            if not args.out:
+                raise UsageError("--resume needs --out DIR, the run to continue")
+            if args.config:
+                raise UsageError("--resume keeps the run's own config; drop --config")
+            check_same_source(args.out, args.data)
+            result = api.resume(args.out, on_event=reporter, stop=stop, **given)
+        else:
+            keys = {**(read_toml(Path(args.config)) if args.config else {}), **given}
+            out = args.out or default_run_name(args.data, keys.get("model", "lstm"))
+            reporter.total = keys.get("max_steps")
+            result = api.train(args.data, out=out, on_event=reporter, stop=stop, **keys)
+    reporter.close()
+    s = result.summary
+    print(f"best validation loss {s.best_val_loss:.4f} nats/token "
+          f"({s.best_val_loss / math.log(2):.3f} bits) after {s.steps} steps "
+          f"({s.stop_reason}); run: {result.run.path}", file=sys.stderr)
+    return 130 if s.stop_reason == "interrupted" else 0
+
+
+def check_same_source(out: str, data: str) -> None:
+    from seqlab.checkpoint import RunDir
+
+    saved = RunDir(out).read_config()["data"]["source"]
+    if str(saved) != str(data):
+        raise UsageError(f"{out} was trained on {saved!r}, not {data!r}")
+
+
+def default_run_name(data: str, model: str) -> str:
+    stem = Path(data.rstrip("/")).stem or "data"
+    return f"runs/{stem}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class interrupt_sets:
+    """While active, Ctrl-C sets ``stop`` (the trainer saves and returns); a second one kills."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            self.stop.set()
+            print("\nseqlab: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+
+        self.previous = signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+
+class Reporter:
+    """Training progress: a bar when stderr is a terminal, plain periodic lines otherwise."""
+
+    def __init__(self, quiet: bool = False, total: int | None = None) -> None:
+        self.quiet, self.total, self.bar = quiet, total, None
+
+    def __call__(self, kind: str, record: dict[str, Any]) -> None:
+        if self.quiet or kind == "stop":
+            return
+        if sys.stderr.isatty():
+            self._bar(kind, record)
+        elif kind == "log":
+            print(f"step {record['step']:>6}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
+                  f"grad_norm {record['grad_norm']:.3f}  {record['tokens_per_s']:,.0f} tok/s  "
+                  f"{record['elapsed_s']:.0f}s", file=sys.stderr, flush=True)
+        else:
+            print(f"eval {record['step']:>6}  val_loss {record['val_loss']:.4f}  "
+                  f"val_bpc {record['val_bpc']:.3f}  best {record['best_val_loss']:.4f}",
+                  file=sys.stderr, flush=True)
+
+    def _bar(self, kind: str, record: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, unit="step", dynamic_ncols=True)
+        if kind == "log":
+            self.bar.update(record["step"] - self.bar.n)
+            self.bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+        else:
+            self.bar.write(f"step {record['step']}: val_loss {record['val_loss']:.4f} "
+                           f"(bpc {record['val_bpc']:.3f}), best {record['best_val_loss']:.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# generate --------------------------------------------------------------------------------
+def add_generate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run directory written by seqlab train")
+    p.add_argument("--prompt", default="", help="text to start from (default: a newline)")
+    p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="divide the logits by this; < 1 is safer, > 1 wilder (default: 1.0)")
+    p.add_argument("--top-k", type=int, default=0,
+                   help="sample among the k most likely tokens only (default: 0, all)")
+    p.add_argument("--top-p", type=float, default=1.0,
+                   help="sample from the smallest set of tokens with total probability p "
+                        "(default: 1.0, all)")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--num-samples", type=int, default=1, help="independent samples (default: 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed: repeats a sample exactly")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="where to run the model (default: cpu)")
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from seqlab.checkpoint import load_run
+    from seqlab.generate import generate
+    from seqlab.training import resolve_device
+
+    if args.length < 1 or args.num_samples < 1:
+        raise UsageError("--length and --num-samples must be positive")
+    loaded = load_run(args.run, resolve_device(args.device))
+    samples = generate(loaded.model, loaded.vocab, args.prompt, args.length, args.num_samples,
+                       args.seed, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, greedy=args.greedy)
+    for k, text in enumerate(samples):
+        if len(samples) > 1:
+            print(f"--- sample {k + 1} ---")
+        print(text)
+    return 0
+
+
+# evaluate / info -------------------------------------------------------------------------
+def add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run directory written by seqlab train")
+    p.add_argument("data", metavar="DATA", help="text file, folder or bundled corpus to score")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to run the model (default: auto)")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from seqlab.api import evaluate
+
+    result = evaluate(args.run, args.data, device=args.device)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"loss {result['loss']:.4f} nats/token  perplexity {result['ppl']:.3f}  "
+              f"bits/char {result['bpc']:.4f}  ({result['tokens']:,} tokens)")
+    return 0
+
+
+def add_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run directory written by seqlab train")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from seqlab.checkpoint import load_run
+    from seqlab.models import count_parameters
+
+    loaded = load_run(args.run)
+    metrics = loaded.run.read_metrics()
+    evals = [m for m in metrics if "val_loss" in m]
+    logs = [m for m in metrics if "loss" in m]
+    info = {"run": str(args.run), "parameters": count_parameters(loaded.model),
+            "config": loaded.config,
+            "steps": max((m["step"] for m in metrics), default=0),
+            "best_val_loss": min((m["val_loss"] for m in evals), default=None),
+            "last_log": logs[-1] if logs else None, "evaluations": len(evals)}
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    model, data = loaded.config["model"], loaded.config["data"]
+    print(f"run          {args.run}")
+    print(f"model        {model['model']}  layers {model['num_layers']}  hidden "
+          f"{model['hidden_size']}  embedding {model['embedding_size']}  "
+          f"vocab {model['vocab_size']}")
+    print(f"parameters   {info['parameters']:,}")
+    print(f"data         {data['source']}  ({data['tokenizer']}, {data['train_tokens']:,} train / "
+          f"{data['val_tokens']:,} validation tokens)")
+    print(f"steps        {info['steps']}")
+    if info["best_val_loss"] is not None:
+        best = info["best_val_loss"]
+        print(f"best val     {best:.4f} nats/token, {best / math.log(2) / data['chars_per_token']:.4f}"
+              " bits/char")
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "train": ("train a language model on text", add_train, run_train),
+    "generate": ("sample text from a trained run", add_generate, run_generate),
+    "evaluate": ("loss, perplexity and bits per character of a run on a text",
+                 add_evaluate, run_evaluate),
+    "info": ("config, parameter count and metrics of a run", add_info, run_info),
+}
+
+
+def build_parser() -> Parser:
+    from seqlab import __version__
+
+    parser = Parser(prog="seqlab", description="Deep sequence modelling: train, inspect and use "
+                    "recurrent models.", epilog=EXAMPLES,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"seqlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, (help_text, add, _) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        add(command)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks on errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help(sys.stderr)
+        return 2
+    from seqlab.training import TrainingDiverged
+
+    try:
+        return COMMANDS[args.command][2](args)
+    except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError,
+            NotADirectoryError, IsADirectoryError, PermissionError) as err:
+        if args.debug:
+            raise
+        return fail(err, 2)
+    except TrainingDiverged as err:
+        if args.debug:
+            raise
+        return fail(err, 1)
+    except KeyboardInterrupt:
+        print("seqlab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: say so in one line, --debug shows where
+        if args.debug:
+            raise
+        return fail(f"internal error: {type(err).__name__}: {err} (rerun with --debug)", 1)
+
+
+def fail(err: Exception | str, code: int) -> int:
+    message = err.args[0] if isinstance(err, OSError) and len(err.args) == 1 else str(err)
+    if isinstance(err, OSError) and err.filename and len(err.args) != 1:
+        message = f"{err.filename}: {err.strerror}"
+    first_line = " ".join(str(message).split())
+    print(f"seqlab: error: {first_line}", file=sys.stderr)
+    return code

@@ -1,0 +1,152 @@
+"""Configuration: frozen, keyword-only dataclasses whose field help becomes the CLI's flag help.
+
+The same keys serve the command line (``--hidden-size``), a TOML file (``hidden_size = 512``)
+and ``config.json`` in a run directory. Unknown keys and out-of-range values raise ValueError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+def opt(default, help: str, **extra):
+    """A config field with its CLI help (and optional ``choices``, ``minimum``, ``positive``)."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """What to build. ``vocab_size`` comes from the data, not from the user."""
+
+    model: str = opt("lstm", "architecture", choices=("rnn", "irnn", "lstm", "gru"))
+    embedding_size: int = opt(64, "size E of the token embedding", positive=True)
+    hidden_size: int = opt(256, "size H of each recurrent layer's state", positive=True)
+    num_layers: int = opt(1, "number of stacked recurrent layers", positive=True)
+    dropout: float = opt(0.0, "dropout on embeddings, between layers and before the head",
+                         minimum=0.0, below=1.0)
+    tie_weights: bool = opt(False, "share the embedding matrix with the output head (needs E == H)")
+    forget_bias: float = opt(1.0, "LSTM forget-gate bias at initialisation (b_if + b_hf)")
+    vocab_size: int = field(default=0, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.tie_weights and self.embedding_size != self.hidden_size:
+            raise ValueError(f"tie_weights needs embedding_size == hidden_size, got "
+                             f"{self.embedding_size} and {self.hidden_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How to train: data handling, optimisation, truncated BPTT, stopping and logging."""
+
+    tokenizer: str = opt("char", "token level", choices=("char", "word", "bpe"))
+    bpe_vocab_size: int = opt(1024, "vocabulary size for --tokenizer bpe", positive=True)
+    val_fraction: float = opt(0.1, "last fraction of the data held out for validation",
+                              minimum=0.0, below=1.0, positive=True)
+    batching: str = opt("streams", "streams: B contiguous streams with carried state (TBPTT); "
+                        "windows: random windows, state reset each batch",
+                        choices=("streams", "windows"))
+    seq_len: int = opt(128, "time steps per chunk (the truncation length of BPTT)", positive=True)
+    batch_size: int = opt(32, "sequences per batch", positive=True)
+    optimizer: str = opt("adam", "optimiser", choices=("adam", "adamw", "sgd", "rmsprop"))
+    lr: float = opt(2e-3, "peak learning rate", positive=True)
+    weight_decay: float = opt(0.0, "weight decay (decoupled for adamw)", minimum=0.0)
+    momentum: float = opt(0.0, "momentum for sgd and rmsprop", minimum=0.0, below=1.0)
+    warmup_steps: int = opt(50, "linear warmup steps from 0 to --lr", minimum=0)
+    decay_steps: int = opt(0, "cosine decay horizon in steps (0: --max-steps)", minimum=0)
+    min_lr_ratio: float = opt(0.1, "learning rate at the end of the decay, as a fraction of --lr",
+                              minimum=0.0)
+    clip_norm: float = opt(1.0, "clip the global gradient norm to this (0: off)", minimum=0.0)
+    clip_value: float = opt(0.0, "clip each gradient element to [-X, X] (0: off)", minimum=0.0)
+    max_steps: int = opt(2000, "stop after this many optimiser steps", positive=True)
+    time_budget: float = opt(0.0, "stop after this many seconds of training (0: no limit)",
+                             minimum=0.0)
+    eval_every: int = opt(200, "evaluate on the validation split every N steps", positive=True)
+    eval_batches: int = opt(0, "validation chunks per evaluation (0: the whole split)", minimum=0)
+    log_every: int = opt(20, "write a metrics line every N steps", positive=True)
+    patience: int = opt(10, "stop after N evaluations without improvement (0: never)", minimum=0)
+    max_bad_steps: int = opt(10, "stop after N consecutive non-finite steps", positive=True)
+    seed: int = opt(0, "random seed: the same seed repeats a run on the same machine", minimum=0)
+    device: str = opt("auto", "where to train: auto takes a GPU when there is one",
+                      choices=("auto", "cpu", "cuda"))
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.clip_norm > 0 and self.clip_value > 0:
+            raise ValueError("choose one of clip_norm and clip_value, not both")
+
+
+def validate(config) -> None:
+    """Check every field against its metadata; raise ValueError naming the key."""
+    for f in fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if meta.get("cli") is False:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be finite, got {value}")
+        if "choices" in meta and value not in meta["choices"]:
+            raise ValueError(f"unknown {f.name} {value!r}; choose from {', '.join(meta['choices'])}")
+        if meta.get("positive") and not value > 0:
+            raise ValueError(f"{f.name} must be positive, got {value}")
+        if "minimum" in meta and value < meta["minimum"]:
+            raise ValueError(f"{f.name} must be >= {meta['minimum']}, got {value}")
+        if "below" in meta and not value < meta["below"]:
+            raise ValueError(f"{f.name} must be < {meta['below']}, got {value}")
+
+
+CONFIG_CLASSES = (ModelConfig, TrainConfig)
+
+
+def cli_fields():
+    """(dataclass field, owning class) for every user-settable key."""
+    return [(f, cls) for cls in CONFIG_CLASSES for f in fields(cls) if f.metadata.get("cli", True)]
+
+
+def split_keys(values: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """Build both configs from one flat dict of keys; unknown keys are errors."""
+    known = {f.name: cls for f, cls in cli_fields()}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+    parts = {cls: {k: v for k, v in values.items() if known[k] is cls} for cls in CONFIG_CLASSES}
+    for f, cls in cli_fields():  # TOML has no int/float distinction for 1 vs 1.0
+        if f.name in parts[cls] and f.type == "float" and isinstance(parts[cls][f.name], int):
+            parts[cls][f.name] = float(parts[cls][f.name])
+    check_types(values)
+    return ModelConfig(**parts[ModelConfig]), TrainConfig(**parts[TrainConfig])
+
+
+def check_types(values: dict[str, Any]) -> None:
+    types = {f.name: f.type for f, _ in cli_fields()}
+    python = {"int": int, "float": (int, float), "str": str, "bool": bool}
+    for key, value in values.items():
+        want = python[types[key]]
+        if isinstance(value, bool) and types[key] != "bool" or not isinstance(value, want):
+            raise ValueError(f"config key {key}: expected {types[key]}, got {value!r}")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid TOML ({err})") from err
+    nested = [k for k, v in data.items() if isinstance(v, dict)]
+    if nested:
+        raise ValueError(f"{path}: expected flat keys, got tables: {', '.join(nested)}")
+    return data
+
+
+def to_dict(config) -> dict[str, Any]:
+    return dataclasses.asdict(config)

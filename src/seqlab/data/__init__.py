@@ -1,0 +1,1 @@
+"""Data: sources of text, vocabularies, and batches for the trainer."""

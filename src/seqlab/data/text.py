@@ -1,0 +1,88 @@
+"""Text sources: a UTF-8 file, a folder of them, or a bundled corpus by name.
+
+Bundled corpora are the ABC tune collections that ship inside music21's corpus, so nothing is
+downloaded: ``oneills`` (O'Neill's Music of Ireland, 1850) and ``ryans`` (Ryan's Mammoth
+Collection, 1883).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# name -> folder inside music21's corpus
+CORPORA = {"oneills": "oneills1850", "ryans": "ryansMammoth"}
+
+
+def corpus_files(name: str) -> list[Path]:
+    """The ABC files of a bundled corpus, in a fixed order."""
+    if name not in CORPORA:
+        raise ValueError(f"unknown corpus {name!r}; bundled corpora: {', '.join(CORPORA)}")
+    try:
+        import music21
+    except ImportError as err:  # a dependency, but say what to do if it was removed
+        raise ValueError(f"corpus {name!r} needs music21 (pip install music21)") from err
+    folder = Path(music21.__file__).parent / "corpus" / CORPORA[name]
+    files = sorted(folder.glob("*.abc"))
+    if not files:
+        raise ValueError(f"corpus {name!r}: no ABC files in {folder}")
+    return files
+
+
+def read_text_file(path: Path) -> str:
+    """Read one UTF-8 text file; binary or non-UTF-8 content is a ValueError."""
+    data = Path(path).read_bytes()
+    if b"\x00" in data[:1 << 20]:
+        raise ValueError(f"{path}: looks binary (it contains NUL bytes), expected UTF-8 text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (invalid byte at offset {err.start})") from err
+
+
+def is_source_name(source: str) -> bool:
+    return source in CORPORA and not Path(source).exists()
+
+
+def load_text(source: str | Path) -> str:
+    """The text of a file, of every file under a folder (sorted, hidden ones skipped), or of a
+    bundled corpus. Raises FileNotFoundError for a missing path and ValueError for an empty,
+    binary or non-UTF-8 one."""
+    source = str(source)
+    if is_source_name(source):
+        files = corpus_files(source)
+    else:
+        path = Path(source)
+        if not path.exists():
+            hint = f" (bundled corpora: {', '.join(CORPORA)})" if "/" not in source else ""
+            raise FileNotFoundError(f"{source}: no such file or folder{hint}")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not files:
+                raise ValueError(f"{source}: the folder has no files")
+        else:
+            files = [path]
+    text = "\n".join(read_text_file(f) for f in files)
+    if not text.strip():
+        raise ValueError(f"{source}: empty (no text to learn from)")
+    return text
+
+
+def to_tensor(ids: np.ndarray) -> torch.Tensor:
+    """One compact token tensor (int16 or int32); batches are cast to int64 as they are cut."""
+    return torch.from_numpy(np.ascontiguousarray(ids))
+
+
+def split_tokens(tokens: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train/validation split by one contiguous block: the last ``val_fraction`` validates.
+
+    Never random windows drawn from the whole text: overlapping windows would put the same
+    characters in both splits.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    cut = int(round(len(tokens) * (1.0 - val_fraction)))
+    return tokens[:cut], tokens[cut:]

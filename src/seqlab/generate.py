@@ -1,0 +1,103 @@
+"""Stateful sampling from a language model: the prompt is read once, then one step per token.
+
+The recurrent state is carried from step to step, so producing N tokens costs N model steps;
+the prefix is never run again. Several samples are drawn in parallel as one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from seqlab.data.vocab import Vocab, check_prompt
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingConfig:
+    temperature: float = 1.0  # divides the logits; < 1 sharpens, > 1 flattens
+    top_k: int = 0  # keep the k most likely tokens (0: all)
+    top_p: float = 1.0  # keep the smallest set whose probability reaches p (1: all)
+    greedy: bool = False  # always take the most likely token
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def filter_logits(logits: Tensor, config: SamplingConfig) -> Tensor:
+    """Temperature, top-k and top-p (nucleus) filtering of (B, V) logits; removed ones are -inf."""
+    logits = logits / config.temperature
+    if config.top_k and config.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the tokens ranked above it already reach top_p
+        drop = probs.cumsum(-1) - probs >= config.top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def next_tokens(logits: Tensor, config: SamplingConfig, generator: torch.Generator) -> Tensor:
+    """(B, V) logits of the last step -> (B,) sampled ids."""
+    if config.greedy:
+        return logits.argmax(-1)
+    probs = filter_logits(logits.float(), config).softmax(-1)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+
+
+@torch.no_grad()
+def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: SamplingConfig,
+               num_samples: int = 1, seed: int | None = None) -> Tensor:
+    """(num_samples, length) new token ids following ``prompt_ids`` (P,) int64, P >= 1."""
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    if prompt_ids.numel() == 0:
+        raise ValueError("the prompt must hold at least one token")
+    generator = torch.Generator()
+    generator.manual_seed(seed if seed is not None else torch.seed())
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    tokens = prompt_ids.to(device).expand(num_samples, -1)  # (N, P)
+    logits, state = model(tokens)  # the prompt, once
+    out = torch.empty(num_samples, length, dtype=torch.long, device=device)
+    for t in range(length):
+        token = next_tokens(logits[:, -1], config, generator)  # (N,)
+        out[:, t] = token
+        logits, state = model(token[:, None], state)  # one step, state carried
+    model.train(was_training)
+    return out
+
+
+def default_prompt(vocab: Vocab) -> str:
+    """What to start from when the user gives no prompt: a newline when there is one."""
+    if vocab.kind == "bpe":
+        return "\n"
+    return "\n" if "\n" in vocab.tokens else vocab.tokens[0]
+
+
+def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: int = 500,
+             num_samples: int = 1, seed: int | None = None, **sampling) -> list[str]:
+    """Sample ``num_samples`` continuations of ``prompt`` (text) of ``length`` tokens each.
+
+    Keyword arguments are those of :class:`SamplingConfig`. Returns the prompt followed by the
+    generated text, one string per sample. Raises ValueError for a prompt with symbols outside
+    the vocabulary, naming them.
+    """
+    config = SamplingConfig(**sampling)
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    given = prompt if prompt else default_prompt(vocab)
+    check_prompt(vocab, given)
+    prompt_ids = torch.as_tensor(vocab.encode(given).astype("int64"))
+    ids = sample_ids(model, prompt_ids, length, config, num_samples, seed)
+    prefix = prompt or ""
+    return [prefix + vocab.decode(row.tolist()) for row in ids]

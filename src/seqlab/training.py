@@ -1,0 +1,243 @@
+"""The training loop: backpropagation through time with the guards a long run needs.
+
+One step: a chunk from the task, forward with the carried (detached) state, the loss averaged
+over the chunk's tokens, backward through the chunk's time steps, the global gradient norm
+measured before clipping, clipping by norm or by value, a non-finite guard, an optimiser step
+with warmup + cosine learning rate. Evaluation every ``eval_every`` steps keeps the best weights;
+``last/`` holds everything needed to resume exactly where the run stopped.
+
+The trainer knows tasks and run directories only through their methods; it prints nothing and
+reports through ``on_event(kind, record)`` with kind ``log``, ``eval`` or ``stop``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from seqlab.checkpoint import RunDir
+from seqlab.config import TrainConfig
+from seqlab.recurrent import State
+
+log = logging.getLogger(__name__)
+Event = Callable[[str, dict[str, Any]], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available here")
+    return torch.device(name)
+
+
+def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    lr, wd = config.lr, config.weight_decay
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``decay_steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    horizon = (config.decay_steps or config.max_steps) - config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, horizon))
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def clip_gradients(params: list[Tensor], config: TrainConfig) -> float:
+    """Clip in place; return the global L2 norm measured *before* clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads)
+    if config.clip_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, config.clip_norm, norm)
+    elif config.clip_value > 0:
+        torch.nn.utils.clip_grad_value_(params, config.clip_value)
+    return float(norm)
+
+
+@dataclass
+class Summary:
+    steps: int
+    best_val_loss: float
+    stop_reason: str  # max_steps | time_budget | early_stop | interrupted
+    skipped_steps: int
+    elapsed_s: float
+
+
+class Trainer:
+    """Train ``model`` on ``task``, writing to ``run`` (or nowhere when run is None)."""
+
+    def __init__(self, model: nn.Module, task, config: TrainConfig, run: RunDir | None = None,
+                 on_event: Event | None = None, device: torch.device | str = "cpu",
+                 stop: threading.Event | None = None) -> None:
+        self.model, self.task, self.config, self.run = model, task, config, run
+        self.device = torch.device(device)
+        self.on_event = on_event or (lambda kind, record: None)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, config)
+        self.step = 0
+        self.state: State | None = None  # carried across chunks (TBPTT)
+        self.best_val = math.inf
+        self.evals_since_best = 0
+        self.bad_in_row = 0
+        self.skipped = 0
+        self.elapsed = 0.0  # training seconds over all sessions of this run
+        self.window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
+        self.stop = stop or threading.Event()  # set it to end after the current step
+        self._evaluated_step = -1
+
+    # main loop -------------------------------------------------------------------------
+    def fit(self) -> Summary:
+        config, started = self.config, time.perf_counter()
+        session_start_elapsed = self.elapsed
+        self.model.train()
+        reason = "max_steps"
+        while self.step < config.max_steps:
+            if self.stop.is_set():
+                reason = "interrupted"
+                break
+            if config.time_budget and self.elapsed - session_start_elapsed >= config.time_budget:
+                reason = "time_budget"
+                break
+            t0 = time.perf_counter()
+            self._train_step()
+            self.elapsed += time.perf_counter() - t0
+            if self.step % config.log_every == 0:
+                self._log()
+            if self.step % config.eval_every == 0 and self._evaluate_and_save():
+                reason = "early_stop"
+                break
+        if self._evaluated_step != self.step:
+            self._evaluate_and_save()
+        summary = Summary(self.step, self.best_val, reason, self.skipped,
+                          time.perf_counter() - started)
+        self.on_event("stop", vars(summary))
+        return summary
+
+    def _train_step(self) -> None:
+        chunk = self.task.train_batch(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, state, tokens = self.task.loss(self.model, chunk, self.state)
+        loss.backward()
+        grad_norm = clip_gradients(self.params, self.config)
+        loss = loss.item()
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self._skip(loss, grad_norm)
+            return
+        self.bad_in_row = 0
+        lr = learning_rate(self.step, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.state = state
+        self.step += 1
+        self.window["loss"] += loss
+        self.window["steps"] += 1
+        self.window["tokens"] += tokens
+        self.window["grad_norm"] = grad_norm
+        self.window["lr"] = lr
+
+    def _skip(self, loss: float, grad_norm: float) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state = None  # a non-finite state would poison every later chunk
+        self.skipped += 1
+        self.bad_in_row += 1
+        log.warning("step %d skipped: loss %s, gradient norm %s", self.step, loss, grad_norm)
+        if self.bad_in_row >= self.config.max_bad_steps:
+            raise TrainingDiverged(
+                f"training diverged: {self.bad_in_row} consecutive steps with a non-finite loss "
+                f"or gradient at step {self.step}; the last good checkpoint is kept. Try a "
+                "lower --lr or --clip-norm")
+        # the data position moves on so the same bad chunk is not retried forever
+        self.step += 1
+
+    def _log(self) -> None:
+        w = self.window
+        if not w["steps"]:
+            return
+        seconds = self.elapsed - w.get("since", 0.0)
+        record = {"step": self.step, "loss": w["loss"] / w["steps"], "lr": w["lr"],
+                  "grad_norm": w["grad_norm"], "tokens_per_s": w["tokens"] / max(seconds, 1e-9),
+                  "elapsed_s": round(self.elapsed, 3), "skipped": self.skipped}
+        self.window = {"loss": 0.0, "steps": 0, "tokens": 0, "since": self.elapsed}
+        if self.run is not None:
+            self.run.append_metrics(record)
+        self.on_event("log", record)
+
+    def _evaluate_and_save(self) -> bool:
+        """Evaluate, keep the best weights, save last/; True when early stopping triggers."""
+        metrics = self.task.evaluate(self.model)
+        self.model.train()
+        val = metrics["val_loss"]
+        improved = val < self.best_val
+        if improved:
+            self.best_val, self.evals_since_best = val, 0
+        else:
+            self.evals_since_best += 1
+        record = {"step": self.step, **metrics, "best_val_loss": self.best_val,
+                  "elapsed_s": round(self.elapsed, 3)}
+        if self.run is not None:
+            if improved:
+                self.run.save_weights(self.model)
+            self.run.append_metrics(record)
+            self.run.save_weights(self.model, last=True)
+            self.run.save_trainer_state(self.state_dict())
+        self._evaluated_step = self.step
+        self.on_event("eval", record)
+        patience = self.config.patience
+        return bool(patience) and self.evals_since_best >= patience
+
+    # resumable state -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        carried = self.state
+        if isinstance(carried, tuple):
+            carried = list(carried)
+        return {
+            "step": self.step, "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "carried": carried, "best_val": self.best_val,
+            "evals_since_best": self.evals_since_best, "skipped": self.skipped,
+            "elapsed": self.elapsed, "window": dict(self.window),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        carried = state["carried"]
+        if isinstance(carried, list):
+            carried = tuple(c.to(self.device) for c in carried)
+        elif carried is not None:
+            carried = carried.to(self.device)
+        self.state = carried
+        self.best_val = float(state["best_val"])
+        self.evals_since_best = int(state["evals_since_best"])
+        self.skipped = int(state["skipped"])
+        self.elapsed = float(state["elapsed"])
+        self.window = dict(state["window"])
+        self._evaluated_step = self.step
