@@ -1,0 +1,88 @@
+"""Character-level tiny Shakespeare: best validation loss within a wall-time budget.
+
+Trains seqlab's LSTM language model on ../shared/data/tinyshakespeare.txt (last 10% validates,
+one contiguous block, as nanoGPT does) and records validation loss against wall time, as JSON
+and as a PNG. Goal: best validation loss <= 1.55 nats/char within 15 minutes on a 2-core CPU.
+For scale (ANCHORS.md): nanoGPT's small CPU recipe reaches 1.88 in about 3 minutes on a laptop,
+its GPU recipe 1.47.
+
+    python benchmarks/shakespeare.py [--budget 900] [--out benchmarks/out/shakespeare]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import seqlab
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+CONFIG = dict(model="lstm", embedding_size=64, hidden_size=512, num_layers=1, dropout=0.1,
+              seq_len=128, batch_size=32, lr=3e-3, warmup_steps=100, max_steps=3600,
+              clip_norm=1.0, eval_every=150, log_every=50, patience=6, seed=0)
+
+
+def plot(curve: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot([c["wall_s"] / 60 for c in curve], [c["val_loss"] for c in curve], "o-",
+            label="seqlab LSTM 512 (validation)")
+    for y, text, style in ((1.55, "goal 1.55", "--"), (1.88, "nanoGPT CPU recipe 1.88", ":"),
+                           (1.4697, "nanoGPT GPU recipe 1.47", ":")):
+        ax.axhline(y, linestyle=style, color="grey", linewidth=1)
+        ax.text(0.1, y + 0.01, text, color="grey", fontsize=8)
+    ax.set_xlabel("wall time (minutes, 2-core CPU)")
+    ax.set_ylabel("validation loss (nats/char)")
+    ax.set_title("tiny Shakespeare, character level")
+    ax.set_ylim(1.3, max(2.6, min(4.5, max(c["val_loss"] for c in curve))))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=900.0,
+                        help="wall-clock seconds of training (default 900)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/shakespeare"),
+                        help="where the run, curve.json and curve.png go")
+    args = parser.parse_args()
+    if not DATA.exists():
+        raise SystemExit(f"missing {DATA}")
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    args.out.mkdir(parents=True)
+    curve, start = [], time.perf_counter()
+
+    def on_event(kind: str, record: dict) -> None:
+        if kind == "eval":
+            curve.append({"wall_s": time.perf_counter() - start, "step": record["step"],
+                          "val_loss": record["val_loss"]})
+            print(f"{curve[-1]['wall_s']:7.0f}s step {record['step']:5d} "
+                  f"val {record['val_loss']:.4f}", flush=True)
+
+    result = seqlab.train(str(DATA), out=args.out / "run", on_event=on_event,
+                          time_budget=args.budget, **CONFIG)
+    wall = time.perf_counter() - start
+    best = min(c["val_loss"] for c in curve)
+    summary = {"best_val_loss": best, "steps": result.summary.steps,
+               "stop_reason": result.summary.stop_reason, "wall_s": wall, "config": CONFIG,
+               "budget_s": args.budget, "goal_met": best <= 1.55, "curve": curve}
+    (args.out / "curve.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(curve, args.out / "curve.png")
+    print(f"best validation loss {best:.4f} nats/char after {result.summary.steps} steps, "
+          f"{wall:.0f} s wall ({result.summary.stop_reason}); goal <= 1.55: "
+          f"{'met' if best <= 1.55 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
