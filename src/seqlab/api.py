@@ -71,7 +71,11 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     without, nothing touches the disk. Setting ``stop`` ends training after the current step,
     with ``last/`` saved (the CLI sets it on Ctrl-C).
     """
-    model_config, train_config = split_keys(keys)
+    family = family_for(source, keys)
+    if family is not None:
+        return family.train(source, out=out, on_event=on_event, stop=stop, **keys)
+    configs = split_keys(keys)
+    model_config, train_config = configs[ModelConfig], configs[TrainConfig]
     data = load_data(source, train_config)
     model_config = dataclasses.replace(model_config, vocab_size=data.vocab.size)
     torch.manual_seed(train_config.seed)
@@ -83,12 +87,42 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     return _fit(model, data, train_config, run, on_event, None, stop)
 
 
+# Task families other than the language model, by the "task" they write in config.json. Each
+# module provides claims(source, keys) -> bool, train(source, out, on_event, stop, **keys) ->
+# TrainResult, resume(out, on_event, stop, **overrides), evaluate(run_dir, source, device) ->
+# dict, and load(run_dir, device) -> LoadedRun. They are imported only when used.
+FAMILIES: dict[str, str] = {}
+
+
+def family_module(task: str):
+    import importlib
+
+    if task not in FAMILIES:
+        raise ValueError(f"unknown task {task!r}")
+    return importlib.import_module(FAMILIES[task])
+
+
+def family_for(source: str | Path, keys: dict[str, Any]):
+    """The family module that claims this source and keys, or None for a language model."""
+    for task in FAMILIES:
+        module = family_module(task)
+        if module.claims(str(source), keys):
+            return module
+    return None
+
+
+def task_of(run_dir: str | Path) -> str:
+    return RunDir(run_dir).read_config().get("task", "lm")
+
+
 def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
            **overrides: Any) -> TrainResult:
     """Continue a stopped run from its ``last/`` checkpoint.
 
     Only ``max_steps``, ``time_budget`` and ``device`` may change; the rest is the run's own.
     """
+    if (task := task_of(out)) != "lm":
+        return family_module(task).resume(out, on_event=on_event, stop=stop, **overrides)
     allowed = {"max_steps", "time_budget", "device"}
     if extra := sorted(set(overrides) - allowed):
         raise ValueError(f"a resumed run keeps its config; cannot change: {', '.join(extra)}")
@@ -130,7 +164,12 @@ def run_config(model: ModelConfig, train: TrainConfig, data: TextData) -> dict[s
 
 
 def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto") -> dict[str, Any]:
-    """Loss (nats per token), perplexity and bits per character of a run on a text source."""
+    """Loss (nats per token), perplexity and bits per character of a run on a text source.
+
+    For runs of other task families, that family's metrics.
+    """
+    if (task := task_of(run_dir)) != "lm":
+        return family_module(task).evaluate(run_dir, source, device)
     loaded = load_run(run_dir, resolve_device(device))
     text = load_text(source)
     tokens = to_tensor(loaded.vocab.encode(text))

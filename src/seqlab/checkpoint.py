@@ -153,7 +153,7 @@ class RunDir:
 @dataclass
 class LoadedRun:
     model: nn.Module
-    vocab: Vocab
+    vocab: Vocab | Any  # a family may hold several (source and target vocabularies)
     config: dict[str, Any]
     run: RunDir
 
@@ -164,6 +164,10 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", last: bool = 
 
     run = RunDir(path)
     config = run.read_config()
+    if config.get("task", "lm") != "lm":
+        from seqlab.api import family_module
+
+        return family_module(config["task"]).load(path, device)
     vocab = run.vocab()
     model_config = run.model_config()
     if model_config.vocab_size != vocab.size:

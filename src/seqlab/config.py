@@ -23,11 +23,15 @@ def opt(default, help: str, **extra):
     return field(default=default, metadata={"help": help, **extra})
 
 
+# the names of models/MODELS (config cannot import the models; a test keeps the two equal)
+MODEL_NAMES = ("rnn", "irnn", "lstm", "gru")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """What to build. ``vocab_size`` comes from the data, not from the user."""
 
-    model: str = opt("lstm", "architecture", choices=("rnn", "irnn", "lstm", "gru"))
+    model: str = opt("lstm", "architecture", choices=MODEL_NAMES)
     embedding_size: int = opt(64, "size E of the token embedding", positive=True)
     hidden_size: int = opt(256, "size H of each recurrent layer's state", positive=True)
     num_layers: int = opt(1, "number of stacked recurrent layers", positive=True)
@@ -103,7 +107,9 @@ def validate(config) -> None:
             raise ValueError(f"{f.name} must be < {meta['below']}, got {value}")
 
 
-CONFIG_CLASSES = (ModelConfig, TrainConfig)
+# Every config class whose fields are user keys (flags, TOML, config.json). A task family with
+# keys of its own adds its dataclass here; field names must be unique across all classes.
+CONFIG_CLASSES: list[type] = [ModelConfig, TrainConfig]
 
 
 def cli_fields():
@@ -111,8 +117,11 @@ def cli_fields():
     return [(f, cls) for cls in CONFIG_CLASSES for f in fields(cls) if f.metadata.get("cli", True)]
 
 
-def split_keys(values: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
-    """Build both configs from one flat dict of keys; unknown keys are errors."""
+def split_keys(values: dict[str, Any]) -> dict[type, Any]:
+    """Build every config class from one flat dict of keys; unknown keys are errors.
+
+    Returns {class: instance}, e.g. ``configs[ModelConfig].hidden_size``.
+    """
     known = {f.name: cls for f, cls in cli_fields()}
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -122,7 +131,7 @@ def split_keys(values: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
         if f.name in parts[cls] and f.type == "float" and isinstance(parts[cls][f.name], int):
             parts[cls][f.name] = float(parts[cls][f.name])
     check_types(values)
-    return ModelConfig(**parts[ModelConfig]), TrainConfig(**parts[TrainConfig])
+    return {cls: cls(**parts[cls]) for cls in CONFIG_CLASSES}
 
 
 def check_types(values: dict[str, Any]) -> None:
