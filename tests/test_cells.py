@@ -15,6 +15,9 @@ from torch.testing import assert_close
 from reference import GRU_GATES, LSTM_GATES, ref_gru_step, ref_lstm_step, ref_rnn_step
 from seqlab.cells import GRUCell, LSTMCell, RNNCell
 
+# tiny tensors: one thread avoids oversubscribing two shared cores (see conftest.py)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 I, H, B = 3, 5, 4
 
 # name -> (seqlab cell, torch.nn twin); both take (input_size, hidden_size, bias=...)

@@ -80,7 +80,7 @@ class _Cell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{type(self).__name__}: {name} must be a positive int, got {value!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size

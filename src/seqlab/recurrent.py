@@ -78,7 +78,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"Recurrent: unknown cell {cell!r}; choose from {', '.join(CELLS)}")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Recurrent: {name} must be a positive int, got {value!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Recurrent: dropout must be in [0, 1), got {dropout}")
@@ -153,12 +153,14 @@ class Recurrent(nn.Module):
                 raise ValueError(f"Recurrent: lengths must lie in [1, {x.shape[1]}], got "
                                  f"{int(lengths.min())}..{int(lengths.max())}")
         if state is not None:
-            h = state[0] if self.cell == "lstm" else state
+            if (self.cell == "lstm") != isinstance(state, tuple):
+                raise TypeError(f"Recurrent: a {self.cell} state is "
+                                f"{'a tuple (h, c)' if self.cell == 'lstm' else 'one tensor h'}")
             want = (self.num_layers, x.shape[0], self.hidden_size)
-            if self.cell == "lstm" and not isinstance(state, tuple):
-                raise TypeError("Recurrent: an LSTM state is a tuple (h, c)")
-            if tuple(h.shape) != want:
-                raise ValueError(f"Recurrent: expected a state of shape {want}, got {tuple(h.shape)}")
+            for part in state if isinstance(state, tuple) else (state,):
+                if tuple(part.shape) != want:
+                    raise ValueError(f"Recurrent: expected a state of shape {want}, "
+                                     f"got {tuple(part.shape)}")
 
     def _fused(self, x: Tensor, state: State | None, lengths: Tensor | None
                ) -> tuple[Tensor, State]:
@@ -179,6 +181,8 @@ class Recurrent(nn.Module):
         alive = None if lengths is None else (
             torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]
         ).unsqueeze(-1)
+        if alive is not None:  # padding never enters the graph, even NaN (0 * NaN is NaN)
+            x = torch.where(alive.transpose(0, 1), x, torch.zeros((), dtype=x.dtype))
         gate_names = GATE_NAMES.get(self.cell, ())
         trace = Trace(output=x, state=state, h=[], c=[] if c0 is not None else None,
                       gates={g: [] for g in gate_names})
