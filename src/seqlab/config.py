@@ -24,7 +24,7 @@ def opt(default, help: str, **extra):
 
 
 # the names of models/MODELS (config cannot import the models; a test keeps the two equal)
-MODEL_NAMES = ("rnn", "irnn", "lstm", "gru")
+MODEL_NAMES = ("rnn", "irnn", "lstm", "gru", "window-mlp", "bow")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +39,10 @@ class ModelConfig:
                          minimum=0.0, below=1.0)
     tie_weights: bool = opt(False, "share the embedding matrix with the output head (needs E == H)")
     forget_bias: float = opt(1.0, "LSTM forget-gate bias at initialisation (b_if + b_hf)")
+    window: int = opt(2, "window-mlp: tokens n it sees (its parameters grow with n: no sharing "
+                      "across positions)", positive=True)
+    bow_mode: str = opt("mean", "bow: mean of the history's embeddings, or log(1 + count) of "
+                        "each token so far", choices=("mean", "counts"))
     vocab_size: int = field(default=0, metadata={"cli": False})
 
     def __post_init__(self) -> None:

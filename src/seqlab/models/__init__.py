@@ -12,6 +12,7 @@ from collections.abc import Callable
 from torch import nn
 
 from seqlab.config import ModelConfig
+from seqlab.models.baselines import BaselineLM
 from seqlab.models.lm import RecurrentLM
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
@@ -19,6 +20,8 @@ MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "irnn": RecurrentLM,
     "lstm": RecurrentLM,
     "gru": RecurrentLM,
+    "window-mlp": BaselineLM,
+    "bow": BaselineLM,
 }
 
 
