@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from seqlab import __version__
 from seqlab.checkpoint import RunDir, load_run
 from seqlab.config import ModelConfig, TrainConfig, split_keys, to_dict
+from seqlab.data.abc import is_abc_source, join_tunes, load_tunes, split_train_val
 from seqlab.data.text import load_text, split_tokens, to_tensor
 from seqlab.data.vocab import Vocab, build_vocab
 from seqlab.models import build_model
@@ -45,13 +46,34 @@ class TextData:
 
 def load_data(source: str | Path, config: TrainConfig | None = None,
               vocab: Vocab | None = None) -> TextData:
-    """Read a file, folder or bundled corpus; build (or reuse) the vocabulary; split it."""
+    """Read a file, folder or bundled corpus; build (or reuse) the vocabulary; split it.
+
+    ABC sources (a bundled corpus, ``.abc`` files) split by whole tunes, see
+    :func:`load_tune_data`; other text by one contiguous block.
+    """
     config = config or TrainConfig()
+    if is_abc_source(source):
+        return load_tune_data(source, config, vocab)
     text = load_text(source)
     vocab = vocab or build_vocab(text, config.tokenizer, config.bpe_vocab_size)
     tokens = to_tensor(vocab.encode(text))
     chars_per_token = len(text) / max(len(tokens), 1)
     train_tokens, val_tokens = split_tokens(tokens, config.val_fraction)
+    return TextData(str(source), vocab, train_tokens, val_tokens, chars_per_token)
+
+
+def load_tune_data(source: str | Path, config: TrainConfig, vocab: Vocab | None = None
+                   ) -> TextData:
+    """ABC tunes, normalised, split train/validation by whole tunes drawn with ``config.seed``;
+    each split is one stream of whole tunes, each followed by its end marker (a blank line), so
+    TBPTT streams read tunes whole and in order and learn where a tune ends."""
+    train, val = split_train_val(load_tunes(source), config.val_fraction, config.seed)
+    train_text, val_text = join_tunes(train), join_tunes(val)
+    vocab = vocab or build_vocab(train_text + val_text, config.tokenizer, config.bpe_vocab_size)
+    train_tokens = to_tensor(vocab.encode(train_text))
+    val_tokens = to_tensor(vocab.encode(val_text))
+    chars = len(train_text) + len(val_text)
+    chars_per_token = chars / max(len(train_tokens) + len(val_tokens), 1)
     return TextData(str(source), vocab, train_tokens, val_tokens, chars_per_token)
 
 
@@ -80,18 +102,19 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     model_config = dataclasses.replace(model_config, vocab_size=data.vocab.size)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
+    task = make_task(data, train_config)  # every check on the data before anything is written
     run = RunDir.create(out) if out is not None else None
     if run is not None:
         data.vocab.save(run.path)
         run.write_config(run_config(model_config, train_config, data))
-    return _fit(model, data, train_config, run, on_event, None, stop)
+    return _fit(model, task, data.vocab, train_config, run, on_event, None, stop)
 
 
 # Task families other than the language model, by the "task" they write in config.json. Each
 # module provides claims(source, keys) -> bool, train(source, out, on_event, stop, **keys) ->
 # TrainResult, resume(out, on_event, stop, **overrides), evaluate(run_dir, source, device) ->
 # dict, and load(run_dir, device) -> LoadedRun. They are imported only when used.
-FAMILIES: dict[str, str] = {}
+FAMILIES: dict[str, str] = {"seq2seq": "seqlab.seq2seq_task"}
 
 
 def family_module(task: str):
@@ -132,22 +155,28 @@ def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event
     train_config = dataclasses.replace(run.train_config(), **overrides)
     vocab = run.vocab()
     data = load_data(config["data"]["source"], train_config, vocab=vocab)
+    task = make_task(data, train_config)
     state = run.load_trainer_state()
     model = build_model(model_config)
     run.load_weights(model, last=True)
     if overrides:
         run.write_config({**config, "train": to_dict(train_config)})
     run.truncate_metrics(int(state["step"]))
-    return _fit(model, data, train_config, run, on_event, state, stop)
+    return _fit(model, task, vocab, train_config, run, on_event, state, stop)
 
 
-def _fit(model: nn.Module, data: TextData, config: TrainConfig, run: RunDir | None,
-         on_event: Event | None, resume_state: dict | None,
-         stop: threading.Event | None) -> TrainResult:
-    device = resolve_device(config.device)
-    model.to(device)
+def make_task(data: TextData, config: TrainConfig) -> LanguageModelTask:
+    """The language-model task on the device the config names; raises on data too short."""
     task = LanguageModelTask(data.train_tokens, data.val_tokens, config, data.chars_per_token)
-    task.device = device
+    task.device = resolve_device(config.device)
+    return task
+
+
+def _fit(model: nn.Module, task: LanguageModelTask, vocab: Vocab, config: TrainConfig,
+         run: RunDir | None, on_event: Event | None, resume_state: dict | None,
+         stop: threading.Event | None) -> TrainResult:
+    device = task.device
+    model.to(device)
     trainer = Trainer(model, task, config, run, on_event, device, stop)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
@@ -155,7 +184,7 @@ def _fit(model: nn.Module, data: TextData, config: TrainConfig, run: RunDir | No
     if run is not None:
         run.load_weights(model)  # hand back the best weights, not the last
     model.eval()
-    return TrainResult(model, data.vocab, summary, run)
+    return TrainResult(model, vocab, summary, run)
 
 
 def run_config(model: ModelConfig, train: TrainConfig, data: TextData) -> dict[str, Any]:
@@ -171,7 +200,7 @@ def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto") -> d
     if (task := task_of(run_dir)) != "lm":
         return family_module(task).evaluate(run_dir, source, device)
     loaded = load_run(run_dir, resolve_device(device))
-    text = load_text(source)
+    text = join_tunes(load_tunes(source)) if is_abc_source(source) else load_text(source)
     tokens = to_tensor(loaded.vocab.encode(text))
     train = loaded.run.train_config()
     nats, count = evaluate_tokens(loaded.model, tokens, train.batch_size, train.seq_len,

@@ -182,6 +182,18 @@ def add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed: repeats a sample exactly")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
                    help="where to run the model (default: cpu)")
+    tunes = p.add_argument_group("tunes (runs trained on ABC)")
+    tunes.add_argument("--tunes", type=int, metavar="N", help="sample N whole tunes, each to "
+                       "its end marker (a blank line) or --max-tune-length, and write them to "
+                       "--out with MIDI, WAV, SVG and tunes.json (validity and novelty)")
+    tunes.add_argument("--out", metavar="DIR", help="folder for --tunes (must not exist or be "
+                       "empty)")
+    tunes.add_argument("--max-tune-length", type=int, default=2000, metavar="N",
+                       help="length cap of one tune, in tokens (default: 2000)")
+    tunes.add_argument("--near-copy-bars", type=int, default=8, metavar="N",
+                       help="a tune sharing a run of N bars with a training tune is a "
+                            "near-copy (default: 8)")
+
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -191,6 +203,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
     if args.length < 1 or args.num_samples < 1:
         raise UsageError("--length and --num-samples must be positive")
+    if args.tunes is not None or args.out is not None:
+        return run_generate_tunes(args)
     loaded = load_run(args.run, resolve_device(args.device))
     samples = generate(loaded.model, loaded.vocab, args.prompt, args.length, args.num_samples,
                        args.seed, temperature=args.temperature, top_k=args.top_k,
@@ -200,6 +214,43 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"--- sample {k + 1} ---")
         print(text)
     return 0
+
+def run_generate_tunes(args: argparse.Namespace) -> int:
+    from seqlab import music
+    from seqlab.checkpoint import load_run
+    from seqlab.training import resolve_device
+
+    if args.tunes is None or args.out is None:
+        raise UsageError("--tunes N and --out DIR go together")
+    if args.tunes < 1 or args.max_tune_length < 1 or args.near_copy_bars < 1:
+        raise UsageError("--tunes, --max-tune-length and --near-copy-bars must be positive")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} already exists and is not empty; choose another --out")
+    loaded = load_run(args.run, resolve_device(args.device))
+    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    greedy=args.greedy)
+    tunes = music.generate_tunes(loaded.model, loaded.vocab, args.tunes, args.prompt,
+                                 args.max_tune_length, args.seed, **sampling)
+    training = music.training_tunes(args.run)
+    if training is None:
+        print("seqlab: no novelty check: the run's training tunes are not readable "
+              f"({loaded.config['data']['source']})", file=sys.stderr)
+    settings = {"run": str(args.run), "seed": args.seed, "prompt": args.prompt,
+                "max_tune_length": args.max_tune_length, **sampling}
+    report = music.write_tunes(tunes, out, training, args.near_copy_bars, settings)
+    for line in report["missing_tools"]:
+        print(f"seqlab: {line}", file=sys.stderr)
+    s = report["summary"]
+    rates = ", ".join(f"{name} {s[name + '_rate']:.0%}" for name in ("headers", "music21",
+                      "abc2midi") if s[name + "_rate"] is not None)
+    copies = (f"; near-copies {s['near_copy_rate']:.0%}" if "near_copy_rate" in s else "")
+    bars = (f"; bars matching the meter {s['mean_bar_fraction']:.0%}"
+            if s["mean_bar_fraction"] is not None else "")
+    print(f"{s['tunes']} tunes in {out}: valid {s['valid_rate']:.0%} ({rates}); ended by "
+          f"the model {s['ended_rate']:.0%}{bars}{copies}; details in {out / 'tunes.json'}")
+    return 0
+
 
 
 # evaluate / info -------------------------------------------------------------------------

@@ -62,7 +62,10 @@ def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: Sampli
     if prompt_ids.numel() == 0:
         raise ValueError("the prompt must hold at least one token")
     generator = torch.Generator()
-    generator.manual_seed(seed if seed is not None else torch.seed())
+    if seed is None:
+        generator.seed()  # fresh entropy, leaving torch's global generator alone
+    else:
+        generator.manual_seed(seed)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -101,3 +104,48 @@ def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: 
     ids = sample_ids(model, prompt_ids, length, config, num_samples, seed)
     prefix = prompt or ""
     return [prefix + vocab.decode(row.tolist()) for row in ids]
+
+
+@torch.no_grad()
+def sample_until(model: nn.Module, vocab: Vocab, prompt: str, end: str, max_length: int,
+                 num_samples: int = 1, seed: int | None = None, **sampling
+                 ) -> list[tuple[str, bool]]:
+    """Sample ``num_samples`` continuations of ``prompt``, each until it writes ``end`` or
+    reaches ``max_length`` tokens, in parallel as one batch.
+
+    Returns (text, ended) per sample: the new text only, cut before the first ``end``, and
+    whether ``end`` was reached (False: cut at the length cap). The prompt is read once and
+    each step costs one model step per sample.
+    """
+    config = SamplingConfig(**sampling)
+    if max_length < 1 or num_samples < 1:
+        raise ValueError(f"max_length and num_samples must be >= 1, got {max_length} and "
+                         f"{num_samples}")
+    if not end:
+        raise ValueError("the end marker must not be empty")
+    check_prompt(vocab, prompt)
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()  # fresh entropy, leaving torch's global generator alone
+    else:
+        generator.manual_seed(seed)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    tokens = torch.as_tensor(vocab.encode(prompt).astype("int64")).to(device)
+    logits, state = model(tokens.expand(num_samples, -1))  # the prompt, once
+    rows: list[list[int]] = [[] for _ in range(num_samples)]
+    ended = [False] * num_samples
+    for _ in range(max_length):
+        token = next_tokens(logits[:, -1], config, generator)  # (N,)
+        for k, t in enumerate(token.tolist()):
+            if not ended[k]:
+                rows[k].append(t)
+                # a marker of c characters ends within the last c tokens (every token >= 1 char)
+                ended[k] = end in vocab.decode(rows[k][-len(end) - 1:])
+        if all(ended):
+            break
+        logits, state = model(token[:, None], state)  # one step, state carried
+    model.train(was_training)
+    texts = [vocab.decode(row) for row in rows]
+    return [(text.split(end, 1)[0], done) for text, done in zip(texts, ended, strict=True)]

@@ -19,9 +19,10 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved run is as readable as any file
     try:
         write(tmp)
+        # mkstemp makes 0600 (and some writers replace the file): as readable as any saved file
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -107,6 +107,8 @@ class Trainer:
         self.window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
         self.stop = stop or threading.Event()  # set it to end after the current step
         self._evaluated_step = -1
+        # optional: called with the step number before each step (diagnostics recording)
+        self.before_step: Callable[[int], None] | None = None
 
     # main loop -------------------------------------------------------------------------
     def fit(self) -> Summary:
@@ -122,8 +124,12 @@ class Trainer:
                 reason = "time_budget"
                 break
             t0 = time.perf_counter()
+            if self.before_step is not None:
+                self.before_step(self.step)
             self._train_step()
             self.elapsed += time.perf_counter() - t0
+            if self.bad_in_row:  # unchanged weights: nothing new to log, evaluate or save
+                continue
             if self.step % config.log_every == 0:
                 self._log()
             if self.step % config.eval_every == 0 and self._evaluate_and_save():
