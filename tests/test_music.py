@@ -1,0 +1,203 @@
+"""Tunes out of a model: validity checks (on real tunes and on malformed ones), bars against the
+meter, novelty, rendering with and without the Debian tools, sampling to an end marker, and the
+``seqlab generate --tunes`` command."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from seqlab import music
+from seqlab.cli import main
+from seqlab.data.abc import load_tunes
+from seqlab.data.vocab import CharVocab
+from seqlab.generate import sample_until
+
+IRISH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "irish.abc"
+HAVE_ABC2MIDI = shutil.which("abc2midi") is not None
+needs = {tool: pytest.mark.skipif(shutil.which(tool) is None,
+                                  reason=f"{tool} not installed (Debian package "
+                                         f"{music.TOOLS[tool]})") for tool in music.TOOLS}
+
+REEL = "X:1\nT:Reel\nR:reel\nM:4/4\nL:1/8\nK:D\nA|:dAFA dAFA|GBdB GBdB|ABcd efge|fdec d3:|"
+
+
+@pytest.fixture(scope="module")
+def real_tunes() -> list[str]:
+    """40 tunes chosen by a fixed seed: 15 O'Neill's, 15 Ryan's, 10 of the MIT lab's file."""
+    rng = random.Random(0)
+    tunes = rng.sample(load_tunes("oneills"), 15) + rng.sample(load_tunes("ryans"), 15)
+    if IRISH.is_file():
+        tunes += rng.sample(load_tunes(IRISH), 10)
+    return tunes
+
+
+def test_real_tunes_pass_every_check(real_tunes):
+    records = music.validate_tunes(real_tunes)
+    failed = [(r["title"], r["checks"]) for r in records if not r["valid"]]
+    assert failed == []
+    summary = music.summarise(records)
+    assert summary["headers_rate"] == summary["music21_rate"] == 1.0
+    assert summary["mean_bar_fraction"] > 0.9
+    if HAVE_ABC2MIDI:
+        assert summary["abc2midi_rate"] == 1.0
+    else:
+        assert summary["abc2midi_rate"] is None
+
+
+@pytest.mark.parametrize("tune, reason", [
+    ("T:no number\nM:4/4\nK:C\nCDEF|", "first line is not X:"),
+    ("X:1\nT:t\nL:1/8\nK:C\nCDEF|", "no M: field"),
+    ("X:1\nT:t\nM:4/4\nCDEF|", "no K: field"),
+    ("X:1\nM:4/x\nK:C\nCDEF|", "M:4/x is not a meter"),
+    ("X:1\nM:4/4\nL:1/\nK:C\nCDEF|", "L:1/ is not a unit note length"),
+])
+def test_header_check_names_what_is_wrong(tune, reason):
+    result = music.check_headers(tune)
+    assert result["ok"] is False and reason in result["reason"]
+
+
+def test_header_check_takes_the_default_unit_length():
+    assert music.check_headers("X:3\nT:t\nM:6/8\nK:G\nGAB|")["ok"] is True
+
+
+def test_malformed_tunes_are_counted_invalid_with_reasons():
+    bad = ["", "X:1\nT:empty\nM:4/4\nK:G", "X:1\nK:C\n((((]]]]|||:::", "X:z!i=\nGg2|ie&&&^^^"]
+    records = music.validate_tunes(bad)
+    assert [r["valid"] for r in records] == [False] * 4
+    for r in records:
+        assert r["checks"]["music21"]["ok"] is False and r["checks"]["music21"]["reason"]
+        if HAVE_ABC2MIDI:
+            assert r["checks"]["abc2midi"]["ok"] is False
+            assert "abc2midi wrote" in r["checks"]["abc2midi"]["reason"]
+
+
+@needs["abc2midi"]
+def test_abc2midi_exit_status_is_not_trusted():
+    """abc2midi exits 0 and writes a MIDI file for a tune without a note: not converted."""
+    record = music.validate_tunes(["X:1\nT:t\nM:4/4\nK:G\nz4|"])[0]
+    assert record["checks"]["abc2midi"] == {
+        "ok": False, "reason": "abc2midi wrote a MIDI file without notes"}
+
+
+@pytest.mark.parametrize("music_line, fraction", [
+    ("CDEF|GABc|CDE|FGAB|]", 0.75),  # the third bar is short
+    ("C|DEFG|ABcd|efg|]", 1.0),  # a pickup and a last bar that completes it
+    ("CDEF|GA:|BC|DEFG|]", 1.0),  # a bar split by a repeat
+])
+def test_bar_fraction(music_line, fraction):
+    check, score = music.parse_music21(f"X:1\nM:4/4\nL:1/4\nK:C\n{music_line}")
+    assert check["ok"] and music.bar_fraction(score) == pytest.approx(fraction)
+
+
+def test_bar_fraction_without_a_meter_is_unknown():
+    check, score = music.parse_music21("X:1\nM:none\nL:1/4\nK:C\nCDEF|GABc|")
+    assert check["ok"] and music.bar_fraction(score) is None
+
+
+def test_bars_and_novelty():
+    assert music.tune_bars(REEL) == ["A", "dAFAdAFA", "GBdBGBdB", "ABcdefge", "fdecd3"]
+    index = music.NoveltyIndex([REEL, "X:2\nT:Other\nM:4/4\nK:G\nGABc|dAFA|dAFA|"])
+    assert index.longest_shared(REEL) == (5, "Reel")
+    half = "X:9\nT:x\nM:4/4\nK:D\ncdef|GBdB GBdB|ABcd efge|gfed|"
+    assert index.longest_shared(half) == (2, "Reel")
+    assert index.longest_shared("X:9\nT:x\nM:4/4\nK:D\nz8|") == (0, None)
+    record = music.validate_tunes([REEL], index, near_copy_bars=5)[0]
+    assert record["novelty"] == {"longest_shared_bars": 5, "shared_with": "Reel",
+                                 "near_copy": True}
+
+
+def test_missing_tools_name_their_debian_packages():
+    lines = music.missing_tool_messages({"abc2midi": None, "timidity": "/x", "abcm2ps": None})
+    assert len(lines) == 2
+    assert "abc2midi not found (Debian package abcmidi" in lines[0]
+    assert "abcm2ps not found (Debian package abcm2ps" in lines[1]
+
+
+def test_without_tools_music21_writes_the_midi(tmp_path, monkeypatch):
+    monkeypatch.setattr(music, "tool_paths", lambda: dict.fromkeys(music.TOOLS))
+    tunes = [music.GeneratedTune(REEL, True), music.GeneratedTune("X:1\nnot a tune", False)]
+    report = music.write_tunes(tunes, tmp_path / "out", [REEL], near_copy_bars=5)
+    first, second = report["tunes"]
+    assert first["files"] == {"abc": "tune-001.abc", "midi": "tune-001.mid"}
+    assert (tmp_path / "out" / "tune-001.mid").stat().st_size > 0
+    assert first["valid"] and first["checks"]["abc2midi"]["ok"] is None
+    assert not second["valid"] and second["files"] == {"abc": "tune-002.abc"}
+    assert len(report["missing_tools"]) == 3
+    saved = json.loads((tmp_path / "out" / "tunes.json").read_text(encoding="utf-8"))
+    assert saved["summary"] == report["summary"]
+    assert saved["summary"]["valid_rate"] == 0.5 and saved["summary"]["near_copy_rate"] == 0.5
+    with pytest.raises(FileExistsError, match="not empty"):
+        music.write_tunes(tunes, tmp_path / "out")
+
+
+@needs["abc2midi"]
+@needs["timidity"]
+@needs["abcm2ps"]
+def test_with_tools_every_format_is_written(tmp_path):
+    report = music.write_tunes([music.GeneratedTune(REEL, True)], tmp_path / "out")
+    files = report["tunes"][0]["files"]
+    assert set(files) == {"abc", "midi", "wav", "svg"}
+    for name in files.values():
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    assert (tmp_path / "out" / files["svg"]).read_text(encoding="utf-8").lstrip().startswith("<")
+
+
+class Scripted(nn.Module):
+    """A 'model' that writes a fixed text over and over (greedy), with a dummy parameter."""
+
+    def __init__(self, vocab: CharVocab, text: str) -> None:
+        super().__init__()
+        self.script = torch.as_tensor(vocab.encode(text).astype("int64"))
+        self.size = vocab.size
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, tokens, state=None):
+        step = (0 if state is None else state) + tokens.shape[1]  # tokens read so far
+        logits = torch.full((tokens.shape[0], tokens.shape[1], self.size), -10.0)
+        logits[:, -1, self.script[step % len(self.script)]] = 10.0  # the script's next one
+        return logits, step
+
+
+def test_sample_until_cuts_at_the_end_marker_or_the_cap():
+    vocab = CharVocab(list("X:1\nKC abc|"))
+    model = Scripted(vocab, "X:1\nK:C\nabc|\n\n")
+    (text, ended), = sample_until(model, vocab, "X:", "\n\n", 100, greedy=True)
+    assert (text, ended) == ("1\nK:C\nabc|", True)
+    (text, ended), = sample_until(model, vocab, "X:", "\n\n", 4, greedy=True)
+    assert (text, ended) == ("1\nK:", False)
+    with pytest.raises(ValueError, match="end marker"):
+        sample_until(model, vocab, "X:", "", 4)
+
+
+def test_generate_tunes_command(tmp_path, capsys, single_thread):
+    tunes = [f"X:{k}\nT:T{k}\nM:4/4\nL:1/8\nK:D\n|:dAFA dAFA|GBdB GBdB|ABcd efge|fdec d4:|"
+             for k in range(12)]
+    source = tmp_path / "tunes.abc"
+    source.write_text("\n\n".join(tunes) + "\n", encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(source), "--out", str(run), "--hidden-size", "16",
+                 "--embedding-size", "8", "--seq-len", "16", "--batch-size", "4",
+                 "--max-steps", "4", "--eval-every", "4", "--device", "cpu", "--quiet"]) == 0
+    out = tmp_path / "gen"
+    code = main(["generate", str(run), "--tunes", "3", "--out", str(out), "--seed", "0",
+                 "--max-tune-length", "120"])
+    out_text, err = capsys.readouterr()
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.abc")) == [f"tune-00{k}.abc" for k in (1, 2, 3)]
+    report = json.loads((out / "tunes.json").read_text(encoding="utf-8"))
+    assert len(report["tunes"]) == 3 and report["novelty_against"] == 11
+    for record in report["tunes"]:
+        assert {"title", "key", "meter", "length", "checks", "valid", "bar_fraction",
+                "novelty", "ended"} <= set(record)
+    assert "3 tunes in" in out_text and "valid" in out_text
+    assert main(["generate", str(run), "--tunes", "3", "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["generate", str(run), "--tunes", "3"]) == 2
+    assert "--tunes N and --out DIR go together" in capsys.readouterr().err
