@@ -192,3 +192,18 @@ def test_unseeded_generate_leaves_the_global_rng_reproducible():
         seqlab.generate(model, vocab, prompt="a", length=3)
         draws.append(torch.rand(4))
     assert torch.equal(draws[0], draws[1])
+
+
+def test_word_vocabulary_never_samples_unk():
+    from seqlab.config import ModelConfig
+    from seqlab.data.vocab import UNK, WordVocab
+    from seqlab.models import build_model
+
+    vocab = WordVocab.build("the cat sat on the mat")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(model="gru", embedding_size=4, hidden_size=8,
+                                    vocab_size=vocab.size))
+    with torch.no_grad():  # make <unk> by far the most likely token
+        model.to_logits.bias[vocab.index[UNK]] = 50.0
+    text = seqlab.generate(model, vocab, prompt="the", length=200, seed=0)[0]
+    assert UNK not in text

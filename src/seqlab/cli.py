@@ -195,7 +195,6 @@ def add_generate(p: argparse.ArgumentParser) -> None:
                             "near-copy (default: 8)")
 
 
-
 def run_generate(args: argparse.Namespace) -> int:
     from seqlab.checkpoint import load_run
     from seqlab.generate import generate
@@ -203,6 +202,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
     if args.length < 1 or args.num_samples < 1:
         raise UsageError("--length and --num-samples must be positive")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise UsageError(f"--seed must be in [0, 2^63), got {args.seed}")
     if args.tunes is not None or args.out is not None:
         return run_generate_tunes(args)
     loaded = load_run(args.run, resolve_device(args.device))
@@ -214,6 +215,7 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"--- sample {k + 1} ---")
         print(text)
     return 0
+
 
 def run_generate_tunes(args: argparse.Namespace) -> int:
     from seqlab import music
@@ -252,7 +254,6 @@ def run_generate_tunes(args: argparse.Namespace) -> int:
     return 0
 
 
-
 # evaluate / info -------------------------------------------------------------------------
 def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory written by seqlab train")
@@ -268,6 +269,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(args.run, args.data, device=args.device)
     if args.json:
         print(json.dumps(result))
+    elif "exact_match" in result:  # a seq2seq run
+        print(f"exact match {100 * result['exact_match']:.2f}%  token accuracy "
+              f"{100 * result['token_accuracy']:.2f}%  BLEU {result['bleu']:.2f}  chrF "
+              f"{result['chrf']:.2f}  ({result['pairs']:,} pairs, beam {result['beam']})")
     else:
         print(f"loss {result['loss']:.4f} nats/token  perplexity {result['ppl']:.3f}  "
               f"bits/char {result['bpc']:.4f}  ({result['tokens']:,} tokens)")
@@ -311,12 +316,51 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# translate -------------------------------------------------------------------------------
+def add_translate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run directory written by seqlab train --task "
+                   "seq2seq (or on a built-in pair task)")
+    p.add_argument("text", metavar="TEXT", nargs="*",
+                   help="inputs to translate (default: one per line from stdin)")
+    p.add_argument("--beam", type=int, default=None,
+                   help="beam width (default: the run's --beam; 1 is greedy)")
+    p.add_argument("--length-penalty", type=float, default=None,
+                   help="beam search ranks by log-probability / length^this (default: the run's)")
+    p.add_argument("--show-attention", metavar="PNG", default=None,
+                   help="write the attention heatmap here (several inputs: PNG-1.png, ...)")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="where to run the model (default: cpu)")
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    from seqlab.seq2seq_task import save_attention, translate
+
+    if args.beam is not None and args.beam < 1:
+        raise UsageError("--beam must be >= 1")
+    if args.length_penalty is not None and args.length_penalty < 0:
+        raise UsageError("--length-penalty must be >= 0")
+    texts = args.text or [line.rstrip("\r\n") for line in sys.stdin]
+    if not texts:
+        raise UsageError("no input: give TEXT arguments or lines on stdin")
+    results = translate(args.run, texts, args.beam, args.length_penalty, args.device)
+    if args.show_attention:
+        png = Path(args.show_attention)
+        for k, result in enumerate(results, start=1):
+            path = png if len(results) == 1 else png.with_name(f"{png.stem}-{k}{png.suffix}")
+            save_attention(path, result)
+    for result in results:
+        print(result.text)
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("train a language model on text", add_train, run_train),
     "generate": ("sample text from a trained run", add_generate, run_generate),
     "evaluate": ("loss, perplexity and bits per character of a run on a text",
                  add_evaluate, run_evaluate),
     "info": ("config, parameter count and metrics of a run", add_info, run_info),
+    "translate": ("decode inputs with a seq2seq run (arguments, or lines from stdin)",
+                  add_translate, run_translate),
 }
 
 
