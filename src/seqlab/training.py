@@ -103,7 +103,7 @@ class Trainer:
         self.evals_since_best = 0
         self.bad_in_row = 0
         self.skipped = 0
-        self.elapsed = 0.0  # training seconds over all sessions of this run
+        self.elapsed = 0.0  # wall seconds in fit() over all sessions of this run
         self.window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
         self.stop = stop or threading.Event()  # set it to end after the current step
         self._evaluated_step = -1
@@ -120,14 +120,15 @@ class Trainer:
             if self.stop.is_set():
                 reason = "interrupted"
                 break
-            if config.time_budget and self.elapsed - session_start_elapsed >= config.time_budget:
-                reason = "time_budget"
+            if config.time_budget and time.perf_counter() - started >= config.time_budget:
+                reason = "time_budget"  # wall time of this session, evaluations included
                 break
-            t0 = time.perf_counter()
             if self.before_step is not None:
                 self.before_step(self.step)
+            t0 = time.perf_counter()
             self._train_step()
-            self.elapsed += time.perf_counter() - t0
+            self.window["seconds"] = self.window.get("seconds", 0.0) + time.perf_counter() - t0
+            self.elapsed = session_start_elapsed + time.perf_counter() - started
             if self.bad_in_row:  # unchanged weights: nothing new to log, evaluate or save
                 continue
             if self.step % config.log_every == 0:
@@ -183,11 +184,11 @@ class Trainer:
         w = self.window
         if not w["steps"]:
             return
-        seconds = self.elapsed - w.get("since", 0.0)
         record = {"step": self.step, "loss": w["loss"] / w["steps"], "lr": w["lr"],
-                  "grad_norm": w["grad_norm"], "tokens_per_s": w["tokens"] / max(seconds, 1e-9),
+                  "grad_norm": w["grad_norm"],
+                  "tokens_per_s": w["tokens"] / max(w.get("seconds", 0.0), 1e-9),
                   "elapsed_s": round(self.elapsed, 3), "skipped": self.skipped}
-        self.window = {"loss": 0.0, "steps": 0, "tokens": 0, "since": self.elapsed}
+        self.window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
         if self.run is not None:
             self.run.append_metrics(record)
         self.on_event("log", record)
