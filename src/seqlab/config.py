@@ -111,9 +111,34 @@ def validate(config) -> None:
             raise ValueError(f"{f.name} must be < {meta['below']}, got {value}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Seq2SeqConfig:
+    """Encoder-decoder keys (``--task seq2seq``, or a built-in pair task as the data)."""
+
+    task: str = opt("lm", "what to train: lm (a language model on text) or seq2seq "
+                    "(source<TAB>target pairs, or a built-in task: dates, reverse, sort, addition)")
+    attention: str = opt("additive", "seq2seq decoder: none (the encoder's final state only), "
+                         "additive (Bahdanau), dot or general (Luong)",
+                         choices=("none", "additive", "dot", "general"))
+    attention_size: int = opt(0, "size of the additive scorer's hidden layer (0: hidden_size)",
+                              minimum=0)
+    bidirectional: bool = opt(False, "seq2seq: read the source both ways (H/2 units each way)")
+    shared_vocab: bool = opt(False, "seq2seq: one vocabulary for source and target")
+    beam: int = opt(1, "seq2seq: beam width used by evaluate and translate (1: greedy)",
+                    positive=True)
+    length_penalty: float = opt(1.0, "beam search ranks by log-probability / length^this "
+                                "(0: no length normalisation)", minimum=0.0)
+    length: str = opt("", "reverse and sort: symbols per source, N or MIN-MAX (default 5-20); "
+                      "addition: digits per operand (default 1-5)")
+    num_pairs: int = opt(20000, "built-in tasks: training pairs to generate", positive=True)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
 # Every config class whose fields are user keys (flags, TOML, config.json). A task family with
 # keys of its own adds its dataclass here; field names must be unique across all classes.
-CONFIG_CLASSES: list[type] = [ModelConfig, TrainConfig]
+CONFIG_CLASSES: list[type] = [ModelConfig, TrainConfig, Seq2SeqConfig]
 
 
 def cli_fields():

@@ -1,0 +1,424 @@
+"""The seq2seq family: train, resume, load, translate and evaluate encoder-decoder runs.
+
+A run claims the data when ``task="seq2seq"`` is given or when the data is a built-in pair task
+(``dates``, ``reverse``, ``sort``, ``addition``). Its run directory is the language model's
+(config.json with ``"task": "seq2seq"``, model.safetensors, last/, metrics.jsonl) with two
+vocabulary folders, ``source_vocab/`` and ``target_vocab/``, instead of one vocab.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from seqlab import __version__
+from seqlab.api import TrainResult
+from seqlab.checkpoint import LoadedRun, RunDir
+from seqlab.config import ModelConfig, Seq2SeqConfig, TrainConfig, split_keys, to_dict
+from seqlab.data.pairs import (
+    BOS,
+    EOS,
+    EncodedPairs,
+    Pair,
+    PairBatch,
+    PairVocab,
+    generate_pairs,
+    is_task_name,
+    make_batch,
+    parse_length,
+    read_pairs,
+    task_alphabet,
+)
+from seqlab.data.vocab import WORD_PATTERN
+from seqlab.models.seq2seq import Seq2Seq, Seq2SeqShape
+from seqlab.search import Hypothesis, beam_search, greedy_search
+from seqlab.tasks import token_nll
+from seqlab.training import Event, Trainer, resolve_device
+
+log = logging.getLogger(__name__)
+CELLS = ("rnn", "irnn", "lstm", "gru")
+VAL_PAIRS, TEST_PAIRS = 1000, 2000  # generated validation and held-out test pairs
+EVAL_DECODE = 500  # validation pairs decoded greedily at each evaluation (exact match)
+
+
+def claims(source: str, keys: dict[str, Any]) -> bool:
+    task = keys.get("task")
+    return task == "seq2seq" or (task is None and is_task_name(str(source)))
+
+
+# data ----------------------------------------------------------------------------------------
+@dataclass
+class Vocabs:
+    source: PairVocab
+    target: PairVocab
+
+
+@dataclass
+class PairData:
+    source: str
+    train: list[Pair]
+    val: list[Pair]
+    vocabs: Vocabs
+
+    def describe(self) -> dict[str, Any]:
+        target_chars = sum(len(t) for _, t in self.train)
+        target_tokens = sum(len(self.vocabs.target.encode(t)) for _, t in self.train[:2000])
+        sample_chars = sum(len(t) for _, t in self.train[:2000])
+        return {"source": self.source, "tokenizer": self.vocabs.target.kind,
+                "source_vocab_size": self.vocabs.source.size,
+                "target_vocab_size": self.vocabs.target.size,
+                "train_pairs": len(self.train), "val_pairs": len(self.val),
+                "train_tokens": target_chars, "val_tokens": sum(len(t) for _, t in self.val),
+                "chars_per_token": sample_chars / max(target_tokens, 1),
+                "max_source_chars": max(len(s) for s, _ in self.train),
+                "max_target_chars": max(len(t) for _, t in self.train)}
+
+
+def train_pairs(source: str, s2s: Seq2SeqConfig, train: TrainConfig
+                ) -> tuple[list[Pair], list[Pair]]:
+    """(train, validation) pairs of a TSV file (seeded shuffle, then split) or built-in task."""
+    if is_task_name(source):
+        pairs = generate_pairs(source, s2s.num_pairs, train.seed, s2s.length)
+        seen = {s for s, _ in pairs}
+        return pairs, generate_pairs(source, VAL_PAIRS, train.seed + 10_000, s2s.length, seen)
+    if s2s.length:
+        log.warning("--length applies to the built-in tasks only; ignored for %s", source)
+    pairs = read_pairs(source)
+    if len(pairs) < 2:
+        raise ValueError(f"{source}: need at least 2 pairs (one to train, one to validate)")
+    random.Random(train.seed).shuffle(pairs)
+    cut = min(len(pairs) - 1, max(1, round(len(pairs) * (1 - train.val_fraction))))
+    return pairs[:cut], pairs[cut:]
+
+
+def test_pairs(source: str, run: RunDir) -> list[Pair]:
+    """Pairs to evaluate on: a TSV file, or held-out pairs of the run's built-in task."""
+    if not is_task_name(source):
+        return read_pairs(source)
+    config = run.read_config()
+    s2s, train = Seq2SeqConfig(**config["seq2seq"]), run.train_config()
+    if source != config["data"]["source"]:
+        return generate_pairs(source, TEST_PAIRS, train.seed + 20_000, s2s.length)
+    fit, val = train_pairs(source, s2s, train)
+    return generate_pairs(source, TEST_PAIRS, train.seed + 20_000, s2s.length,
+                          {s for s, _ in fit + val})
+
+
+def build_vocabs(pairs: list[Pair], s2s: Seq2SeqConfig, train: TrainConfig) -> Vocabs:
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    if s2s.shared_vocab:
+        shared = PairVocab.build(sources + targets, train.tokenizer, train.bpe_vocab_size)
+        return Vocabs(shared, shared)
+    return Vocabs(PairVocab.build(sources, train.tokenizer, train.bpe_vocab_size),
+                  PairVocab.build(targets, train.tokenizer, train.bpe_vocab_size))
+
+
+def load_pair_data(source: str, s2s: Seq2SeqConfig, train: TrainConfig,
+                   vocabs: Vocabs | None = None) -> PairData:
+    parse_length(s2s.length, (1, 1))  # a malformed --length fails before any work
+    fit, val = train_pairs(source, s2s, train)
+    # the validation pairs' symbols are known (else they could not be scored); a built-in
+    # task's alphabet is known whole
+    known = fit + val + ([task_alphabet(source)] if is_task_name(source) else [])
+    return PairData(source, fit, val, vocabs or build_vocabs(known, s2s, train))
+
+
+# the task the trainer sees -------------------------------------------------------------------
+class Seq2SeqTask:
+    """Teacher forcing on random batches of pairs; validation loss and greedy exact match."""
+
+    def __init__(self, data: PairData, config: TrainConfig, device: torch.device) -> None:
+        self.train_set = EncodedPairs(data.train, data.vocabs.source, data.vocabs.target)
+        self.val_set = EncodedPairs(data.val, data.vocabs.source, data.vocabs.target)
+        self.val = data.val
+        self.vocabs, self.config, self.device = data.vocabs, config, device
+        described = data.describe()
+        self.chars_per_token = described["chars_per_token"]
+        self.max_target = described["max_target_chars"]
+
+    def train_batch(self, step: int) -> PairBatch:
+        return self.train_set.random_batch(step, self.config.batch_size, self.config.seed)
+
+    def loss(self, model: nn.Module, batch: PairBatch, state: Any) -> tuple[Tensor, None, int]:
+        logits, _ = model(batch.source.to(self.device), batch.source_lengths,
+                          batch.target_in.to(self.device))
+        total, count = token_nll(logits, batch.target_out.to(self.device))
+        return total / count, None, count
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        nats, count = 0.0, 0
+        for batch in self.val_set.batches(self.config.batch_size):
+            total, n = token_nll(model(batch.source.to(self.device), batch.source_lengths,
+                                       batch.target_in.to(self.device))[0],
+                                 batch.target_out.to(self.device))
+            nats, count = nats + float(total), count + n
+        outputs = translate_texts(model, self.vocabs, [s for s, _ in self.val[:EVAL_DECODE]],
+                                  batch_size=max(self.config.batch_size, 64),
+                                  max_target=self.max_target)
+        scores = match_scores([o.text for o in outputs], [t for _, t in self.val[:EVAL_DECODE]],
+                              self.vocabs.target)
+        model.train(was_training)
+        loss = nats / max(count, 1)
+        return {"val_loss": loss, "val_bpc": loss / math.log(2) / self.chars_per_token,
+                "val_exact_match": scores["exact_match"],
+                "val_token_accuracy": scores["token_accuracy"]}
+
+
+# train / resume / load -----------------------------------------------------------------------
+def model_shape(model: ModelConfig, s2s: Seq2SeqConfig, vocabs: Vocabs) -> Seq2SeqShape:
+    if model.model not in CELLS:
+        raise ValueError(f"seq2seq: --model must be one of {', '.join(CELLS)} (a recurrent "
+                         f"encoder and decoder), got {model.model!r}")
+    if model.tie_weights:
+        raise ValueError("seq2seq: --tie-weights is not supported (the output head is tanh-"
+                         "projected, not the embedding's size)")
+    return Seq2SeqShape(cell=model.model, source_vocab_size=vocabs.source.size,
+                        target_vocab_size=vocabs.target.size,
+                        embedding_size=model.embedding_size, hidden_size=model.hidden_size,
+                        num_layers=model.num_layers, dropout=model.dropout,
+                        forget_bias=model.forget_bias, attention=s2s.attention,
+                        attention_size=s2s.attention_size, bidirectional=s2s.bidirectional)
+
+
+def train(source: str | Path, out: str | Path | None = None, on_event: Event | None = None,
+          stop: threading.Event | None = None, **keys: Any) -> TrainResult:
+    configs = split_keys({**keys, "task": "seq2seq"})
+    model_config, train_config, s2s = (configs[c] for c in (ModelConfig, TrainConfig,
+                                                             Seq2SeqConfig))
+    data = load_pair_data(str(source), s2s, train_config)
+    model_config = dataclasses.replace(model_config, vocab_size=data.vocabs.target.size)
+    torch.manual_seed(train_config.seed)
+    model = Seq2Seq(model_shape(model_config, s2s, data.vocabs))
+    run = RunDir.create(out) if out is not None else None
+    if run is not None:
+        data.vocabs.source.save(run.path / "source_vocab")
+        data.vocabs.target.save(run.path / "target_vocab")
+        run.write_config({"seqlab_version": __version__, "task": "seq2seq",
+                          "model": to_dict(model_config), "train": to_dict(train_config),
+                          "seq2seq": to_dict(s2s), "data": data.describe()})
+    return _fit(model, data, train_config, run, on_event, None, stop)
+
+
+def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
+           **overrides: Any) -> TrainResult:
+    allowed = {"max_steps", "time_budget", "device"}
+    if extra := sorted(set(overrides) - allowed):
+        raise ValueError(f"a resumed run keeps its config; cannot change: {', '.join(extra)}")
+    run = RunDir(out)
+    config = run.read_config()
+    train_config = dataclasses.replace(run.train_config(), **overrides)
+    s2s = Seq2SeqConfig(**config["seq2seq"])
+    vocabs = load_vocabs(run)
+    data = load_pair_data(config["data"]["source"], s2s, train_config, vocabs)
+    state = run.load_trainer_state()
+    model = Seq2Seq(model_shape(run.model_config(), s2s, vocabs))
+    run.load_weights(model, last=True)
+    if overrides:
+        run.write_config({**config, "train": to_dict(train_config)})
+    run.truncate_metrics(int(state["step"]))
+    return _fit(model, data, train_config, run, on_event, state, stop)
+
+
+def _fit(model: Seq2Seq, data: PairData, config: TrainConfig, run: RunDir | None,
+         on_event: Event | None, resume_state: dict | None,
+         stop: threading.Event | None) -> TrainResult:
+    device = resolve_device(config.device)
+    model.to(device)
+    trainer = Trainer(model, Seq2SeqTask(data, config, device), config, run, on_event, device,
+                      stop)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    summary = trainer.fit()
+    if run is not None:
+        run.load_weights(model)  # the best weights, not the last
+    model.eval()
+    return TrainResult(model, data.vocabs, summary, run)
+
+
+def load_vocabs(run: RunDir) -> Vocabs:
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"{run.path}: no such run directory")
+    try:
+        return Vocabs(PairVocab.load(run.path / "source_vocab"),
+                      PairVocab.load(run.path / "target_vocab"))
+    except FileNotFoundError:
+        raise ValueError(f"{run.path}: not a complete seq2seq run (no source_vocab/ or "
+                         "target_vocab/)") from None
+
+
+def load(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Model (best weights, eval mode), Vocabs(source, target) and config of a run."""
+    run = RunDir(run_dir)
+    config = run.read_config()
+    vocabs = load_vocabs(run)
+    try:
+        s2s = Seq2SeqConfig(**config["seq2seq"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{run.path}: invalid seq2seq config ({err})") from err
+    model = Seq2Seq(model_shape(run.model_config(), s2s, vocabs)).to(device)
+    run.load_weights(model)
+    model.eval()
+    return LoadedRun(model, vocabs, config, run)
+
+
+# translation ---------------------------------------------------------------------------------
+@dataclass
+class Translation:
+    source: str
+    text: str
+    source_tokens: list[str]
+    output_tokens: list[str]
+    weights: Tensor | None  # (len(output_tokens), len(source_tokens)), None without attention
+    score: float  # log-probability of the output, its end token included when it ended
+
+
+def encode_sources(vocab: PairVocab, texts: list[str]) -> list[list[int]]:
+    """Ids of each input; an empty input or one with unknown symbols is a ValueError."""
+    encoded = []
+    for k, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise ValueError(f"input {k} is empty")
+        if missing := vocab.unknown(text):
+            shown = ", ".join(repr(m) for m in missing[:10])
+            raise ValueError(f"input {k} ({text!r}) has symbols outside the source vocabulary: "
+                             f"{shown}")
+        encoded.append(vocab.encode(text))
+    return encoded
+
+
+@torch.no_grad()
+def translate_texts(model: Seq2Seq, vocabs: Vocabs, texts: list[str], beam: int = 1,
+                    length_penalty: float = 1.0, batch_size: int = 64,
+                    max_target: int = 0) -> list[Translation]:
+    """Decode each text: greedy in batches when ``beam == 1``, else one beam search per text.
+
+    Decoding stops at the end token or after max(source length, 2 * max_target) + 10 tokens
+    (``max_target``: the longest target seen in training, 0 if unknown).
+    """
+    ids = encode_sources(vocabs.source, texts)
+    device = next(model.parameters()).device
+    model.eval()
+    hyps: list[Hypothesis] = []
+    for start in range(0, len(ids), 1 if beam > 1 else batch_size):
+        chunk = ids[start:start + (1 if beam > 1 else batch_size)]
+        batch = make_batch(chunk, [[EOS]] * len(chunk))
+        memory, state = model.encode(batch.source.to(device), batch.source_lengths)
+        limit = max(max(len(c) for c in chunk), 2 * max_target) + 10
+        if beam > 1:
+            hyps.append(beam_search(model.step_fn(), Seq2Seq.select, (state, memory), BOS, EOS,
+                                    beam, limit, length_penalty, device))
+        else:
+            hyps += greedy_search(model.step_fn(), (state, memory), len(chunk), BOS, EOS, limit,
+                                  device)
+    return [Translation(text, vocabs.target.decode(h.tokens),
+                        vocabs.source.tokens(source), vocabs.target.tokens(h.tokens),
+                        None if h.weights is None else h.weights[:, :len(source)].cpu(), h.score)
+            for text, source, h in zip(texts, ids, hyps, strict=True)]
+
+
+def translate(run_dir: str | Path, texts: list[str], beam: int | None = None,
+              length_penalty: float | None = None, device: str = "cpu") -> list[Translation]:
+    """Translate texts with a run's best weights; beam and penalty default to the run's own."""
+    loaded = load(run_dir, resolve_device(device))
+    s2s = Seq2SeqConfig(**loaded.config["seq2seq"])
+    longest = loaded.config["data"].get("max_source_chars", math.inf)
+    for k, text in enumerate(texts, start=1):
+        if len(text) > longest:
+            log.warning("input %d is %d characters long, longer than any source seen in training "
+                        "(%d); decoding it anyway", k, len(text), longest)
+    return translate_texts(loaded.model, loaded.vocab, texts, beam or s2s.beam,
+                           s2s.length_penalty if length_penalty is None else length_penalty,
+                           max_target=max_target(loaded.config))
+
+
+def max_target(config: dict[str, Any]) -> int:
+    return int(config["data"].get("max_target_chars", 0))
+
+
+# evaluation ----------------------------------------------------------------------------------
+def match_scores(outputs: list[str], references: list[str], vocab: PairVocab) -> dict[str, float]:
+    """Exact match, and token accuracy: reference tokens matched at their position, over
+    max(len(output), len(reference)) tokens per pair (so extra output tokens count as errors)."""
+    exact = sum(o == r for o, r in zip(outputs, references, strict=True))
+    right = total = 0
+    for output, reference in zip(outputs, references, strict=True):
+        o, r = symbols(vocab, output), symbols(vocab, reference)
+        right += sum(a == b for a, b in zip(o, r, strict=False))
+        total += max(len(o), len(r))
+    return {"exact_match": exact / max(len(references), 1), "token_accuracy": right / max(total, 1)}
+
+
+def symbols(vocab: PairVocab, text: str) -> list:
+    """The tokens of text at the vocabulary's level; a reference may hold unknown ones."""
+    if vocab.kind == "char":
+        return list(text)
+    if vocab.kind == "word":
+        return WORD_PATTERN.findall(text)
+    return vocab.encode(text)
+
+
+def score_outputs(outputs: list[str], references: list[str], vocab: PairVocab) -> dict[str, float]:
+    """match_scores plus corpus BLEU and chrF from sacrebleu (BLEU on characters for a character
+    vocabulary, where whitespace words would make most outputs one token)."""
+    import sacrebleu
+
+    tokenize = "char" if vocab.kind == "char" else "13a"
+    bleu = sacrebleu.corpus_bleu(outputs, [references], tokenize=tokenize)
+    chrf = sacrebleu.corpus_chrf(outputs, [references])
+    return {**match_scores(outputs, references, vocab), "bleu": bleu.score, "chrf": chrf.score}
+
+
+def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
+             beam: int | None = None) -> dict[str, Any]:
+    """Exact match, token accuracy, BLEU and chrF of a run on a TSV file or a built-in task
+    (for the run's own task: held-out pairs, none of whose sources was trained or validated on)."""
+    loaded = load(run_dir, resolve_device(device))
+    pairs = test_pairs(str(source), loaded.run)
+    s2s = Seq2SeqConfig(**loaded.config["seq2seq"])
+    beam = beam or s2s.beam
+    sources = [s for s, _ in pairs]
+    outputs = translate_texts(loaded.model, loaded.vocab, sources, beam, s2s.length_penalty,
+                              max_target=max_target(loaded.config))
+    references = [t for _, t in pairs]
+    return {"run": str(run_dir), "data": str(source), "pairs": len(pairs), "beam": beam,
+            **score_outputs([o.text for o in outputs], references, loaded.vocab.target)}
+
+
+def save_attention(path: str | Path, translation: Translation) -> None:
+    """A heatmap of the attention weights: source along x, output along y."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqlab.io import atomic_write
+
+    if translation.weights is None:
+        raise ValueError("this run has no attention (--attention none): nothing to show")
+    w = translation.weights.numpy()
+    fig, ax = plt.subplots(figsize=(max(3, 0.3 * w.shape[1] + 1.5),
+                                    max(2.5, 0.3 * w.shape[0] + 1.2)))
+    ax.imshow(w, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(w.shape[1]), [_label(t) for t in translation.source_tokens], fontsize=8)
+    ax.set_yticks(range(w.shape[0]), [_label(t) for t in translation.output_tokens], fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def _label(token: str) -> str:
+    return repr(token)[1:-1] if token.strip() else "␣"
