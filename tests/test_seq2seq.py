@@ -304,3 +304,23 @@ def test_cli_bad_inputs(capsys, reverse_run):
     no_attention = reverse_run.parent / "missing"
     code, _, err = run_cli(capsys, "translate", no_attention, "abc")
     assert code == 2 and "no such run directory" in err
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "bpe"])
+def test_word_and_bpe_vocabularies(tmp_path, pairs_file, tokenizer, single_thread):
+    words = tmp_path / "words.tsv"
+    words.write_text("".join(f"{s} {s[:2]}\t{t} {t[:2]}\n" for s, t in
+                             (line.split("\t") for line in pairs_file.read_text().split("\n")
+                              if line)), encoding="utf-8")
+    out = tmp_path / "run"
+    seqlab.train(words, out=out, task="seq2seq", tokenizer=tokenizer, bpe_vocab_size=300,
+                 shared_vocab=True, hidden_size=8, embedding_size=4, batch_size=4, max_steps=2,
+                 eval_every=2, device="cpu")
+    loaded = load(out)
+    assert loaded.vocab.source.kind == tokenizer
+    assert loaded.vocab.source.size == loaded.vocab.target.size
+    assert (out / "source_vocab" / ("tokenizer.json" if tokenizer == "bpe" else "vocab.json")
+            ).exists()
+    known = words.read_text().split("\t")[0]
+    [result] = translate_texts(loaded.model, loaded.vocab, [known], beam=2)
+    assert isinstance(result.text, str)

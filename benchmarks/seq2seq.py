@@ -1,0 +1,140 @@
+"""Encoder-decoder benchmarks: dates to ISO, and accuracy against length on ``reverse``.
+
+``dates``: train on the built-in dates task within a time budget, then exact match on 2,000
+held-out pairs (none of whose sources was trained or validated on), greedy decoding.
+
+``reverse``: accuracy against source length (5 to 60), with attention and with the
+final-state-only decoder (``--attention none``), as one plot: the shape of Bahdanau et al.
+2014, Figure 2. Each curve point is the exact match on ``--per-length`` held-out strings of that
+length. Also writes the attention map of one reversed string (the anti-diagonal).
+
+    OMP_NUM_THREADS=1 python benchmarks/seq2seq.py dates --out benchmarks/out/seq2seq
+    OMP_NUM_THREADS=1 python benchmarks/seq2seq.py reverse --out benchmarks/out/seq2seq \\
+        [--attention-run RUN --none-run RUN]
+
+Runs given with ``--attention-run`` / ``--none-run`` are measured as they are; otherwise they
+are trained here with the settings below (each within ``--time-budget`` seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import seqlab
+from seqlab.data.pairs import generate_pairs
+from seqlab.seq2seq_task import (
+    evaluate,
+    load,
+    max_target,
+    save_attention,
+    score_outputs,
+    train_pairs,
+    translate_texts,
+)
+
+DATES = dict(attention="additive", hidden_size=128, embedding_size=32, batch_size=64, lr=3e-3,
+             max_steps=6000, eval_every=500, log_every=250, num_pairs=50000, patience=0)
+REVERSE = dict(length="5-60", bidirectional=True, hidden_size=128, embedding_size=32,
+               batch_size=64, lr=3e-3, max_steps=1500, eval_every=250, log_every=50,
+               num_pairs=50000, patience=0)
+LENGTHS = list(range(5, 61, 5))
+
+
+def train(source: str, out: Path, budget: float, **keys) -> Path:
+    started = time.perf_counter()
+    seqlab.train(source, out=out, time_budget=budget, device="cpu", **keys)
+    print(f"trained {out} in {time.perf_counter() - started:.0f} s", flush=True)
+    return out
+
+
+def bench_dates(args) -> dict:
+    run = args.run or train("dates", args.out / "dates", args.time_budget, **DATES)
+    result = evaluate(run, "dates", device="cpu")
+    metrics = [json.loads(line) for line in (Path(run) / "metrics.jsonl").open()]
+    result["train_seconds"] = max(m.get("elapsed_s", 0) for m in metrics)
+    result["steps"] = max(m["step"] for m in metrics)
+    return result
+
+
+def accuracy_by_length(run: Path, per_length: int) -> dict[int, float]:
+    loaded = load(run)
+    config = loaded.run.read_config()
+    seen = {s for s, _ in sum(train_pairs("reverse", seqlab.config.Seq2SeqConfig(
+        **config["seq2seq"]), loaded.run.train_config()), [])}
+    curve = {}
+    for length in LENGTHS:
+        pairs = generate_pairs("reverse", per_length, 777 + length, str(length), seen)
+        outputs = translate_texts(loaded.model, loaded.vocab, [s for s, _ in pairs],
+                                  max_target=max_target(config))
+        curve[length] = score_outputs([o.text for o in outputs], [t for _, t in pairs],
+                                      loaded.vocab.target)["exact_match"]
+        print(f"{run.name}: length {length}: exact match {curve[length]:.4f}", flush=True)
+    return curve
+
+
+def plot(curves: dict[str, dict[int, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, curve in curves.items():
+        ax.plot(list(curve), [100 * v for v in curve.values()], marker="o", label=label)
+    ax.axhline(99, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("source length (symbols)")
+    ax.set_ylabel("exact match (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title("reverse: accuracy against source length")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bench_reverse(args) -> dict:
+    runs = {
+        "attention (general, bidirectional)": Path(args.attention_run) if args.attention_run
+        else train("reverse", args.out / "reverse-attention", args.time_budget,
+                   attention="general", **REVERSE),
+        "final state only (none, bidirectional)": Path(args.none_run) if args.none_run
+        else train("reverse", args.out / "reverse-none", args.time_budget, attention="none",
+                   **REVERSE),
+    }
+    curves = {label: accuracy_by_length(run, args.per_length) for label, run in runs.items()}
+    plot(curves, args.out / "reverse_accuracy_by_length.png")
+    attentive = load(next(iter(runs.values())))
+    example = translate_texts(attentive.model, attentive.vocab, ["seqlabattendsbackwards"])[0]
+    save_attention(args.out / "reverse_attention.png", example)
+    return {"runs": {k: str(v) for k, v in runs.items()},
+            "exact_match_by_length": {k: {str(n): v for n, v in c.items()}
+                                      for k, c in curves.items()},
+            "example": {"source": example.source, "output": example.text}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=("dates", "reverse"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/seq2seq"))
+    parser.add_argument("--time-budget", type=float, default=420.0,
+                        help="seconds of training per model (default: 420)")
+    parser.add_argument("--run", help="dates: measure this run instead of training one")
+    parser.add_argument("--attention-run", help="reverse: the attentive run to measure")
+    parser.add_argument("--none-run", help="reverse: the final-state-only run to measure")
+    parser.add_argument("--per-length", type=int, default=200,
+                        help="reverse: held-out strings per length (default: 200)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = bench_dates(args) if args.task == "dates" else bench_reverse(args)
+    (args.out / f"{args.task}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
