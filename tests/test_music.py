@@ -176,7 +176,23 @@ def test_sample_until_cuts_at_the_end_marker_or_the_cap():
         sample_until(model, vocab, "X:", "", 4)
 
 
-def test_generate_tunes_command(tmp_path, capsys, single_thread):
+def test_generate_tunes_streams_numbered_tunes_with_a_cap_and_burn_in():
+    vocab = CharVocab(list("X:0123456789\naK"))
+    # always "a": every tune runs to the cap, and the end marker is then forced
+    tunes = music.generate_tunes(Scripted(vocab, "a"), vocab, 3, max_length=4, rows=2,
+                                 greedy=True)
+    assert tunes == [music.GeneratedTune(f"X:{k}\naaaa", False) for k in (1, 2, 3)]
+    # always a newline: right after "X:n\n" comes a blank line, the end of a tune
+    tunes = music.generate_tunes(Scripted(vocab, "\n"), vocab, 2, max_length=9, greedy=True)
+    assert tunes == [music.GeneratedTune("X:1", True), music.GeneratedTune("X:2", True)]
+    tunes = music.generate_tunes(Scripted(vocab, "a"), vocab, 2, prompt="X:7\nK", max_length=1,
+                                 greedy=True)
+    assert [t.text for t in tunes] == ["X:7\nKa", "X:7\nKa"]
+    with pytest.raises(ValueError, match="count, max_length and rows must be"):
+        music.generate_tunes(Scripted(vocab, "a"), vocab, 0)
+
+
+def test_generate_tunes_command(tmp_path, capsys, monkeypatch, single_thread):
     tunes = [f"X:{k}\nT:T{k}\nM:4/4\nL:1/8\nK:D\n|:dAFA dAFA|GBdB GBdB|ABcd efge|fdec d4:|"
              for k in range(12)]
     source = tmp_path / "tunes.abc"
@@ -201,3 +217,9 @@ def test_generate_tunes_command(tmp_path, capsys, single_thread):
     assert "not empty" in capsys.readouterr().err
     assert main(["generate", str(run), "--tunes", "3"]) == 2
     assert "--tunes N and --out DIR go together" in capsys.readouterr().err
+    monkeypatch.setattr(music, "tool_paths", lambda: dict.fromkeys(music.TOOLS))
+    assert main(["generate", str(run), "--tunes", "1", "--out", str(tmp_path / "bare")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" not found")[0] for line in lines] == [
+        "seqlab: abc2midi", "seqlab: timidity", "seqlab: abcm2ps"]
+    assert "Debian package timidity" in lines[1]

@@ -58,7 +58,8 @@ class TrainConfig:
 
     tokenizer: str = opt("char", "token level", choices=("char", "word", "bpe"))
     bpe_vocab_size: int = opt(1024, "vocabulary size for --tokenizer bpe", positive=True)
-    val_fraction: float = opt(0.1, "last fraction of the data held out for validation",
+    val_fraction: float = opt(0.1, "fraction held out for validation: the last block of a "
+                              "text; whole tunes drawn by --seed for ABC",
                               minimum=0.0, below=1.0, positive=True)
     batching: str = opt("streams", "streams: B contiguous streams with carried state (TBPTT); "
                         "windows: random windows, state reset each batch",

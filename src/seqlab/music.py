@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from seqlab.data.abc import body, headers
 from seqlab.io import atomic_write_text
 
@@ -335,23 +337,89 @@ def write_tunes(tunes: list[GeneratedTune], out: str | Path,
 
 # generation ---------------------------------------------------------------------------------
 def generate_tunes(model, vocab, count: int, prompt: str = "", max_length: int = 2000,
-                   seed: int | None = None, batch_size: int = 32, **sampling
+                   seed: int | None = None, rows: int = 32, burn_in: int = 1, **sampling
                    ) -> list[GeneratedTune]:
-    """``count`` tunes, each sampled from the state after an end of tune (as in training)
-    followed by ``prompt`` (default ``X:``), until its end marker or ``max_length`` tokens."""
-    from seqlab.data.abc import END
-    from seqlab.generate import sample_until
+    """``count`` tunes sampled the way the model was trained: as streams of tunes.
 
-    if count < 1:
-        raise ValueError(f"the number of tunes must be >= 1, got {count}")
-    start = prompt or "X:"
-    tunes = []
-    for first in range(0, count, batch_size):
-        n = min(batch_size, count - first)
-        for text, ended in sample_until(model, vocab, END + start, END, max_length, n,
-                                        None if seed is None else seed + first, **sampling):
-            tunes.append(GeneratedTune((start + text).strip(), ended))
-    return tunes
+    ``rows`` streams run in parallel, the state carried from one tune into the next. Each tune
+    starts with a forced start (``prompt``, default ``X:<n>``, its number), then is sampled
+    until the end marker or ``max_length`` tokens; after a cut at the cap the marker is forced
+    too. The first ``burn_in`` tunes of each stream start from an empty state, which the model
+    never saw at a tune's start, and are dropped. Tunes are taken stream by stream in order,
+    never the first to finish (that would favour short tunes).
+    """
+    from seqlab.data.abc import END
+    from seqlab.generate import SamplingConfig, next_tokens
+
+    if count < 1 or max_length < 1 or rows < 1 or burn_in < 0:
+        raise ValueError(f"count, max_length and rows must be >= 1 and burn_in >= 0, got "
+                         f"{count}, {max_length}, {rows}, {burn_in}")
+    config = SamplingConfig(**sampling)
+    rows = min(rows, count)
+    quota = burn_in - (-count // rows)  # tunes per stream, burn-in included
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    streams = [_TuneStream(vocab, _starts(prompt, k, quota - burn_in, burn_in), END)
+               for k in range(rows)]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits, state = model(torch.as_tensor(vocab.encode(END).astype("int64"),
+                                              device=device).expand(rows, -1))
+        while not all(stream.done for stream in streams):
+            sampled = next_tokens(logits[:, -1], config, generator).tolist()
+            fed = [stream.step(t, max_length) for stream, t in zip(streams, sampled,
+                                                                       strict=True)]
+            logits, state = model(torch.tensor(fed, device=device)[:, None], state)
+    model.train(was_training)
+    return [t for stream in streams for t in stream.tunes[burn_in:]][:count]
+
+
+def _starts(prompt: str, row: int, kept: int, burn_in: int) -> list[str]:
+    """The forced starts of one stream: its burn-in tunes, then tunes numbered in output order
+    (stream k's kept tunes are k * kept + 1, k * kept + 2, ...)."""
+    if prompt:
+        return [prompt] * (burn_in + kept)
+    return ["X:1\n"] * burn_in + [f"X:{row * kept + j + 1}\n" for j in range(kept)]
+
+
+class _TuneStream:
+    """One row of :func:`generate_tunes`: forced starts, sampled tunes, cut at END or a cap."""
+
+    def __init__(self, vocab, starts: list[str], end: str) -> None:
+        self.vocab, self.starts, self.end = vocab, starts, end
+        self.tunes: list[GeneratedTune] = []
+        self._begin(starts[0], "")
+
+    def _begin(self, start: str, before: str) -> None:
+        self.forced = [int(t) for t in self.vocab.encode(before + start)]
+        self.tune = [int(t) for t in self.vocab.encode(start)]  # the tune so far, start included
+        self.sampled = 0
+
+    @property
+    def done(self) -> bool:
+        return len(self.tunes) == len(self.starts)
+
+    def step(self, sampled: int, max_length: int) -> int:
+        """The token this row reads next: a forced one, or the one just sampled."""
+        if self.forced:
+            return self.forced.pop(0)
+        if self.done:
+            return sampled
+        self.tune.append(sampled)
+        self.sampled += 1
+        # a marker of c characters ends within the last c + 1 tokens (each token >= 1 character)
+        ended = self.end in self.vocab.decode(self.tune[-len(self.end) - 1:])
+        if ended or self.sampled >= max_length:
+            text = self.vocab.decode(self.tune).split(self.end, 1)[0]
+            self.tunes.append(GeneratedTune(text.strip(), ended))
+            if not self.done:  # after a cut at the cap, the end marker is forced first
+                self._begin(self.starts[len(self.tunes)], "" if ended else self.end)
+        return sampled
 
 
 def training_tunes(run_dir: str | Path) -> list[str] | None:

@@ -1,0 +1,130 @@
+"""Folk-tune benchmark: the MIT 6.S191 lab's model beside seqlab's default, on the lab's data.
+
+Both train on ../shared/data/irish.abc (804 tunes) with 10% of the tunes held out (seed 0),
+then sample tunes at temperature 1.0 and check them (seqlab.music): held-out loss per
+character, validity rate, near-copy rate, wall time.
+
+    OMP_NUM_THREADS=1 python benchmarks/tunes.py --preset mit --tunes 100
+    OMP_NUM_THREADS=1 python benchmarks/tunes.py --preset default --time-budget 300
+
+``--max-steps`` / ``--time-budget`` shorten a run (the figures then say so). One JSON object per
+preset goes to stdout, and a Markdown table row for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import seqlab
+from seqlab import music
+from seqlab.data.abc import load_tunes, split_train_val
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "irish.abc"
+
+PRESETS = {
+    # MIT 6.S191 lab 1, part 2: embedding 256 -> LSTM 1024 -> linear; Adam 5e-3, batch 8,
+    # sequence 100, 3000 iterations; random windows with a fresh state each batch, a constant
+    # learning rate and no clipping, as in the lab.
+    "mit": dict(model="lstm", embedding_size=256, hidden_size=1024, num_layers=1,
+                batch_size=8, seq_len=100, optimizer="adam", lr=5e-3, max_steps=3000,
+                batching="windows", warmup_steps=0, min_lr_ratio=1.0, clip_norm=0.0),
+    # seqlab's own defaults (lstm E64 H256, TBPTT streams of 32 x 128, Adam 2e-3 with warmup
+    # and cosine decay, clipping at 1.0, 2000 steps)
+    "default": dict(),
+}
+
+
+def run(preset: str, tunes: int, max_steps: int | None, time_budget: float, seed: int,
+        temperature: float, folder: Path, reuse: bool = False) -> dict:
+    keys = dict(PRESETS[preset], val_fraction=0.1, seed=seed, device="cpu", patience=0,
+                eval_every=250, log_every=50)
+    if max_steps:
+        keys["max_steps"] = max_steps
+    if time_budget:
+        keys["time_budget"] = time_budget
+    if reuse and (folder / preset / "model.safetensors").is_file():
+        model, vocab, trained = reuse_run(folder / preset)
+    else:
+        start = time.perf_counter()
+        result = seqlab.train(DATA, out=folder / preset, **keys)
+        model, vocab = result.model, result.vocab
+        trained = {"steps": result.summary.steps, "stop_reason": result.summary.stop_reason,
+                   "best_val_loss": result.summary.best_val_loss,
+                   "train_s": time.perf_counter() - start}
+    data = json.loads((folder / preset / "config.json").read_text())["data"]
+    start = time.perf_counter()
+    sampled = music.generate_tunes(model, vocab, tunes, max_length=2000, seed=seed,
+                                   temperature=temperature)
+    generate_s = time.perf_counter() - start
+    train_tunes = split_train_val(load_tunes(DATA), 0.1, seed)[0]
+    records = music.validate_tunes([t.text for t in sampled], music.NoveltyIndex(train_tunes))
+    for record, tune in zip(records, sampled, strict=True):
+        record["ended"] = tune.ended
+    summary = music.summarise(records)
+    loss = trained["best_val_loss"]
+    return {"preset": preset, "steps": trained["steps"], "stop_reason": trained["stop_reason"],
+            "parameters": seqlab.models.count_parameters(model),
+            "val_loss_per_char": loss / data["chars_per_token"],
+            "val_bpc": loss / math.log(2) / data["chars_per_token"],
+            "train_s": trained["train_s"], "generate_s": generate_s, "temperature": temperature,
+            **summary, "examples": [t.text for t in sampled[:2]]}
+
+
+def reuse_run(path: Path):
+    """Model, vocabulary and training figures of a finished run (its metrics.jsonl)."""
+    loaded = seqlab.load_run(path)
+    metrics = loaded.run.read_metrics()
+    trained = {"steps": max(m["step"] for m in metrics), "stop_reason": "reused",
+               "best_val_loss": min(m["val_loss"] for m in metrics if "val_loss" in m),
+               "train_s": max(m["elapsed_s"] for m in metrics)}
+    return loaded.model, loaded.vocab, trained
+
+
+def row(r: dict) -> str:
+    def pct(key: str) -> str:
+        return "n/a" if r.get(key) is None else f"{r[key]:.0%}"
+
+    rates = " | ".join(pct(k) for k in ("valid_rate", "abc2midi_rate", "mean_bar_fraction",
+                                        "near_copy_rate", "ended_rate"))
+    return (f"| {r['preset']} | {r['parameters'] / 1e6:.2f}M | {r['steps']} | "
+            f"{r['train_s'] / 60:.1f} min | {r['val_loss_per_char']:.3f} | {rates} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=[*PRESETS, "both"], default="both")
+    parser.add_argument("--tunes", type=int, default=100, help="tunes to sample and check")
+    parser.add_argument("--max-steps", type=int, default=0, help="override the preset's steps")
+    parser.add_argument("--time-budget", type=float, default=0.0, help="seconds of training")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="folder for the run directories (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="sample from the runs already in --out instead of training")
+    args = parser.parse_args()
+    if not DATA.is_file():
+        raise SystemExit(f"{DATA}: not found (the shared benchmark data)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    presets = list(PRESETS) if args.preset == "both" else [args.preset]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.out or tmp)
+        results = [run(p, args.tunes, args.max_steps, args.time_budget, args.seed,
+                       args.temperature, folder, args.reuse) for p in presets]
+    for r in results:
+        print(json.dumps(r), flush=True)
+    print("| preset | params | steps | train time | held-out nats/char | valid | abc2midi "
+          "| bars matching meter | near-copies | ended by model |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(row(r))
+
+
+if __name__ == "__main__":
+    main()
