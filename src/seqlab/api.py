@@ -114,7 +114,8 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
 # module provides claims(source, keys) -> bool, train(source, out, on_event, stop, **keys) ->
 # TrainResult, resume(out, on_event, stop, **overrides), evaluate(run_dir, source, device) ->
 # dict, and load(run_dir, device) -> LoadedRun. They are imported only when used.
-FAMILIES: dict[str, str] = {"seq2seq": "seqlab.seq2seq_task"}
+FAMILIES: dict[str, str] = {"seq2seq": "seqlab.seq2seq_task",
+                            "synthetic": "seqlab.synthetic_task"}
 
 
 def family_module(task: str):

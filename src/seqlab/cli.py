@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   seqlab generate runs/tunes --prompt "X:1" --length 400 --temperature 0.8
   seqlab evaluate runs/tunes my_tunes.abc --json
   seqlab info runs/tunes
+  seqlab diagnose runs/tunes --out runs/tunes-diagnostics
 """
 
 
@@ -89,8 +90,10 @@ def run_train(args: argparse.Namespace) -> int:
             result = api.train(args.data, out=out, on_event=reporter, stop=stop, **keys)
     reporter.close()
     s = result.summary
-    print(f"best validation loss {s.best_val_loss:.4f} nats/token "
-          f"({s.best_val_loss / math.log(2):.3f} bits) after {s.steps} steps "
+    unit = f"nats/token ({s.best_val_loss / math.log(2):.3f} bits)"
+    if api.task_of(result.run.path) == "synthetic":
+        unit = "(MSE)" if result.vocab.spec.loss == "mse" else "nats per scored step"
+    print(f"best validation loss {s.best_val_loss:.4f} {unit} after {s.steps} steps "
           f"({s.stop_reason}); run: {result.run.path}", file=sys.stderr)
     return 130 if s.stop_reason == "interrupted" else 0
 
@@ -128,6 +131,15 @@ class interrupt_sets:
         signal.signal(signal.SIGINT, self.previous)
 
 
+def eval_extra(record: dict[str, Any]) -> str:
+    """The second figure of an evaluation line: bits per character, or a task's baseline."""
+    if "val_bpc" in record:
+        return f"val_bpc {record['val_bpc']:.3f}"
+    if "val_baseline" in record:
+        return f"baseline {record['val_baseline']:.4f}"
+    return ""
+
+
 class Reporter:
     """Training progress: a bar when stderr is a terminal, plain periodic lines otherwise."""
 
@@ -145,7 +157,7 @@ class Reporter:
                   f"{record['elapsed_s']:.0f}s", file=sys.stderr, flush=True)
         else:
             print(f"eval {record['step']:>6}  val_loss {record['val_loss']:.4f}  "
-                  f"val_bpc {record['val_bpc']:.3f}  best {record['best_val_loss']:.4f}",
+                  f"{eval_extra(record)}  best {record['best_val_loss']:.4f}",
                   file=sys.stderr, flush=True)
 
     def _bar(self, kind: str, record: dict[str, Any]) -> None:
@@ -158,7 +170,7 @@ class Reporter:
             self.bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
         else:
             self.bar.write(f"step {record['step']}: val_loss {record['val_loss']:.4f} "
-                           f"(bpc {record['val_bpc']:.3f}), best {record['best_val_loss']:.4f}")
+                           f"({eval_extra(record)}), best {record['best_val_loss']:.4f}")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -269,6 +281,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(args.run, args.data, device=args.device)
     if args.json:
         print(json.dumps(result))
+    elif "baseline" in result:  # a synthetic-task run
+        accuracy = f"  accuracy {100 * result['accuracy']:.2f}%" if "accuracy" in result else ""
+        print(f"loss {result['loss']:.4f}  memoryless baseline {result['baseline']:.4f}  "
+              f"ratio {result['ratio']:.4f}{accuracy}  ({result['sequences']:,} sequences)")
     elif "exact_match" in result:  # a seq2seq run
         print(f"exact match {100 * result['exact_match']:.2f}%  token accuracy "
               f"{100 * result['token_accuracy']:.2f}%  BLEU {result['bleu']:.2f}  chrF "
@@ -306,6 +322,12 @@ def run_info(args: argparse.Namespace) -> int:
           f"{model['hidden_size']}  embedding {model['embedding_size']}  "
           f"vocab {model['vocab_size']}")
     print(f"parameters   {info['parameters']:,}")
+    if loaded.config.get("task") == "synthetic":
+        print(f"data         {data['source']}, length {data['length']}: {data['summary']}")
+        print(f"steps        {info['steps']}")
+        if info["best_val_loss"] is not None:
+            print(f"best val     {info['best_val_loss']:.4f}")
+        return 0
     print(f"data         {data['source']}  ({data['tokenizer']}, {data['train_tokens']:,} train / "
           f"{data['val_tokens']:,} validation tokens)")
     print(f"steps        {info['steps']}")
@@ -353,12 +375,53 @@ def run_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+# diagnose --------------------------------------------------------------------------------
+def add_diagnose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run directory of a recurrent model (a language "
+                   "model or a synthetic task such as adding)")
+    p.add_argument("--out", metavar="DIR", help="where to write diagnostics.json and the PNG "
+                   "figures (default: RUN/diagnostics)")
+    p.add_argument("--batch", type=int, default=16, metavar="N",
+                   help="validation sequences to measure on (default: 16)")
+    p.add_argument("--no-jacobian", action="store_true",
+                   help="skip the Jacobian products (the slowest part)")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="where to run the model (default: cpu)")
+
+
+def run_diagnose(args: argparse.Namespace) -> int:
+    from seqlab.diagnostics import diagnose_run
+    from seqlab.training import resolve_device
+
+    report = diagnose_run(args.run, args.out, args.batch, resolve_device(args.device),
+                          jacobian=not args.no_jacobian)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    for when in ("init", "trained"):
+        m = report[when]
+        last = m["grad_last"]
+        radius = ", ".join(f"{layer} " + " ".join(f"{k} {v:.3f}" for k, v in blocks.items())
+                           for layer, blocks in m["spectral_radius"].items())
+        print(f"{when:8} ||dL/dh_t|| (loss at the last step): t=0 {last[0]:.3g}, "
+              f"t=T-1 {last[-1]:.3g}; spectral radius of W_hh: {radius}")
+        if "jacobian" in m:
+            print(f"{'':8} ||dh_T/dh_(T-d)||: d=1 {m['jacobian'][0]:.3g}, "
+                  f"d={len(m['jacobian'])} {m['jacobian'][-1]:.3g}")
+    print(f"recorded in training: {len(report['recorded'])} points; figures: "
+          f"{', '.join(report['files'])}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("train a language model on text", add_train, run_train),
     "generate": ("sample text from a trained run", add_generate, run_generate),
     "evaluate": ("loss, perplexity and bits per character of a run on a text",
                  add_evaluate, run_evaluate),
     "info": ("config, parameter count and metrics of a run", add_info, run_info),
+    "diagnose": ("gradients through time, Jacobian products, spectral radius and gate "
+                 "statistics of a recurrent run", add_diagnose, run_diagnose),
     "translate": ("decode inputs with a seq2seq run (arguments, or lines from stdin)",
                   add_translate, run_translate),
 }

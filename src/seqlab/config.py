@@ -130,8 +130,28 @@ class Seq2SeqConfig:
     length_penalty: float = opt(1.0, "beam search ranks by log-probability / length^this "
                                 "(0: no length normalisation)", minimum=0.0)
     length: str = opt("", "reverse and sort: symbols per source, N or MIN-MAX (default 5-20); "
-                      "addition: digits per operand (default 1-5)")
+                      "addition: digits per operand (default 1-5); adding, copy, order, delay: "
+                      "time steps T, N or MIN-MAX (default 100)")
     num_pairs: int = opt(20000, "built-in tasks: training pairs to generate", positive=True)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+    """Keys of the synthetic long-range tasks (adding, copy, order, delay); their length is
+    ``length``, "T" or "MIN-MAX" (drawn per sequence, padded and masked; default 100)."""
+
+    delay: int = opt(10, "delay task: the target is the symbol seen this many steps back",
+                     positive=True)
+    val_sequences: int = opt(1000, "synthetic tasks: validation sequences, drawn once from the "
+                             "seed", positive=True)
+    record_every: int = opt(0, "synthetic tasks: record the gradient norm through time every N "
+                            "steps into gradients.jsonl (0: never)", minimum=0)
+    init_radius: float = opt(0.0, "synthetic tasks, rnn and irnn: rescale W_hh at "
+                             "initialisation to this spectral radius (0: the cell's own init)",
+                             minimum=0.0)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -139,7 +159,7 @@ class Seq2SeqConfig:
 
 # Every config class whose fields are user keys (flags, TOML, config.json). A task family with
 # keys of its own adds its dataclass here; field names must be unique across all classes.
-CONFIG_CLASSES: list[type] = [ModelConfig, TrainConfig, Seq2SeqConfig]
+CONFIG_CLASSES: list[type] = [ModelConfig, TrainConfig, Seq2SeqConfig, SyntheticConfig]
 
 
 def cli_fields():

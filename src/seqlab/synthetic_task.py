@@ -1,0 +1,282 @@
+"""The synthetic task family: ``seqlab train adding --length 200 --model lstm``.
+
+The family contract of :mod:`seqlab.api` (claims, train, resume, evaluate, load). A run
+directory holds config.json with ``"task": "synthetic"``, model.safetensors, last/,
+metrics.jsonl and, with ``record_every``, gradients.jsonl: the norm of dL/dh_t for every t on
+a fixed probe batch, at initialisation and every N steps.
+
+Batches are pure functions of (seed, step), so a resumed run sees the batches a run that never
+stopped would have seen; validation is a fixed set drawn once from the seed, and ``evaluate``
+scores a third, held-out set drawn the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from seqlab import __version__
+from seqlab.api import TrainResult
+from seqlab.checkpoint import LoadedRun, RunDir
+from seqlab.config import ModelConfig, SyntheticConfig, TrainConfig, split_keys, to_dict
+from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_task, parse_length
+from seqlab.models.sequence import SequenceModel
+from seqlab.training import Event, Trainer, resolve_device
+
+log = logging.getLogger(__name__)
+GRADIENTS = "gradients.jsonl"
+TRAIN, VALIDATION, TEST = 0, 1, 2  # the streams of TaskData.batch
+PROBE = 16  # sequences of the probe batch whose gradients are recorded
+
+
+def claims(source: str, keys: dict[str, Any]) -> bool:
+    return source in TASKS and keys.get("task") in (None, "synthetic") and not Path(source).exists()
+
+
+# scoring ----------------------------------------------------------------------------------
+def batch_loss(model: nn.Module, data: TaskData, batch: SyntheticBatch, device
+               ) -> tuple[Tensor, int, int, int]:
+    """(summed loss, items scored, correct, items counted for accuracy) of one batch."""
+    spec = data.spec
+    lengths = batch.lengths
+    full = bool((lengths == lengths.max()).all())
+    outputs, _ = model(batch.inputs.to(device), None, None if full else lengths)  # (B, T, O)
+    targets = batch.targets.to(device)
+    if spec.scored == "last":
+        rows = torch.arange(len(lengths), device=device)
+        last = outputs[rows, lengths.to(device) - 1]  # (B, O)
+        if spec.loss == "mse":
+            return ((last[:, 0] - targets) ** 2).sum(), len(lengths), 0, 0
+        total = nn.functional.cross_entropy(last.float(), targets, reduction="sum")
+        return total, len(lengths), int((last.argmax(-1) == targets).sum()), len(lengths)
+    total = nn.functional.cross_entropy(outputs.flatten(0, 1).float(), targets.flatten(),
+                                        ignore_index=IGNORE, reduction="sum")
+    counted = targets != IGNORE
+    if spec.blank_target is not None:
+        counted = counted & (targets != spec.blank_target)
+    correct = int(((outputs.argmax(-1) == targets) & counted).sum())
+    return total, int((targets != IGNORE).sum()), correct, int(counted.sum())
+
+
+@torch.no_grad()
+def score(model: nn.Module, data: TaskData, stream: int, sequences: int, batch_size: int,
+          device) -> dict[str, float]:
+    """Mean loss, the memoryless baseline and accuracy on ``sequences`` sequences of a stream."""
+    was_training = model.training
+    model.eval()
+    total, count, correct, counted, lengths = 0.0, 0, 0, 0, []
+    for index in range(-(-sequences // batch_size)):
+        batch = data.batch(min(batch_size, sequences - index * batch_size), stream, index)
+        t, n, c, k = batch_loss(model, data, batch, device)
+        total, count, correct, counted = total + float(t), count + n, correct + c, counted + k
+        lengths.append(batch.lengths)
+    model.train(was_training)
+    loss = total / max(count, 1)
+    baseline = data.spec.baseline(torch.cat(lengths) - data.spec.extra_steps, data.delay)
+    result = {"loss": loss, "baseline": baseline, "ratio": loss / baseline}
+    if counted:
+        result["accuracy"] = correct / counted
+    return result
+
+
+class SyntheticTask:
+    """What the trainer trains on: fresh batches by step, a fixed validation set."""
+
+    def __init__(self, data: TaskData, train: TrainConfig, synthetic: SyntheticConfig,
+                 device) -> None:
+        self.data, self.train, self.synthetic, self.device = data, train, synthetic, device
+
+    def train_batch(self, step: int) -> SyntheticBatch:
+        return self.data.batch(self.train.batch_size, TRAIN, step)
+
+    def loss(self, model: nn.Module, batch: SyntheticBatch, state) -> tuple[Tensor, None, int]:
+        total, count, _, _ = batch_loss(model, self.data, batch, self.device)
+        return total / count, None, count
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        result = score(model, self.data, VALIDATION, self.synthetic.val_sequences,
+                       self.train.batch_size, self.device)
+        return {f"val_{k}": v for k, v in result.items()}
+
+    def probe(self) -> SyntheticBatch:
+        """A fixed batch of validation sequences, for diagnostics through training."""
+        return self.data.batch(PROBE, VALIDATION, 0)
+
+
+# family contract ---------------------------------------------------------------------------
+def resolve(source: str, keys: dict[str, Any]) -> tuple[ModelConfig, TrainConfig,
+                                                         SyntheticConfig, TaskData]:
+    spec = get_task(source)
+    keys = dict(keys)
+    if isinstance(keys.get("length"), int) and not isinstance(keys["length"], bool):
+        keys["length"] = str(keys["length"])  # the Python API may say length=200
+    length_text = keys.pop("length", "")
+    configs = split_keys(keys)
+    low, high = parse_length(length_text)
+    train = configs[TrainConfig]
+    data = TaskData(spec, low, high, configs[SyntheticConfig].delay, train.seed)
+    return configs[ModelConfig], train, configs[SyntheticConfig], data
+
+
+def build(model_config: ModelConfig, data: TaskData, init_radius: float = 0.0
+          ) -> SequenceModel:
+    """The task's model; ``init_radius`` > 0 rescales each W_hh (rnn, irnn) to that spectral
+    radius, the knob that makes an Elman network's gradients explode or vanish."""
+    spec = data.spec
+    model = SequenceModel(model_config, spec.inputs, spec.input_size, spec.output_size)
+    if init_radius > 0:
+        recurrent = model.recurrent
+        if recurrent is None or recurrent.cell not in ("rnn", "irnn"):
+            raise ValueError(f"init_radius applies to rnn and irnn, not {model_config.model}")
+        with torch.no_grad():
+            for layer in range(recurrent.num_layers):
+                w_hh = recurrent.layer_weights(layer)[1]
+                w_hh.mul_(init_radius / torch.linalg.eigvals(w_hh.double()).abs().max().item())
+    return model
+
+
+def train(source: str, out: str | Path | None = None, on_event: Event | None = None,
+          stop: threading.Event | None = None, **keys: Any) -> TrainResult:
+    model_config, train_config, synthetic, data = resolve(source, keys)
+    torch.manual_seed(train_config.seed)
+    model = build(model_config, data, synthetic.init_radius)
+    run = RunDir.create(out) if out is not None else None
+    if run is not None:
+        run.write_config(run_config(model_config, train_config, synthetic, data))
+    return fit(model, data, train_config, synthetic, run, on_event, None, stop)
+
+
+def run_config(model: ModelConfig, train: TrainConfig, synthetic: SyntheticConfig,
+               data: TaskData) -> dict[str, Any]:
+    length = str(data.max_length) if data.min_length == data.max_length \
+        else f"{data.min_length}-{data.max_length}"
+    return {"seqlab_version": __version__, "task": "synthetic", "model": to_dict(model),
+            "train": to_dict(train), "synthetic": to_dict(synthetic),
+            "data": {"source": data.spec.name, "length": length, "summary": data.spec.summary}}
+
+
+def fit(model: SequenceModel, data: TaskData, train_config: TrainConfig,
+        synthetic: SyntheticConfig, run: RunDir | None, on_event: Event | None,
+        resume_state: dict | None, stop: threading.Event | None) -> TrainResult:
+    device = resolve_device(train_config.device)
+    model.to(device)
+    task = SyntheticTask(data, train_config, synthetic, device)
+    trainer = Trainer(model, task, train_config, run, on_event, device, stop)
+    if synthetic.record_every and run is not None:
+        trainer.before_step = recorder(model, task, synthetic.record_every, run)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    summary = trainer.fit()
+    if run is not None:
+        run.load_weights(model)  # hand back the best weights, not the last
+    model.eval()
+    return TrainResult(model, data, summary, run)
+
+
+def probe_of(data: TaskData, batch: SyntheticBatch, device="cpu"):
+    """The diagnostics' view of a batch: inputs, targets and how they are scored."""
+    from seqlab.diagnostics import Probe
+
+    lengths = batch.lengths
+    full = bool((lengths == lengths.max()).all())
+    return Probe(batch.inputs.to(device), batch.targets.to(device), data.spec.loss,
+                 data.spec.scored, None if full else lengths.to(device))
+
+
+def recorder(model: SequenceModel, task: SyntheticTask, every: int, run: RunDir):
+    """before_step hook: append dL/dh_t norms on the probe batch at step 0, N, 2N, ..."""
+    from seqlab.diagnostics import gradients_through_time
+
+    if model.recurrent is None:
+        log.warning("record_every: %s has no recurrent state; nothing is recorded",
+                    model.config.model)
+        return None
+    probe = probe_of(task.data, task.probe(), task.device)
+
+    def record(step: int) -> None:
+        if step % every:
+            return
+        norms = {r: g.tolist() for r, g in gradients_through_time(model, probe).items()}
+        with open(run.path / GRADIENTS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": step, **norms}) + "\n")
+
+    return record
+
+
+def read_gradients(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / GRADIENTS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line from a killed run
+    return records
+
+
+def restore(run_dir: str | Path) -> tuple[RunDir, ModelConfig, TrainConfig, SyntheticConfig,
+                                          TaskData]:
+    run = RunDir(run_dir)
+    config = run.read_config()
+    try:
+        synthetic = SyntheticConfig(**config["synthetic"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{run.path}: invalid synthetic config ({err})") from err
+    train_config = run.train_config()
+    low, high = parse_length(config["data"]["length"])
+    data = TaskData(get_task(config["data"]["source"]), low, high, synthetic.delay,
+                    train_config.seed)
+    return run, run.model_config(), train_config, synthetic, data
+
+
+def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
+           **overrides: Any) -> TrainResult:
+    allowed = {"max_steps", "time_budget", "device"}
+    if extra := sorted(set(overrides) - allowed):
+        raise ValueError(f"a resumed run keeps its config; cannot change: {', '.join(extra)}")
+    run, model_config, train_config, synthetic, data = restore(out)
+    train_config = dataclasses.replace(train_config, **overrides)
+    state = run.load_trainer_state()
+    model = build(model_config, data)
+    run.load_weights(model, last=True)
+    if overrides:
+        run.write_config({**run.read_config(), "train": to_dict(train_config)})
+    step = int(state["step"])
+    run.truncate_metrics(step)
+    kept = [r for r in read_gradients(out) if r["step"] < step]
+    if kept or (run.path / GRADIENTS).exists():
+        (run.path / GRADIENTS).write_text("".join(json.dumps(r) + "\n" for r in kept),
+                                          encoding="utf-8")
+    return fit(model, data, train_config, synthetic, run, on_event, state, stop)
+
+
+def load(run_dir: str | Path, device="cpu") -> LoadedRun:
+    run, model_config, _, _, data = restore(run_dir)
+    model = build(model_config, data).to(device)
+    run.load_weights(model)
+    model.eval()
+    return LoadedRun(model, data, run.read_config(), run)
+
+
+def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto") -> dict[str, Any]:
+    """Loss, memoryless baseline, their ratio and accuracy on a held-out set of the run's task."""
+    loaded = load(run_dir, resolve_device(device))
+    data: TaskData = loaded.vocab
+    if str(source) != data.spec.name:
+        raise ValueError(f"{run_dir} was trained on the synthetic task {data.spec.name!r}; "
+                         f"evaluate it on {data.spec.name!r}, not {str(source)!r}")
+    synthetic = SyntheticConfig(**loaded.config["synthetic"])
+    train = loaded.run.train_config()
+    result = score(loaded.model, data, TEST, synthetic.val_sequences, train.batch_size,
+                   next(loaded.model.parameters()).device)
+    return {"run": str(run_dir), "data": data.spec.name, "length": loaded.config["data"]["length"],
+            "sequences": synthetic.val_sequences, **result}
