@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   seqlab evaluate runs/tunes my_tunes.abc --json
   seqlab info runs/tunes
   seqlab diagnose runs/tunes --out runs/tunes-diagnostics
+  seqlab lab --quick --out lab
 """
 
 
@@ -414,6 +415,43 @@ def run_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+
+# lab -------------------------------------------------------------------------------------
+def add_lab(p: argparse.ArgumentParser) -> None:
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="suite", action="store_const", const="quick",
+                      help="small models, short training: about 15 minutes on 2 CPU cores "
+                           "(the default)")
+    size.add_argument("--full", dest="suite", action="store_const", const="full",
+                      help="the papers' sizes: hours on a CPU")
+    size.add_argument("--suite", choices=("quick", "full", "smoke"),
+                      help="a suite by name (smoke: seconds, for testing the pipeline)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="folder for runs/, figures/, report.md and results.json (default: "
+                        "lab-SUITE); finished runs already there are read, not retrained")
+    p.add_argument("--only", metavar="EXPERIMENT", action="append", default=[],
+                   help="train only this experiment (adding, gradients, exploding, copy, "
+                        "baselines; repeatable); the report covers every finished one")
+
+
+def run_lab(args: argparse.Namespace) -> int:
+    from seqlab.lab import run_suite
+
+    suite = args.suite or "quick"
+    out = Path(args.out or f"lab-{suite}")
+
+    def progress(name: str, result: dict) -> None:
+        print(f"{name:24} best val loss {result['best_val_loss']:.4f}  {result['stop']}  "
+              f"{result['wall_s']:.0f} s", file=sys.stderr, flush=True)
+
+    summary = run_suite(suite, out, progress, tuple(args.only))
+    for key, verdict in summary["verdicts"].items():
+        if verdict:
+            print(f"{key}: {verdict}")
+    print(f"report: {out / 'report.md'} ({summary['session_s']:.0f} s)")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("train a language model on text", add_train, run_train),
     "generate": ("sample text from a trained run", add_generate, run_generate),
@@ -422,6 +460,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "info": ("config, parameter count and metrics of a run", add_info, run_info),
     "diagnose": ("gradients through time, Jacobian products, spectral radius and gate "
                  "statistics of a recurrent run", add_diagnose, run_diagnose),
+    "lab": ("run the lecture's experiments and write a report with figures", add_lab,
+            run_lab),
     "translate": ("decode inputs with a seq2seq run (arguments, or lines from stdin)",
                   add_translate, run_translate),
 }

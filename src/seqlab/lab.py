@@ -1,0 +1,269 @@
+"""``seqlab lab``: the lecture's claims, measured, in one command.
+
+A suite is a list of experiments; an experiment is a few training runs (fixed seeds) and what
+to read from them. Every run leaves its own run directory under ``OUT/runs/``; the report
+(``OUT/report.md``) and its figures (``OUT/figures/``) are computed from those directories
+only, so every number in it can be traced to the run that produced it. Running a suite again
+into another folder reproduces the table (wall times aside).
+
+Suites: ``quick`` (sized for about 15 minutes on 2 CPU cores: shorter training, smaller
+models, so a claim may show only partly), ``full`` (the papers' sizes; hours on a CPU) and
+``smoke`` (seconds; for tests).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqlab.checkpoint import RunDir
+from seqlab.io import atomic_write_json, atomic_write_text
+from seqlab.training import TrainingDiverged
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str  # its directory under OUT/runs
+    source: str  # a synthetic task or a text corpus
+    keys: dict[str, Any]  # seqlab.train keys
+
+
+@dataclass(frozen=True)
+class Experiment:
+    key: str
+    title: str
+    claim: str  # what the lecture says, in one line
+    published: str  # the published figure to set ours beside (ANCHORS.md)
+    runs: tuple[Run, ...]
+    verdict: Callable[[dict[str, dict]], str] = field(default=lambda results: "")
+
+
+# suites --------------------------------------------------------------------------------------
+SIZES = {  # per suite: hidden size, steps, lengths, batch, validation sequences, records
+    "smoke": dict(hidden=8, steps=10, adding_steps=10, text_steps=6, adding_t=12, copy_t=5,
+                  order_t=8, delay_t=8, delay=2, batch=8, val=16, record=5, text_window=4,
+                  evals=2),
+    "quick": dict(hidden=64, steps=1500, adding_steps=2000, text_steps=600, adding_t=200,
+                  copy_t=100, order_t=50, delay_t=60, delay=10, batch=32, val=256, record=100,
+                  text_window=20, evals=10),
+    "full": dict(hidden=128, steps=10000, adding_steps=20000, text_steps=5000, adding_t=200,
+                 copy_t=100, order_t=200, delay_t=200, delay=20, batch=32, val=1000,
+                 record=500, text_window=50, evals=20),
+}
+SUITES = tuple(SIZES)
+TEXT = "oneills"  # bundled with music21: nothing to download
+
+
+def common(s: dict) -> dict[str, Any]:
+    return dict(hidden_size=s["hidden"], batch_size=s["batch"], max_steps=s["steps"],
+                val_sequences=s["val"], eval_every=max(1, s["steps"] // s["evals"]),
+                log_every=max(1, s["steps"] // 50), patience=0, seed=0, device="cpu")
+
+
+def adding_runs(s: dict) -> tuple[Run, ...]:
+    keys = dict(common(s), length=str(s["adding_t"]), record_every=s["record"],
+                max_steps=s["adding_steps"],
+                eval_every=max(1, s["adding_steps"] // s["evals"]),
+                log_every=max(1, s["adding_steps"] // 50))
+    # IRNN at 1e-4: Hu et al. 2018 find 1e-3 unstable on the adding problem at T >= 300
+    lrs = {"rnn": 3e-3, "irnn": 1e-4, "lstm": 3e-3, "gru": 3e-3}
+    return tuple(Run(f"adding-{m}", "adding", dict(keys, model=m, lr=lr))
+                 for m, lr in lrs.items())
+
+
+def suite(name: str) -> list[Experiment]:
+    if name not in SIZES:
+        raise ValueError(f"unknown lab suite {name!r}; choose from {', '.join(SUITES)}")
+    s = SIZES[name]
+    base = common(s)
+    exploding = dict(base, model="rnn", length=str(s["adding_t"] // 2), optimizer="sgd",
+                     lr=0.05, warmup_steps=0, init_radius=3.0)
+    copy = dict(base, length=str(s["copy_t"]), lr=3e-3)
+    order = dict(base, length=str(s["order_t"]), lr=3e-3)
+    delay = dict(base, length=str(s["delay_t"]), delay=s["delay"], lr=3e-3)
+    text = dict(base, max_steps=s["text_steps"], seq_len=64, lr=2e-3, eval_batches=20,
+                eval_every=max(1, s["text_steps"] // s["evals"]),
+                log_every=max(1, s["text_steps"] // 50))
+    text.pop("val_sequences")
+    window_big = max(s["text_window"], s["delay"] + 1)
+    models = (("window2", "window-mlp", {"window": 2}),
+              (f"window{window_big}", "window-mlp", {"window": window_big}),
+              ("bow", "bow", {}), ("lstm", "lstm", {}))
+
+    def baseline_runs(task: str, keys: dict) -> tuple[Run, ...]:
+        return tuple(Run(f"{task}-{label}", task, dict(keys, model=model, **extra))
+                     for label, model, extra in models)
+
+    return [
+        Experiment("adding", f"Adding problem, T = {s['adding_t']}",
+                   "a tanh RNN stays near the baseline 0.167; LSTM, GRU and IRNN reach "
+                   "MSE < 0.01",
+                   "Le et al. 2015 Fig. 2 (T = 200: IRNN and LSTM near 0, tanh RNN at 0.167); "
+                   "TCN paper Table 1 (T = 600): LSTM 0.164, GRU 5.3e-5, RNN 0.177",
+                   adding_runs(s), verdict_adding),
+        Experiment("gradients", "Gradient through time on the adding problem",
+                   "||dL/dh_t|| vanishes with distance for a tanh RNN; IRNN, LSTM and GRU "
+                   "keep it",
+                   "Le et al. 2015; Pascanu, Mikolov, Bengio 2013 (vanishing and exploding "
+                   "gradients)", adding_runs(s)),
+        Experiment("exploding", "Exploding gradients: spectral radius 3, SGD, with and without "
+                   "clipping", "without clipping training diverges; clipped, it trains",
+                   "Pascanu, Mikolov, Bengio 2013 (clipping by norm)",
+                   (Run("exploding-noclip", "adding", dict(exploding, clip_norm=0.0)),
+                    Run("exploding-clip", "adding", dict(exploding, clip_norm=1.0))),
+                   verdict_exploding),
+        Experiment("copy", f"Copy memory, T = {s['copy_t']}",
+                   "an LSTM beats the memoryless baseline; a tanh RNN does not",
+                   "Arjovsky et al. 2016 (baseline 10 ln 8 / (T + 20) = 0.1733 at T = 100); "
+                   "Tallec & Ollivier 2018 (LSTM with forget bias 1 beats it)",
+                   (Run("copy-lstm", "copy", dict(copy, model="lstm")),
+                    Run("copy-rnn", "copy", dict(copy, model="rnn"))), verdict_copy),
+        Experiment("baselines", "Fixed windows and bags of words against an LSTM",
+                   "a bag of words cannot order; a window of n cannot reach back more than n "
+                   "steps; both fall behind on real text",
+                   "makemore (bag of words and MLP behind an RNN on names)",
+                   baseline_runs("order", order) + baseline_runs("delay", delay)
+                   + baseline_runs(TEXT, text)),
+    ]
+
+
+# verdicts ------------------------------------------------------------------------------------
+def best(results: dict[str, dict], name: str) -> float:
+    return results[name]["best_val_loss"]
+
+
+def verdict_adding(results: dict[str, dict]) -> str:
+    solved = [m for m in ("irnn", "lstm", "gru") if best(results, f"adding-{m}") < 0.01]
+    rnn = best(results, "adding-rnn")
+    return (f"reached MSE < 0.01: {', '.join(solved) or 'none'}; tanh RNN best {rnn:.4f} "
+            f"({'at' if rnn > 0.1 else 'below'} the baseline 0.1667)")
+
+
+def verdict_exploding(results: dict[str, dict]) -> str:
+    free, clipped = results["exploding-noclip"], results["exploding-clip"]
+    return (f"without clipping: {free['stop']}, {free['skipped']} non-finite steps skipped, "
+            f"best {free['best_val_loss']:.4f}; clipped at 1: {clipped['stop']}, "
+            f"{clipped['skipped']} skipped, best {clipped['best_val_loss']:.4f}")
+
+
+def verdict_copy(results: dict[str, dict]) -> str:
+    lstm, rnn, base = (best(results, "copy-lstm"), best(results, "copy-rnn"),
+                       results["copy-lstm"]["baseline"])
+    def beats(loss: float) -> str:
+        return "beats" if loss < 0.95 * base else "does not beat"
+
+    return (f"baseline {base:.4f}; LSTM {lstm:.4f} ({beats(lstm)} it); tanh RNN {rnn:.4f} "
+            f"({beats(rnn)} it)")
+
+
+# running -------------------------------------------------------------------------------------
+def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
+    """Train one run (or read it back when a finished one is already there); its numbers."""
+    import seqlab
+    from seqlab.models import count_parameters
+
+    path = runs_dir / run.name
+    started = time.perf_counter()
+    stop = None
+    if path.exists() and not (path / "lab.json").exists():
+        raise ValueError(f"{path} is incomplete (an interrupted lab?); delete it to train it "
+                         "again")
+    if not path.exists():
+        try:
+            stop = seqlab.train(run.source, out=path, **run.keys).summary.stop_reason
+        except TrainingDiverged:
+            stop = "diverged"
+    wall = time.perf_counter() - started
+    metrics = RunDir(path).read_metrics()
+    evals = [m for m in metrics if "val_loss" in m]
+    logs = [m for m in metrics if "loss" in m]
+    best = min(evals, key=lambda m: m["val_loss"]) if evals else {}
+    saved = json.loads((path / "lab.json").read_text()) if (path / "lab.json").exists() else {}
+    result = {"run": f"runs/{run.name}", "source": run.source, "model": run.keys["model"],
+              "parameters": count_parameters(built(path)),
+              "best_val_loss": best.get("val_loss", math.nan),
+              "final_val_loss": evals[-1]["val_loss"] if evals else math.nan,
+              "baseline": best.get("val_baseline"), "accuracy": best.get("val_accuracy"),
+              "bpc": best.get("val_bpc"), "steps": max((m["step"] for m in metrics), default=0),
+              "skipped": logs[-1]["skipped"] if logs else 0,
+              "stop": stop or saved.get("stop", "done"),
+              "wall_s": round(wall if stop else saved.get("wall_s", wall), 1),
+              "val_curve": [[m["step"], m["val_loss"]] for m in evals],
+              "grad_curve": [[m["step"], m["grad_norm"]] for m in logs]}
+    if stop:
+        atomic_write_json(path / "lab.json", {"stop": stop, "wall_s": result["wall_s"]})
+    return result
+
+
+def built(path: Path):
+    """The run's model as its config builds it (a run that diverged early has no weights)."""
+    from seqlab.models import build_model
+
+    run = RunDir(path)
+    if run.read_config().get("task") == "synthetic":
+        from seqlab import synthetic_task
+
+        _, model_config, _, _, data = synthetic_task.restore(path)
+        return synthetic_task.build(model_config, data)
+    return build_model(run.model_config())
+
+
+def run_suite(name: str, out: str | Path, on_run: Callable[[str, dict], None] | None = None,
+              only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run a suite's experiments into ``out`` and write report.md, figures/ and results.json.
+
+    ``only`` trains just those experiments; the report then covers every experiment whose
+    runs are all finished in ``out`` (so a suite can be run one experiment at a time).
+    ``on_run(name, result)`` is called after each run (progress).
+    """
+    from seqlab import __version__
+
+    experiments = suite(name)
+    if unknown := sorted(set(only) - {e.key for e in experiments}):
+        raise ValueError(f"unknown experiment {', '.join(unknown)}; choose from "
+                         f"{', '.join(e.key for e in experiments)}")
+    out = Path(out)
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results: dict[str, dict] = {}
+    done = []
+    for experiment in experiments:
+        finished = all((runs_dir / r.name / "lab.json").exists() for r in experiment.runs)
+        if only and experiment.key not in only and not finished:
+            continue
+        for run in experiment.runs:
+            if run.name not in results:
+                results[run.name] = execute(run, runs_dir)
+                if on_run is not None:
+                    on_run(run.name, results[run.name])
+        done.append(experiment)
+    from seqlab.lab_report import write_report
+
+    summary = {"suite": name, "seqlab_version": __version__, "torch_version": torch.__version__,
+               "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M"),
+               "wall_s": round(sum(r["wall_s"] for r in results.values()), 1),
+               "session_s": round(time.perf_counter() - started, 1), "runs": results,
+               "experiments": [e.key for e in done]}
+    summary["verdicts"] = {e.key: e.verdict(results) for e in done}
+    write_report(done, summary, out)
+    atomic_write_json(out / "results.json", summary)
+    return summary
+
+
+def table(results: dict[str, dict]) -> list[dict[str, Any]]:
+    """The reproducible part of a suite's results: everything but wall times and dates."""
+    keep = ("run", "model", "parameters", "best_val_loss", "final_val_loss", "baseline",
+            "accuracy", "steps", "skipped", "stop")
+    return [{k: r[k] for k in keep} for r in results.values()]
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write_text(path, text)
