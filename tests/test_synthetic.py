@@ -176,6 +176,8 @@ def test_cli_trains_evaluates_and_resumes_a_synthetic_run(tmp_path, capsys):
     assert result["ratio"] == pytest.approx(result["loss"] * 6)
     assert main(["evaluate", str(tmp_path / "a"), "copy"]) == 2
     assert "trained on the synthetic task 'adding'" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path / "a")]) == 2
+    assert "is a 'synthetic' run, not a language model" in capsys.readouterr().err
 
 
 def test_init_radius_rescales_the_recurrent_matrix():

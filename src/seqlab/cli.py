@@ -220,6 +220,9 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.tunes is not None or args.out is not None:
         return run_generate_tunes(args)
     loaded = load_run(args.run, resolve_device(args.device))
+    if (task := loaded.config.get("task", "lm")) != "lm":
+        raise UsageError(f"{args.run} is a {task!r} run, not a language model; generate "
+                         "samples text from language models")
     samples = generate(loaded.model, loaded.vocab, args.prompt, args.length, args.num_samples,
                        args.seed, temperature=args.temperature, top_k=args.top_k,
                        top_p=args.top_p, greedy=args.greedy)
