@@ -196,9 +196,10 @@ def add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
                    help="where to run the model (default: cpu)")
     tunes = p.add_argument_group("tunes (runs trained on ABC)")
-    tunes.add_argument("--tunes", type=int, metavar="N", help="sample N whole tunes, each to "
-                       "its end marker (a blank line) or --max-tune-length, and write them to "
-                       "--out with MIDI, WAV, SVG and tunes.json (validity and novelty)")
+    tunes.add_argument("--tunes", type=int, metavar="N", help="sample N whole tunes, each from "
+                       "--prompt (default: X:<its number>) to its end marker (a blank line) or "
+                       "--max-tune-length, and write them to --out with MIDI, WAV, SVG and "
+                       "tunes.json (validity and novelty)")
     tunes.add_argument("--out", metavar="DIR", help="folder for --tunes (must not exist or be "
                        "empty)")
     tunes.add_argument("--max-tune-length", type=int, default=2000, metavar="N",
