@@ -89,7 +89,7 @@ def _notes(tune: str) -> list[tuple[str, float]]:
 @pytest.mark.parametrize("corpus", ["oneills", "ryans"])
 def test_normalisation_keeps_every_note(corpus):
     """music21 reads the same notes, durations included, from raw and normalised tunes."""
-    raw = [t for t in split_tunes(load_text(corpus)) if "\nK:" in t or "\nK: " in t]
+    raw = [t for t in split_tunes(load_text(corpus)) if "\nK:" in t]
     for tune in random.Random(1).sample(raw, 4):
         assert _notes(normalise_tune(tune)) == _notes(tune)
 

@@ -201,6 +201,9 @@ def test_generate_tunes_command(tmp_path, capsys, monkeypatch, single_thread):
     assert main(["train", str(source), "--out", str(run), "--hidden-size", "16",
                  "--embedding-size", "8", "--seq-len", "16", "--batch-size", "4",
                  "--max-steps", "4", "--eval-every", "4", "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), str(source), "--json"]) == 0  # scored as normalised tunes
+    assert json.loads(capsys.readouterr().out)["tokens"] > 0
     out = tmp_path / "gen"
     code = main(["generate", str(run), "--tunes", "3", "--out", str(out), "--seed", "0",
                  "--max-tune-length", "120"])

@@ -17,6 +17,9 @@ tunes are not all square either. Novelty is the longest run of bars shared with 
 tune; at ``near_copy_bars`` or more (default 8, a whole strain) a tune is a near-copy.
 
 A malformed tune never raises here: every failure becomes a check with its reason.
+
+Tunes are sampled as the model was trained, as streams of tunes with the state carried from
+one into the next (:func:`generate_tunes`).
 """
 
 from __future__ import annotations
