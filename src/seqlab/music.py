@@ -243,8 +243,10 @@ def render(stem: Path, score, record: dict[str, Any], tools: dict[str, str | Non
     if midi.is_file():
         files["midi"] = midi.name
         wav = stem.with_suffix(".wav")
-        if tools.get("timidity") and _run([tools["timidity"], "-Ow", "-o", str(wav), str(midi)],
-                                          wav, errors):
+        # 22 kHz mono: a quarter of timidity's default size, plenty for a fiddle tune
+        command = [tools["timidity"], "-Ow", "-s", "22050", "--output-mono", "-o", str(wav),
+                   str(midi)] if tools.get("timidity") else None
+        if command and _run(command, wav, errors):
             files["wav"] = wav.name
     if tools.get("abcm2ps") and record["checks"]["headers"]["ok"]:
         svg = stem.with_suffix(".svg")
