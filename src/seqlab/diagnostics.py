@@ -292,7 +292,17 @@ def run_probe(run_dir, batch: int, device) -> tuple[nn.Module, nn.Module, Probe,
 
 
 def measure(model: nn.Module, probe: Probe, jacobian: bool = True) -> dict:
-    """Every diagnostic of one model on one probe, as plain numbers."""
+    """Every diagnostic of one model on one probe, as plain numbers.
+
+    Computed on a float64 copy: a tanh RNN's dL/dh_t at T = 200 is ~1e-60, which float32
+    flushes to zero.
+    """
+    import copy
+
+    model = copy.deepcopy(model).double()
+    probe = Probe(*(x.double() if x.is_floating_point() else x
+                    for x in (probe.inputs, probe.targets)), probe.loss, probe.scored,
+                  probe.lengths)
     grads = gradients_through_time(model, probe, ("last", "sum"))
     result = {"grad_last": grads["last"].tolist(), "grad_sum": grads["sum"].tolist(),
               "spectral_radius": spectral_radius(model),

@@ -148,19 +148,16 @@ def verdict_adding(results: dict[str, dict]) -> str:
 
 def verdict_exploding(results: dict[str, dict]) -> str:
     free, clipped = results["exploding-noclip"], results["exploding-clip"]
-    return (f"without clipping: {free['stop']}, {free['skipped']} non-finite steps skipped, "
-            f"best {free['best_val_loss']:.4f}; clipped at 1: {clipped['stop']}, "
-            f"{clipped['skipped']} skipped, best {clipped['best_val_loss']:.4f}")
+    free_text = free["note"] or f"{free['stop']}, best {free['best_val_loss']:.4f}"
+    return (f"without clipping: {free_text}; clipped at 1: {clipped['stop']}, "
+            f"{clipped['skipped']} steps skipped, best MSE {clipped['best_val_loss']:.4f}")
 
 
 def verdict_copy(results: dict[str, dict]) -> str:
     lstm, rnn, base = (best(results, "copy-lstm"), best(results, "copy-rnn"),
                        results["copy-lstm"]["baseline"])
-    def beats(loss: float) -> str:
-        return "beats" if loss < 0.95 * base else "does not beat"
-
-    return (f"baseline {base:.4f}; LSTM {lstm:.4f} ({beats(lstm)} it); tanh RNN {rnn:.4f} "
-            f"({beats(rnn)} it)")
+    return (f"baseline {base:.4f}; LSTM {lstm:.4f} ({lstm / base:.3f} of it); tanh RNN "
+            f"{rnn:.4f} ({rnn / base:.3f} of it)")
 
 
 # running -------------------------------------------------------------------------------------
@@ -171,15 +168,16 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
 
     path = runs_dir / run.name
     started = time.perf_counter()
-    stop = None
+    stop, note = None, None
     if path.exists() and not (path / "lab.json").exists():
         raise ValueError(f"{path} is incomplete (an interrupted lab?); delete it to train it "
                          "again")
     if not path.exists():
         try:
             stop = seqlab.train(run.source, out=path, **run.keys).summary.stop_reason
-        except TrainingDiverged:
+        except TrainingDiverged as err:
             stop = "diverged"
+            note = str(err).split(";")[0]  # "training diverged: N consecutive steps ..."
     wall = time.perf_counter() - started
     metrics = RunDir(path).read_metrics()
     evals = [m for m in metrics if "val_loss" in m]
@@ -193,12 +191,13 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
               "baseline": best.get("val_baseline"), "accuracy": best.get("val_accuracy"),
               "bpc": best.get("val_bpc"), "steps": max((m["step"] for m in metrics), default=0),
               "skipped": logs[-1]["skipped"] if logs else 0,
-              "stop": stop or saved.get("stop", "done"),
+              "stop": stop or saved.get("stop", "done"), "note": note or saved.get("note"),
               "wall_s": round(wall if stop else saved.get("wall_s", wall), 1),
               "val_curve": [[m["step"], m["val_loss"]] for m in evals],
               "grad_curve": [[m["step"], m["grad_norm"]] for m in logs]}
     if stop:
-        atomic_write_json(path / "lab.json", {"stop": stop, "wall_s": result["wall_s"]})
+        atomic_write_json(path / "lab.json", {"stop": stop, "wall_s": result["wall_s"],
+                                              "note": note})
     return result
 
 
