@@ -190,3 +190,8 @@ def test_init_radius_rescales_the_recurrent_matrix():
     assert spectral_radius(model)["layer0"]["W_hh"] == pytest.approx(1.5)
     with pytest.raises(ValueError, match="init_radius applies to rnn and irnn, not lstm"):
         build(ModelConfig(model="lstm", hidden_size=8), d, init_radius=1.5)
+
+
+def test_text_only_keys_are_ignored_with_a_warning(caplog):
+    seqlab.train("order", model="gru", seq_len=64, max_steps=1, **TINY)
+    assert "synthetic task order: ignoring seq_len (they apply to text)" in caplog.text

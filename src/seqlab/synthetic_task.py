@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 GRADIENTS = "gradients.jsonl"
 TRAIN, VALIDATION, TEST = 0, 1, 2  # the streams of TaskData.batch
 PROBE = 16  # sequences of the probe batch whose gradients are recorded
+# training keys that only a text source uses; a synthetic task warns when they are given
+TEXT_ONLY = {"tokenizer", "bpe_vocab_size", "val_fraction", "batching", "seq_len",
+             "eval_batches"}
 
 
 def claims(source: str, keys: dict[str, Any]) -> bool:
@@ -119,6 +122,9 @@ def resolve(source: str, keys: dict[str, Any]) -> tuple[ModelConfig, TrainConfig
         keys["length"] = str(keys["length"])  # the Python API may say length=200
     length_text = keys.pop("length", "")
     configs = split_keys(keys)
+    if unused := sorted(set(keys) & TEXT_ONLY):
+        log.warning("synthetic task %s: ignoring %s (they apply to text)", spec.name,
+                    ", ".join(unused))
     low, high = parse_length(length_text)
     train = configs[TrainConfig]
     data = TaskData(spec, low, high, configs[SyntheticConfig].delay, train.seed)
