@@ -268,7 +268,7 @@ def test_cli_train_translate_evaluate(capsys, monkeypatch, tmp_path, pairs_file,
 def test_cli_trains_a_builtin_task_and_resumes(capsys, tmp_path, single_thread):
     run = tmp_path / "dates"
     code, _, err = run_cli(capsys, "train", "dates", "--num-pairs", "200", *TINY_CLI,
-                           "--out", run)
+                           "--eval-every", "6", "--out", run)
     assert code == 0, err
     assert json.loads((run / "config.json").read_text())["task"] == "seq2seq"
     code, _, err = run_cli(capsys, "train", "dates", "--resume", "--out", run, "--max-steps", "9",

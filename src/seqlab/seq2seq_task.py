@@ -46,7 +46,8 @@ from seqlab.training import Event, Trainer, resolve_device
 
 log = logging.getLogger(__name__)
 CELLS = ("rnn", "irnn", "lstm", "gru")
-VAL_PAIRS, TEST_PAIRS = 1000, 2000  # generated validation and held-out test pairs
+# generated validation pairs (a tenth of --num-pairs, at most this) and held-out test pairs
+VAL_PAIRS, TEST_PAIRS = 1000, 2000
 EVAL_DECODE = 500  # validation pairs decoded greedily at each evaluation (exact match)
 
 
@@ -89,7 +90,8 @@ def train_pairs(source: str, s2s: Seq2SeqConfig, train: TrainConfig
     if is_task_name(source):
         pairs = generate_pairs(source, s2s.num_pairs, train.seed, s2s.length)
         seen = {s for s, _ in pairs}
-        return pairs, generate_pairs(source, VAL_PAIRS, train.seed + 10_000, s2s.length, seen)
+        count = min(VAL_PAIRS, max(50, s2s.num_pairs // 10))
+        return pairs, generate_pairs(source, count, train.seed + 10_000, s2s.length, seen)
     if s2s.length:
         log.warning("--length applies to the built-in tasks only; ignored for %s", source)
     pairs = read_pairs(source)
@@ -100,7 +102,7 @@ def train_pairs(source: str, s2s: Seq2SeqConfig, train: TrainConfig
     return pairs[:cut], pairs[cut:]
 
 
-def test_pairs(source: str, run: RunDir) -> list[Pair]:
+def held_out_pairs(source: str, run: RunDir) -> list[Pair]:
     """Pairs to evaluate on: a TSV file, or held-out pairs of the run's built-in task."""
     if not is_task_name(source):
         return read_pairs(source)
@@ -385,7 +387,7 @@ def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
     """Exact match, token accuracy, BLEU and chrF of a run on a TSV file or a built-in task
     (for the run's own task: held-out pairs, none of whose sources was trained or validated on)."""
     loaded = load(run_dir, resolve_device(device))
-    pairs = test_pairs(str(source), loaded.run)
+    pairs = held_out_pairs(str(source), loaded.run)
     s2s = Seq2SeqConfig(**loaded.config["seq2seq"])
     beam = beam or s2s.beam
     sources = [s for s, _ in pairs]
