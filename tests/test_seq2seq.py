@@ -324,3 +324,13 @@ def test_word_and_bpe_vocabularies(tmp_path, pairs_file, tokenizer, single_threa
     known = words.read_text().split("\t")[0]
     [result] = translate_texts(loaded.model, loaded.vocab, [known], beam=2)
     assert isinstance(result.text, str)
+
+
+def test_show_attention_without_attention_is_an_error(capsys, tmp_path, pairs_file):
+    run = tmp_path / "none"
+    seqlab.train(pairs_file, out=run, task="seq2seq", attention="none", hidden_size=8,
+                 embedding_size=4, batch_size=4, max_steps=2, eval_every=2, device="cpu")
+    code, _, err = run_cli(capsys, "translate", run, "abc", "--show-attention",
+                           tmp_path / "a.png")
+    assert code == 2 and "this run has no attention (--attention none)" in err
+    assert not (tmp_path / "a.png").exists()
