@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from seqlab.data.vocab import Vocab, check_prompt
+from seqlab.data.vocab import UNK, Vocab, check_prompt
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,6 +20,7 @@ class SamplingConfig:
     top_k: int = 0  # keep the k most likely tokens (0: all)
     top_p: float = 1.0  # keep the smallest set whose probability reaches p (1: all)
     greedy: bool = False  # always take the most likely token
+    banned: tuple[int, ...] = ()  # ids never produced (e.g. a word vocabulary's <unk>)
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -47,10 +48,23 @@ def filter_logits(logits: Tensor, config: SamplingConfig) -> Tensor:
 
 def next_tokens(logits: Tensor, config: SamplingConfig, generator: torch.Generator) -> Tensor:
     """(B, V) logits of the last step -> (B,) sampled ids."""
+    if config.banned:
+        logits = logits.index_fill(-1, torch.tensor(config.banned, device=logits.device),
+                                   float("-inf"))
     if config.greedy:
         return logits.argmax(-1)
     probs = filter_logits(logits.float(), config).softmax(-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+
+
+def make_generator(seed: int | None) -> torch.Generator:
+    """A CPU generator from ``seed``, or from fresh entropy; torch's global one is left alone."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
 
 
 @torch.no_grad()
@@ -61,11 +75,7 @@ def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: Sampli
         raise ValueError(f"length must be >= 0, got {length}")
     if prompt_ids.numel() == 0:
         raise ValueError("the prompt must hold at least one token")
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()  # fresh entropy, leaving torch's global generator alone
-    else:
-        generator.manual_seed(seed)
+    generator = make_generator(seed)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -95,6 +105,8 @@ def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: 
     generated text, one string per sample. Raises ValueError for a prompt with symbols outside
     the vocabulary, naming them.
     """
+    if vocab.kind == "word":  # sampling <unk> would write the placeholder itself
+        sampling.setdefault("banned", (vocab.index[UNK],))
     config = SamplingConfig(**sampling)
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -124,11 +136,7 @@ def sample_until(model: nn.Module, vocab: Vocab, prompt: str, end: str, max_leng
     if not end:
         raise ValueError("the end marker must not be empty")
     check_prompt(vocab, prompt)
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()  # fresh entropy, leaving torch's global generator alone
-    else:
-        generator.manual_seed(seed)
+    generator = make_generator(seed)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
