@@ -15,7 +15,7 @@ length. Also writes the attention map of one reversed string (the anti-diagonal)
 Runs given with ``--attention-run`` / ``--none-run`` are measured as they are; otherwise they
 are trained here with the settings below, in one session of ``--time-budget`` seconds each.
 The figures in BENCHMARKS.md measured runs trained by the ``seqlab train`` commands listed
-there (the attentive one in three resumed sessions of 450 s, to stay under 8 minutes a job).
+there (the attentive one in three sessions of at most 450 s, to stay under 8 minutes a job).
 """
 
 from __future__ import annotations
