@@ -53,9 +53,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=900.0,
                         help="wall-clock seconds of training (default 900)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (default 0: torch's choice)")
+    parser.add_argument("--max-steps", type=int, default=CONFIG["max_steps"],
+                        help=f"step cap, also the cosine horizon (default {CONFIG['max_steps']})")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/shakespeare"),
                         help="where the run, curve.json and curve.png go")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = {**CONFIG, "max_steps": args.max_steps}
     if not DATA.exists():
         raise SystemExit(f"missing {DATA}")
     if args.out.exists():
@@ -71,11 +80,12 @@ def main() -> None:
                   f"val {record['val_loss']:.4f}", flush=True)
 
     result = seqlab.train(str(DATA), out=args.out / "run", on_event=on_event,
-                          time_budget=args.budget, **CONFIG)
+                          time_budget=args.budget, **config)
     wall = time.perf_counter() - start
     best = min(c["val_loss"] for c in curve)
     summary = {"best_val_loss": best, "steps": result.summary.steps,
-               "stop_reason": result.summary.stop_reason, "wall_s": wall, "config": CONFIG,
+               "stop_reason": result.summary.stop_reason, "wall_s": wall, "config": config,
+               "threads": __import__("torch").get_num_threads(),
                "budget_s": args.budget, "goal_met": best <= 1.55, "curve": curve}
     (args.out / "curve.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(curve, args.out / "curve.png")
