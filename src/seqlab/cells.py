@@ -3,8 +3,8 @@
 Each cell has the parameter names and packed layout of its torch.nn twin (``weight_ih``,
 ``weight_hh``, ``bias_ih``, ``bias_hh``), so a state dict moves between the two unchanged.
 The step functions (:func:`rnn_step`, :func:`lstm_step`, :func:`gru_step`) take the weights as
-arguments: the cells call them, and so does the explicit path of :class:`seqlab.recurrent.Recurrent`,
-so there is one implementation of each equation.
+arguments: the cells call them, and so does the explicit path of
+:class:`seqlab.recurrent.Recurrent`, so there is one implementation of each equation.
 
 Shapes: B batch, I input size, H hidden size.
 """
@@ -81,7 +81,8 @@ class _Cell(nn.Module):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{type(self).__name__}: {name} must be a positive int, got {value!r}")
+                raise ValueError(f"{type(self).__name__}: {name} must be a positive int, "
+                                 f"got {value!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         rows = self.num_chunks * hidden_size
@@ -127,7 +128,8 @@ class RNNCell(_Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh", identity_init: bool = False) -> None:
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', "
+                             f"got {nonlinearity!r}")
         if identity_init and nonlinearity != "relu":
             raise ValueError("RNNCell: identity_init (IRNN) needs nonlinearity='relu'")
         self.nonlinearity = nonlinearity
@@ -151,15 +153,17 @@ class LSTMCell(_Cell):
     r"""Long short-term memory cell (Hochreiter and Schmidhuber 1997, with a forget gate).
 
     .. math::
-        i &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{prev} + b_{hi}) && \text{(1) input: what to store}\\
-        f &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{prev} + b_{hf}) && \text{(2) forget: what to keep}\\
-        g &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{prev} + b_{hg}) && \text{(3) candidate: the update}\\
-        o &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{prev} + b_{ho}) && \text{(4) output: what to show}\\
+        i &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{prev} + b_{hi}) && \text{(1) input}\\
+        f &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{prev} + b_{hf}) && \text{(2) forget}\\
+        g &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{prev} + b_{hg}) && \text{(3) candidate}\\
+        o &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{prev} + b_{ho}) && \text{(4) output}\\
         c_t &= f \odot c_{prev} + i \odot g && \text{(5) cell update}\\
         h_t &= o \odot \tanh(c_t) && \text{(6) output}
 
-    x_t (B, I); h, c (B, H). ``weight_ih`` (4H, I) stacks W_ii, W_if, W_ig, W_io in that order
-    (``weight_hh`` (4H, H) and the biases likewise), as in torch.nn.LSTMCell. The cell state c
+    (1) input gate, what to store; (2) forget gate, what to keep; (3) candidate, the update;
+    (4) output gate, what to show. x_t (B, I); h, c (B, H). ``weight_ih`` (4H, I) stacks W_ii,
+    W_if, W_ig, W_io in that order (``weight_hh`` (4H, H) and the biases likewise), as in
+    torch.nn.LSTMCell. The cell state c
     changes only by element-wise gating, so when f is near 1 the gradient flows back through
     c without repeated multiplication by W_hh.
 
@@ -204,7 +208,7 @@ class GRUCell(_Cell):
     .. math::
         r &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{prev} + b_{hr}) && \text{(1) reset gate}\\
         z &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{prev} + b_{hz}) && \text{(2) update gate}\\
-        n &= \tanh(W_{in} x_t + b_{in} + r \odot (W_{hn} h_{prev} + b_{hn})) && \text{(3) candidate}\\
+        n &= \tanh(W_{in} x_t + b_{in} + r \odot (W_{hn} h_{prev} + b_{hn})) && \text{(3)}\\
         h_t &= (1 - z) \odot n + z \odot h_{prev} && \text{(4) interpolation}
 
     ``weight_ih`` (3H, I) stacks W_ir, W_iz, W_in; ``weight_hh`` (3H, H) stacks W_hr, W_hz,

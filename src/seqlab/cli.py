@@ -168,7 +168,8 @@ class Reporter:
             self.bar = tqdm(total=self.total, unit="step", dynamic_ncols=True)
         if kind == "log":
             self.bar.update(record["step"] - self.bar.n)
-            self.bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+            self.bar.set_postfix(loss=f"{record['loss']:.3f}",
+                                 tok_s=f"{record['tokens_per_s']:,.0f}")
         else:
             self.bar.write(f"step {record['step']}: val_loss {record['val_loss']:.4f} "
                            f"({eval_extra(record)}), best {record['best_val_loss']:.4f}")
@@ -338,8 +339,8 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"steps        {info['steps']}")
     if info["best_val_loss"] is not None:
         best = info["best_val_loss"]
-        print(f"best val     {best:.4f} nats/token, {best / math.log(2) / data['chars_per_token']:.4f}"
-              " bits/char")
+        bits = best / math.log(2) / data["chars_per_token"]
+        print(f"best val     {best:.4f} nats/token, {bits:.4f} bits/char")
     return 0
 
 

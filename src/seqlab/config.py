@@ -103,7 +103,8 @@ def validate(config) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{f.name} must be finite, got {value}")
         if "choices" in meta and value not in meta["choices"]:
-            raise ValueError(f"unknown {f.name} {value!r}; choose from {', '.join(meta['choices'])}")
+            choices = ", ".join(meta["choices"])
+            raise ValueError(f"unknown {f.name} {value!r}; choose from {choices}")
         if meta.get("positive") and not value > 0:
             raise ValueError(f"{f.name} must be positive, got {value}")
         if "minimum" in meta and value < meta["minimum"]:

@@ -354,7 +354,7 @@ def generate_tunes(model, vocab, count: int, prompt: str = "", max_length: int =
     never the first to finish (that would favour short tunes).
     """
     from seqlab.data.abc import END
-    from seqlab.generate import SamplingConfig, next_tokens
+    from seqlab.generate import SamplingConfig, make_generator, next_tokens
 
     if count < 1 or max_length < 1 or rows < 1 or burn_in < 0:
         raise ValueError(f"count, max_length and rows must be >= 1 and burn_in >= 0, got "
@@ -362,11 +362,7 @@ def generate_tunes(model, vocab, count: int, prompt: str = "", max_length: int =
     config = SamplingConfig(**sampling)
     rows = min(rows, count)
     quota = burn_in - (-count // rows)  # tunes per stream, burn-in included
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
+    generator = make_generator(seed)
     streams = [_TuneStream(vocab, _starts(prompt, k, quota - burn_in, burn_in), END)
                for k in range(rows)]
     device = next(model.parameters()).device

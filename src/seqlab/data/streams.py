@@ -66,7 +66,8 @@ class WindowBatches:
 
     def __getitem__(self, step: int) -> Chunk:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        starts = torch.randint(0, len(self.tokens) - self.seq_len, (self.batch_size,), generator=gen)
+        starts = torch.randint(0, len(self.tokens) - self.seq_len, (self.batch_size,),
+                               generator=gen)
         index = starts[:, None] + torch.arange(self.seq_len + 1)  # (B, T + 1)
         window = self.tokens[index].long()
         return Chunk(window[:, :-1], window[:, 1:], fresh=True)

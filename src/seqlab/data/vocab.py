@@ -88,8 +88,8 @@ class CharVocab:
         return "".join(self.tokens[int(i)] for i in ids)
 
     def save(self, folder: Path) -> None:
-        atomic_write_text(Path(folder) / "vocab.json",
-                          json.dumps({"kind": self.kind, "tokens": self.tokens}, ensure_ascii=False))
+        data = {"kind": self.kind, "tokens": self.tokens}
+        atomic_write_text(Path(folder) / "vocab.json", json.dumps(data, ensure_ascii=False))
 
 
 class WordVocab:
@@ -130,8 +130,8 @@ class WordVocab:
         return "".join(self.tokens[int(i)] for i in ids)
 
     def save(self, folder: Path) -> None:
-        atomic_write_text(Path(folder) / "vocab.json",
-                          json.dumps({"kind": self.kind, "tokens": self.tokens}, ensure_ascii=False))
+        data = {"kind": self.kind, "tokens": self.tokens}
+        atomic_write_text(Path(folder) / "vocab.json", json.dumps(data, ensure_ascii=False))
 
 
 class BPEVocab:

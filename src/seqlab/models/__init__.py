@@ -29,10 +29,12 @@ def build_model(config: ModelConfig) -> nn.Module:
     try:
         builder = MODELS[config.model]
     except KeyError:
-        raise ValueError(f"unknown model {config.model!r}; choose from {', '.join(MODELS)}") from None
+        names = ", ".join(MODELS)
+        raise ValueError(f"unknown model {config.model!r}; choose from {names}") from None
     return builder(config)
 
 
 def count_parameters(model: nn.Module) -> int:
     """Distinct trainable parameters (a tied matrix counts once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+    distinct = {id(p): p for p in model.parameters() if p.requires_grad}
+    return sum(p.numel() for p in distinct.values())

@@ -35,7 +35,8 @@ class RecurrentLM(nn.Module):
     def forward(self, tokens: Tensor, state: State | None = None,
                 lengths: Tensor | None = None) -> tuple[Tensor, State]:
         if tokens.dim() != 2:
-            raise ValueError(f"RecurrentLM: expected tokens of shape (B, T), got {tuple(tokens.shape)}")
+            raise ValueError(f"RecurrentLM: expected tokens of shape (B, T), "
+                             f"got {tuple(tokens.shape)}")
         x = self.drop(self.embedding(tokens))  # (B, T, E)
         h, state = self.recurrent(x, state, lengths)  # (B, T, H)
         return self.to_logits(self.drop(h)), state  # (B, T, V)
