@@ -29,7 +29,7 @@ from torch import nn
 
 from seqlab.config import ModelConfig, TrainConfig
 from seqlab.data.vocab import Vocab, load_vocab
-from seqlab.io import atomic_write, atomic_write_json
+from seqlab.io import atomic_write, atomic_write_json, read_jsonl
 
 CONFIG, WEIGHTS, METRICS, LAST, TRAINER_STATE = (
     "config.json", "model.safetensors", "metrics.jsonl", "last", "trainer_state.pt")
@@ -124,16 +124,7 @@ class RunDir:
             os.fsync(handle.fileno())
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        path = self.path / METRICS
-        if not path.exists():
-            return []
-        records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line from a killed run
-        return records
+        return read_jsonl(self.path / METRICS)
 
     def truncate_metrics(self, step: int) -> None:
         """Keep only records up to ``step`` (resuming from a checkpoint taken there)."""

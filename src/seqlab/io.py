@@ -32,6 +32,21 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
+def read_jsonl(path: Path) -> list:
+    """The objects of a JSON-lines file ([] when it does not exist); a torn line (a killed
+    writer's last) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 

@@ -27,6 +27,7 @@ from seqlab.api import TrainResult
 from seqlab.checkpoint import LoadedRun, RunDir
 from seqlab.config import ModelConfig, SyntheticConfig, TrainConfig, split_keys, to_dict
 from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_task, parse_length
+from seqlab.io import read_jsonl
 from seqlab.models.sequence import SequenceModel
 from seqlab.training import Event, Trainer, resolve_device
 
@@ -217,16 +218,7 @@ def recorder(model: SequenceModel, task: SyntheticTask, every: int, run: RunDir)
 
 
 def read_gradients(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / GRADIENTS
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line from a killed run
-    return records
+    return read_jsonl(Path(run_dir) / GRADIENTS)
 
 
 def restore(run_dir: str | Path) -> tuple[RunDir, ModelConfig, TrainConfig, SyntheticConfig,

@@ -30,7 +30,12 @@ import random
 import re
 from pathlib import Path
 
-from seqlab.data.text import CORPORA, corpus_files, is_source_name, read_text_file
+from seqlab.data.text import (
+    is_source_name,
+    read_text_file,
+    source_files,
+    visible_files,
+)
 
 END = "\n\n"  # a blank line: the end of a tune in ABC, and the marker generation stops at
 KEPT_FIELDS = frozenset("XTMLQKRPVIUw")
@@ -51,8 +56,7 @@ def is_abc_source(source: str | Path) -> bool:
 
 
 def _abc_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".abc"
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return visible_files(folder, ".abc")
 
 
 def split_tunes(text: str) -> list[str]:
@@ -108,14 +112,7 @@ def load_tunes(source: str | Path) -> list[str]:
     ``.abc`` files under a folder (sorted). Raises FileNotFoundError for a missing path and
     ValueError when no tune is found."""
     source = str(source)
-    if is_source_name(source):
-        files = corpus_files(source)
-    else:
-        path = Path(source)
-        if not path.exists():
-            hint = f" (bundled corpora: {', '.join(CORPORA)})" if "/" not in source else ""
-            raise FileNotFoundError(f"{source}: no such file or folder{hint}")
-        files = _abc_files(path) if path.is_dir() else [path]
+    files = source_files(source, _abc_files)
     tunes = [t for f in files for t in tunes_from_text(read_text_file(f))]
     if not tunes:
         raise ValueError(f"{source}: no ABC tunes found (a tune starts with an X: line and "

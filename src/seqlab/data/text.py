@@ -46,25 +46,35 @@ def is_source_name(source: str) -> bool:
     return source in CORPORA and not Path(source).exists()
 
 
+def source_files(source: str, folder_files=None) -> list[Path]:
+    """The files behind a source: a bundled corpus, one file, or a folder's files as chosen by
+    ``folder_files(folder)`` (default: every file not under a hidden name, sorted)."""
+    if is_source_name(source):
+        return corpus_files(source)
+    path = Path(source)
+    if not path.exists():
+        hint = f" (bundled corpora: {', '.join(CORPORA)})" if "/" not in source else ""
+        raise FileNotFoundError(f"{source}: no such file or folder{hint}")
+    if not path.is_dir():
+        return [path]
+    return (folder_files or visible_files)(path)
+
+
+def visible_files(folder: Path, suffix: str = "") -> list[Path]:
+    """Files under a folder, sorted, skipping hidden ones; only ``suffix`` ones when given."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and (not suffix or p.suffix.lower() == suffix)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def load_text(source: str | Path) -> str:
     """The text of a file, of every file under a folder (sorted, hidden ones skipped), or of a
     bundled corpus. Raises FileNotFoundError for a missing path and ValueError for an empty,
     binary or non-UTF-8 one."""
     source = str(source)
-    if is_source_name(source):
-        files = corpus_files(source)
-    else:
-        path = Path(source)
-        if not path.exists():
-            hint = f" (bundled corpora: {', '.join(CORPORA)})" if "/" not in source else ""
-            raise FileNotFoundError(f"{source}: no such file or folder{hint}")
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not files:
-                raise ValueError(f"{source}: the folder has no files")
-        else:
-            files = [path]
+    files = source_files(source)
+    if not files:
+        raise ValueError(f"{source}: the folder has no files")
     text = "\n".join(read_text_file(f) for f in files)
     if not text.strip():
         raise ValueError(f"{source}: empty (no text to learn from)")
