@@ -324,9 +324,10 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     model, data = loaded.config["model"], loaded.config["data"]
     print(f"run          {args.run}")
+    tokens = (f"  embedding {model['embedding_size']}  vocab {model['vocab_size']}"
+              if model.get("vocab_size") else "")  # real-valued inputs have neither
     print(f"model        {model['model']}  layers {model['num_layers']}  hidden "
-          f"{model['hidden_size']}  embedding {model['embedding_size']}  "
-          f"vocab {model['vocab_size']}")
+          f"{model['hidden_size']}{tokens}")
     print(f"parameters   {info['parameters']:,}")
     if loaded.config.get("task") == "synthetic":
         print(f"data         {data['source']}, length {data['length']}: {data['summary']}")
