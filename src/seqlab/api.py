@@ -25,7 +25,7 @@ from seqlab.data.text import load_text, split_tokens, to_tensor
 from seqlab.data.vocab import Vocab, build_vocab
 from seqlab.models import build_model
 from seqlab.tasks import LanguageModelTask, evaluate_tokens, lm_metrics
-from seqlab.training import Event, Summary, Trainer, resolve_device
+from seqlab.training import Event, Summary, fit_keeping_best, resolve_device
 
 
 @dataclass
@@ -176,15 +176,8 @@ def make_task(data: TextData, config: TrainConfig) -> LanguageModelTask:
 def _fit(model: nn.Module, task: LanguageModelTask, vocab: Vocab, config: TrainConfig,
          run: RunDir | None, on_event: Event | None, resume_state: dict | None,
          stop: threading.Event | None) -> TrainResult:
-    device = task.device
-    model.to(device)
-    trainer = Trainer(model, task, config, run, on_event, device, stop)
-    if resume_state is not None:
-        trainer.load_state_dict(resume_state)
-    summary = trainer.fit()
-    if run is not None:
-        run.load_weights(model)  # hand back the best weights, not the last
-    model.eval()
+    summary = fit_keeping_best(model, task, config, run, on_event, task.device, stop,
+                               resume_state)
     return TrainResult(model, vocab, summary, run)
 
 

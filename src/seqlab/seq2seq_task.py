@@ -42,7 +42,7 @@ from seqlab.data.vocab import WORD_PATTERN
 from seqlab.models.seq2seq import Seq2Seq, Seq2SeqShape
 from seqlab.search import Hypothesis, beam_search, greedy_search
 from seqlab.tasks import token_nll
-from seqlab.training import Event, Trainer, resolve_device
+from seqlab.training import Event, fit_keeping_best, resolve_device
 
 log = logging.getLogger(__name__)
 CELLS = ("rnn", "irnn", "lstm", "gru")
@@ -237,15 +237,8 @@ def _fit(model: Seq2Seq, data: PairData, config: TrainConfig, run: RunDir | None
          on_event: Event | None, resume_state: dict | None,
          stop: threading.Event | None) -> TrainResult:
     device = resolve_device(config.device)
-    model.to(device)
-    trainer = Trainer(model, Seq2SeqTask(data, config, device), config, run, on_event, device,
-                      stop)
-    if resume_state is not None:
-        trainer.load_state_dict(resume_state)
-    summary = trainer.fit()
-    if run is not None:
-        run.load_weights(model)  # the best weights, not the last
-    model.eval()
+    summary = fit_keeping_best(model, Seq2SeqTask(data, config, device), config, run, on_event,
+                               device, stop, resume_state)
     return TrainResult(model, data.vocabs, summary, run)
 
 

@@ -29,7 +29,7 @@ from seqlab.config import ModelConfig, SyntheticConfig, TrainConfig, split_keys,
 from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_task, parse_length
 from seqlab.io import read_jsonl
 from seqlab.models.sequence import SequenceModel
-from seqlab.training import Event, Trainer, resolve_device
+from seqlab.training import Event, fit_keeping_best, resolve_device
 
 log = logging.getLogger(__name__)
 GRADIENTS = "gradients.jsonl"
@@ -173,17 +173,11 @@ def fit(model: SequenceModel, data: TaskData, train_config: TrainConfig,
         synthetic: SyntheticConfig, run: RunDir | None, on_event: Event | None,
         resume_state: dict | None, stop: threading.Event | None) -> TrainResult:
     device = resolve_device(train_config.device)
-    model.to(device)
     task = SyntheticTask(data, train_config, synthetic, device)
-    trainer = Trainer(model, task, train_config, run, on_event, device, stop)
-    if synthetic.record_every and run is not None:
-        trainer.before_step = recorder(model, task, synthetic.record_every, run)
-    if resume_state is not None:
-        trainer.load_state_dict(resume_state)
-    summary = trainer.fit()
-    if run is not None:
-        run.load_weights(model)  # hand back the best weights, not the last
-    model.eval()
+    record = (recorder(model.to(device), task, synthetic.record_every, run)
+              if synthetic.record_every and run is not None else None)
+    summary = fit_keeping_best(model, task, train_config, run, on_event, device, stop,
+                               resume_state, before_step=record)
     return TrainResult(model, data, summary, run)
 
 

@@ -86,6 +86,24 @@ class Summary:
     elapsed_s: float
 
 
+def fit_keeping_best(model: nn.Module, task, config: TrainConfig, run: RunDir | None,
+                     on_event: Event | None, device: torch.device | str,
+                     stop: threading.Event | None = None, resume_state: dict | None = None,
+                     before_step: Callable[[int], None] | None = None) -> Summary:
+    """Train ``model`` on ``task`` (resuming from ``resume_state`` when given) and leave it
+    holding the best weights of the run, in eval mode. Every task family trains through this."""
+    model.to(device)
+    trainer = Trainer(model, task, config, run, on_event, device, stop)
+    trainer.before_step = before_step
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    summary = trainer.fit()
+    if run is not None:
+        run.load_weights(model)  # the best weights, not the last
+    model.eval()
+    return summary
+
+
 class Trainer:
     """Train ``model`` on ``task``, writing to ``run`` (or nowhere when run is None)."""
 
