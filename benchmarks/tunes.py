@@ -50,15 +50,16 @@ PRESETS = {
 
 
 def run(preset: str, tunes: int, max_steps: int | None, time_budget: float, seed: int,
-        temperature: float, folder: Path, reuse: bool = False) -> dict:
-    keys = dict(PRESETS[preset], val_fraction=0.1, seed=seed, device="cpu", patience=0,
+        temperature: float, folder: Path, reuse: bool = False, device: str = "cpu",
+        train_only: bool = False) -> dict:
+    keys = dict(PRESETS[preset], val_fraction=0.1, seed=seed, device=device, patience=0,
                 eval_every=250, log_every=50)
     if max_steps:
         keys["max_steps"] = max_steps
     if time_budget:
         keys["time_budget"] = time_budget
     if reuse and (folder / preset / "model.safetensors").is_file():
-        model, vocab, trained = reuse_run(folder / preset)
+        model, vocab, trained = reuse_run(folder / preset, device)
     else:
         start = time.perf_counter()
         result = seqlab.train(DATA, out=folder / preset, **keys)
@@ -66,6 +67,8 @@ def run(preset: str, tunes: int, max_steps: int | None, time_budget: float, seed
         trained = {"steps": result.summary.steps, "stop_reason": result.summary.stop_reason,
                    "best_val_loss": result.summary.best_val_loss,
                    "train_s": time.perf_counter() - start}
+    if train_only:
+        return {"preset": preset, "device": device, **trained}
     data = json.loads((folder / preset / "config.json").read_text())["data"]
     start = time.perf_counter()
     sampled = music.generate_tunes(model, vocab, tunes, max_length=2000, seed=seed,
@@ -92,9 +95,9 @@ def real_tunes(seed: int) -> dict:
     return {"preset": "held-out real tunes", **music.summarise(records)}
 
 
-def reuse_run(path: Path):
+def reuse_run(path: Path, device: str = "cpu"):
     """Model, vocabulary and training figures of a finished run (its metrics.jsonl)."""
-    loaded = seqlab.load_run(path)
+    loaded = seqlab.load_run(path, device=device)
     metrics = loaded.run.read_metrics()
     trained = {"steps": max(m["step"] for m in metrics), "stop_reason": "reused",
                "best_val_loss": min(m["val_loss"] for m in metrics if "val_loss" in m),
@@ -115,6 +118,7 @@ def row(r: dict) -> str:
 
 
 def main() -> None:
+    global DATA
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=[*PRESETS, "all"], default="all")
     parser.add_argument("--tunes", type=int, default=100, help="tunes to sample and check")
@@ -123,9 +127,17 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="folder for the run directories (default: a temporary one)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where to train and sample (the figures name the machine)")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="the ABC file (default: ../shared/data/irish.abc)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train and stop: no sampling or checks (for a machine without "
+                        "abc2midi; sample later with --reuse)")
     parser.add_argument("--reuse", action="store_true",
                         help="sample from the runs already in --out instead of training")
     args = parser.parse_args()
+    DATA = args.data
     if not DATA.is_file():
         raise SystemExit(f"{DATA}: not found (the shared benchmark data)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
@@ -133,7 +145,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.out or tmp)
         results = [run(p, args.tunes, args.max_steps, args.time_budget, args.seed,
-                       args.temperature, folder, args.reuse) for p in presets]
+                       args.temperature, folder, args.reuse, args.device, args.train_only)
+                   for p in presets]
+    if args.train_only:
+        for r in results:
+            print(json.dumps(r), flush=True)
+        return
     results.append(real_tunes(args.seed))
     for r in results:
         print(json.dumps(r), flush=True)

@@ -7,6 +7,7 @@ parameter, the input and the initial state.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -419,6 +420,33 @@ def test_lstm_forget_bias_every_layer(value):
     for layer in range(3):
         _, _, b_ih, b_hh = model.layer_weights(layer)
         assert_close(b_ih[H:2 * H] + b_hh[H:2 * H], torch.full((H,), value))
+
+
+def test_lstm_chrono_init_every_layer():
+    torch.manual_seed(3)
+    t_max = 200
+    model = Recurrent("lstm", I, 64, 2, chrono=t_max)
+    for layer in range(2):
+        _, _, b_ih, b_hh = model.layer_weights(layer)
+        forget = b_ih[64:128] + b_hh[64:128]
+        # log U[1, t_max - 1], and the input gate's bias is its negative
+        assert forget.min() >= 0.0 and forget.max() <= math.log(t_max - 1)
+        assert_close(b_ih[:64] + b_hh[:64], -forget)
+        # the units' memory spans spread over the range: e^{b_f} is uniform on [1, t_max - 1]
+        spans = forget.exp()
+        assert spans.min() < 0.25 * t_max and spans.max() > 0.75 * t_max
+
+
+def test_lstm_chrono_init_draws_from_the_seed_and_leaves_other_cells_alone():
+    torch.manual_seed(5)
+    a = Recurrent("lstm", I, H, chrono=50)
+    torch.manual_seed(5)
+    b = Recurrent("lstm", I, H, chrono=50)
+    assert_close(a.layer_weights(0)[2], b.layer_weights(0)[2])
+    gru = Recurrent("gru", I, H, chrono=50)  # chrono is an LSTM initialisation only
+    assert (gru.layer_weights(0)[2].abs() <= 1 / H ** 0.5).all()
+    with pytest.raises(ValueError, match="t_max >= 3"):
+        Recurrent("lstm", I, H, chrono=2)
 
 
 def test_lstm_forget_bias_none_keeps_torch_init():

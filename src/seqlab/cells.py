@@ -249,3 +249,21 @@ def init_forget_bias(bias_ih: Tensor, bias_hh: Tensor, value: float) -> None:
     hidden = bias_ih.shape[0] // 4
     bias_ih[hidden:2 * hidden] = value
     bias_hh[hidden:2 * hidden] = 0.0
+
+
+@torch.no_grad()
+def init_chrono(bias_ih: Tensor, bias_hh: Tensor, t_max: int) -> None:
+    """Chrono initialisation (Tallec & Ollivier 2018) for dependencies up to ``t_max`` steps.
+
+    b_f = log(u), u ~ U[1, t_max - 1] per unit, and b_i = -b_f (gate order i, f, g, o): a unit
+    with forget bias log(u) keeps its memory for about u steps at initialisation, so the
+    characteristic times of the units spread over the range the task needs. Draws from torch's
+    global generator (seed it for repeatable runs).
+    """
+    if t_max < 3:
+        raise ValueError(f"chrono initialisation needs t_max >= 3, got {t_max}")
+    hidden = bias_ih.shape[0] // 4
+    forget = torch.log(torch.empty(hidden, dtype=bias_ih.dtype).uniform_(1.0, t_max - 1.0))
+    bias_ih[:hidden] = -forget.to(bias_ih.device)
+    bias_ih[hidden:2 * hidden] = forget.to(bias_ih.device)
+    bias_hh[:2 * hidden] = 0.0

@@ -39,6 +39,10 @@ class ModelConfig:
                          minimum=0.0, below=1.0)
     tie_weights: bool = opt(False, "share the embedding matrix with the output head (needs E == H)")
     forget_bias: float = opt(1.0, "LSTM forget-gate bias at initialisation (b_if + b_hf)")
+    chrono_steps: int = opt(0, "LSTM: chrono initialisation for dependencies up to STEPS "
+                            "steps (Tallec & Ollivier 2018): forget bias log U[1, STEPS-1], "
+                            "input bias its negative; replaces --forget-bias (0: off)",
+                            minimum=0)
     window: int = opt(2, "window-mlp: tokens n it sees (its parameters grow with n: no sharing "
                       "across positions)", positive=True)
     bow_mode: str = opt("mean", "bow: mean of the history's embeddings, or log(1 + count) of "

@@ -19,7 +19,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqlab.cells import gru_step, init_forget_bias, init_identity, lstm_step, rnn_step
+from seqlab.cells import (
+    gru_step,
+    init_chrono,
+    init_forget_bias,
+    init_identity,
+    lstm_step,
+    rnn_step,
+)
 
 State = Tensor | tuple[Tensor, Tensor]
 
@@ -65,6 +72,8 @@ class Recurrent(nn.Module):
         input_size, hidden_size, num_layers: sizes I, H and L.
         dropout: dropout on the outputs of every layer but the last, in training mode.
         forget_bias: LSTM only; b_if + b_hf at initialisation (None keeps torch.nn's init).
+        chrono: LSTM only; when > 0, chrono initialisation for dependencies up to this many
+            steps (:func:`seqlab.cells.init_chrono`), in place of ``forget_bias``.
         mode: ``fused`` or ``explicit`` (see the module docstring); may be changed at any time.
 
     The state is torch.nn's: h (L, B, H) for rnn, irnn and gru; (h, c) for lstm.
@@ -72,7 +81,7 @@ class Recurrent(nn.Module):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  dropout: float = 0.0, forget_bias: float | None = 1.0,
-                 mode: str = "fused") -> None:
+                 mode: str = "fused", chrono: int = 0) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"Recurrent: unknown cell {cell!r}; choose from {', '.join(CELLS)}")
@@ -86,6 +95,7 @@ class Recurrent(nn.Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.dropout = dropout
         self.forget_bias = forget_bias
+        self.chrono = chrono
         self.mode = mode
         module, nonlinearity = CELLS[cell]
         kwargs = {"nonlinearity": nonlinearity} if nonlinearity else {}
@@ -111,6 +121,8 @@ class Recurrent(nn.Module):
                                 for n in ("weight_hh", "bias_ih", "bias_hh"))
             if self.cell == "irnn":
                 init_identity(w_hh, b_ih, b_hh)
+            elif self.cell == "lstm" and self.chrono:
+                init_chrono(b_ih, b_hh, self.chrono)
             elif self.cell == "lstm" and self.forget_bias is not None:
                 init_forget_bias(b_ih, b_hh, self.forget_bias)
 

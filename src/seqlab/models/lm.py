@@ -24,7 +24,8 @@ class RecurrentLM(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.recurrent = Recurrent(config.model, config.embedding_size, config.hidden_size,
                                    config.num_layers, dropout=config.dropout,
-                                   forget_bias=config.forget_bias)
+                                   forget_bias=config.forget_bias,
+                                   chrono=config.chrono_steps)
         self.to_logits = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:
             self.to_logits.weight = self.embedding.weight

@@ -29,7 +29,8 @@ class SequenceModel(nn.Module):
         width = config.embedding_size if inputs == "tokens" else input_size
         if config.model in CELLS:
             self.encoder = Recurrent(config.model, width, config.hidden_size, config.num_layers,
-                                     dropout=config.dropout, forget_bias=config.forget_bias)
+                                     dropout=config.dropout, forget_bias=config.forget_bias,
+                                     chrono=config.chrono_steps)
         else:
             self.encoder = build_baseline_encoder(config, width)
         self.drop = nn.Dropout(config.dropout)
