@@ -525,6 +525,8 @@ OTHER_CASES = [
     ("evaluate-one-token", evaluate("one.txt", b"a"), r"at least 2 tokens"),
     ("evaluate-new-characters", evaluate("caps.txt", b"The Cat\n"),
      r"outside the vocabulary: 'C', 'T'"),
+    ("evaluate-beam-on-a-language-model", lambda ws: ["evaluate", ws.run, ws.data, "--beam", "3"],
+     r"--beam applies to seq2seq runs only; .*run is a 'lm' run$"),
     ("unknown-command", lambda ws: ["trian", ws.data], r"invalid choice: 'trian'"),
     ("missing-argument", lambda ws: ["generate"], r"required: RUN"),
     ("unknown-flag", lambda ws: ["info", ws.run, "--jsn"], r"unrecognized arguments: --jsn"),

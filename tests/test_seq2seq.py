@@ -263,6 +263,10 @@ def test_cli_train_translate_evaluate(capsys, monkeypatch, tmp_path, pairs_file,
         assert key in result
     code, out, _ = run_cli(capsys, "evaluate", run, pairs_file, "--device", "cpu")
     assert code == 0 and out.startswith("exact match ")
+    code, out, err = run_cli(capsys, "info", run)
+    assert code == 0, err
+    assert f"({config['data']['tokenizer']}, {config['data']['train_pairs']:,} train / " \
+           f"{config['data']['val_pairs']:,} validation pairs)" in out
 
 
 def test_cli_trains_a_builtin_task_and_resumes(capsys, tmp_path, single_thread):
@@ -280,6 +284,79 @@ def test_cli_trains_a_builtin_task_and_resumes(capsys, tmp_path, single_thread):
     assert code == 0 and len(out.splitlines()) == 1 and (tmp_path / "one.png").exists(), err
     code, out, err = run_cli(capsys, "evaluate", run, "dates", "--json")
     assert code == 0 and json.loads(out)["pairs"] == 2000, err
+
+
+def test_cli_evaluate_with_a_beam_records_the_decoding(capsys, reverse_run, pairs_file):
+    code, out, err = run_cli(capsys, "evaluate", reverse_run, pairs_file, "--json",
+                             "--device", "cpu")
+    assert code == 0, err
+    greedy = json.loads(out)
+    assert (greedy["decoding"], greedy["beam"], greedy["length_penalty"]) == ("greedy", 1, None)
+    code, out, err = run_cli(capsys, "evaluate", reverse_run, pairs_file, "--beam", "3",
+                             "--json", "--device", "cpu")
+    assert code == 0, err
+    beam = json.loads(out)
+    assert (beam["decoding"], beam["beam"], beam["length_penalty"]) == ("beam search", 3, 1.0)
+    assert beam["pairs"] == 60 and 0 <= beam["exact_match"] <= 1
+    assert set(beam) == set(greedy)  # the same report, whichever the decoding
+    code, out, err = run_cli(capsys, "evaluate", reverse_run, pairs_file, "--beam", "3",
+                             "--device", "cpu")
+    assert code == 0 and out.rstrip().endswith("(60 pairs, beam search, width 3, length "
+                                               "penalty 1)"), out
+    code, out, _ = run_cli(capsys, "evaluate", reverse_run, pairs_file, "--device", "cpu")
+    assert code == 0 and out.rstrip().endswith("(60 pairs, greedy)"), out
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "--beam must be >= 1"), ("-2", "--beam must be >= 1"),
+    ("1.5", "argument --beam: invalid int value: '1.5'"),
+    ("three", "argument --beam: invalid int value: 'three'")])
+def test_cli_evaluate_bad_beam_is_one_line_exit_2(capsys, reverse_run, pairs_file, value,
+                                                  message):
+    code, out, err = run_cli(capsys, "evaluate", reverse_run, pairs_file, f"--beam={value}")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"seqlab: error: {message}"]
+
+
+def test_evaluate_api_beam_errors(reverse_run, pairs_file):
+    with pytest.raises(ValueError, match="beam must be >= 1, got 0"):
+        seqlab.evaluate(reverse_run, pairs_file, device="cpu", beam=0)
+    with pytest.raises(TypeError, match="beam must be an integer, got 2.5"):
+        seqlab.evaluate(reverse_run, pairs_file, device="cpu", beam=2.5)
+    with pytest.raises(ValueError, match="beam must be >= 1, got -1"):
+        translate(reverse_run, ["abc"], beam=-1)
+
+
+def test_names_callers_import_stay_importable_from_seq2seq_task():
+    """benchmarks/seq2seq.py and these tests import the decoding and scoring from seq2seq_task."""
+    from seqlab import seq2seq_eval, seq2seq_task
+
+    for name in ("Translation", "encode_sources", "translate_texts", "match_scores",
+                 "score_outputs", "save_attention"):
+        assert getattr(seq2seq_task, name) is getattr(seq2seq_eval, name), name
+    for name in ("evaluate", "load", "max_target", "train_pairs", "translate", "summarize",
+                 "info_lines"):
+        assert callable(getattr(seq2seq_task, name)), name
+
+
+def test_cli_warns_of_inputs_longer_than_training(capsys, reverse_run, tmp_path):
+    code, out, err = run_cli(capsys, "translate", reverse_run, "abc", "abcdefghijklmno")
+    assert code == 0 and len(out.splitlines()) == 2
+    assert err.splitlines() == ["seqlab: warning: input 2 is 15 characters long, longer than "
+                                "any source seen in training (6); decoding it anyway"]
+    few, many = tmp_path / "few.tsv", tmp_path / "many.tsv"
+    few.write_text("abc\tcba\nabcdefgh\thgfedcba\n", encoding="utf-8")
+    many.write_text("".join(f"{s}\t{s[::-1]}\n" for s in
+                            ["abcdefg", "abcdefgh", "abc", "bcdefghij", "qwertyu", "zyxwvut"]),
+                    encoding="utf-8")
+    code, _, err = run_cli(capsys, "evaluate", reverse_run, few, "--device", "cpu")
+    assert code == 0
+    assert err.splitlines() == ["seqlab: warning: input 2 is 8 characters long, longer than "
+                                "any source seen in training (6); decoding it anyway"]
+    code, _, err = run_cli(capsys, "evaluate", reverse_run, many, "--device", "cpu")
+    assert code == 0
+    assert err.splitlines() == ["seqlab: warning: 5 of 6 inputs are longer than any source "
+                                "seen in training (6 characters), up to 9; decoding them anyway"]
 
 
 @pytest.mark.parametrize("line, message", [

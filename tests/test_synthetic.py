@@ -174,8 +174,21 @@ def test_cli_trains_evaluates_and_resumes_a_synthetic_run(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["baseline"] == pytest.approx(1 / 6)
     assert result["ratio"] == pytest.approx(result["loss"] * 6)
+    assert main(["evaluate", str(tmp_path / "a"), "adding"]) == 0
+    assert capsys.readouterr().out.startswith("loss ")
     assert main(["evaluate", str(tmp_path / "a"), "copy"]) == 2
     assert "trained on the synthetic task 'adding'" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "a"), "adding", "--beam", "2"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"seqlab: error: --beam applies to seq2seq runs only; {tmp_path / 'a'} is a "
+        "'synthetic' run"]
+    with pytest.raises(ValueError, match="beam applies to seq2seq runs only"):
+        seqlab.evaluate(tmp_path / "a", "adding", beam=2)
+    assert main(["info", str(tmp_path / "a")]) == 0
+    info = capsys.readouterr().out.splitlines()
+    assert info[3:5] == [f"data         adding, length 8-16: {config['data']['summary']}",
+                         "steps        10"]
+    assert info[5].startswith("best val     ")
     assert main(["generate", str(tmp_path / "a")]) == 2
     assert "is a 'synthetic' run, not a language model" in capsys.readouterr().err
 

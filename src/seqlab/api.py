@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,9 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
 # Task families other than the language model, by the "task" they write in config.json. Each
 # module provides claims(source, keys) -> bool, train(source, out, on_event, stop, **keys) ->
 # TrainResult, resume(out, on_event, stop, **overrides), evaluate(run_dir, source, device) ->
-# dict, and load(run_dir, device) -> LoadedRun. They are imported only when used.
+# dict (seq2seq's also takes beam), load(run_dir, device) -> LoadedRun, and what the command
+# line prints of them: summarize(evaluate's result) -> str and info_lines(info) -> list[str].
+# They are imported only when used.
 FAMILIES: dict[str, str] = {"seq2seq": "seqlab.seq2seq_task",
                             "synthetic": "seqlab.synthetic_task"}
 
@@ -186,13 +189,19 @@ def run_config(model: ModelConfig, train: TrainConfig, data: TextData) -> dict[s
             "train": to_dict(train), "data": data.describe()}
 
 
-def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto") -> dict[str, Any]:
+def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
+             beam: int | None = None) -> dict[str, Any]:
     """Loss (nats per token), perplexity and bits per character of a run on a text source.
 
-    For runs of other task families, that family's metrics.
+    For runs of other task families, that family's metrics; ``beam`` (seq2seq runs only) is the
+    beam width to decode with, default the run's own.
     """
-    if (task := task_of(run_dir)) != "lm":
-        return family_module(task).evaluate(run_dir, source, device)
+    task = task_of(run_dir)
+    if beam is not None and task != "seq2seq":
+        raise ValueError(f"beam applies to seq2seq runs only; {run_dir} is a {task!r} run")
+    if task != "lm":
+        options = {} if beam is None else {"beam": beam}
+        return family_module(task).evaluate(run_dir, source, device, **options)
     loaded = load_run(run_dir, resolve_device(device))
     text = join_tunes(load_tunes(source)) if is_abc_source(source) else load_text(source)
     tokens = to_tensor(loaded.vocab.encode(text))
@@ -201,3 +210,27 @@ def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto") -> d
                                   next(loaded.model.parameters()).device)
     return {"run": str(run_dir), "data": str(source),
             **lm_metrics(nats, count, len(text) / max(len(tokens), 1))}
+
+
+def summarize(task: str, result: dict[str, Any]) -> str:
+    """The line ``seqlab evaluate`` prints for a result of :func:`evaluate` on a run of ``task``
+    (each family words its own)."""
+    if task != "lm":
+        return family_module(task).summarize(result)
+    return (f"loss {result['loss']:.4f} nats/token  perplexity {result['ppl']:.3f}  "
+            f"bits/char {result['bpc']:.4f}  ({result['tokens']:,} tokens)")
+
+
+def info_lines(task: str, info: dict[str, Any]) -> list[str]:
+    """The lines ``seqlab info`` prints after the parameter count of a run of ``task``: its data,
+    steps and best validation loss (each family words its own)."""
+    if task != "lm":
+        return family_module(task).info_lines(info)
+    data = info["config"]["data"]
+    lines = [f"data         {data['source']}  ({data['tokenizer']}, {data['train_tokens']:,} "
+             f"train / {data['val_tokens']:,} validation tokens)",
+             f"steps        {info['steps']}"]
+    if (best := info["best_val_loss"]) is not None:
+        bits = best / math.log(2) / data["chars_per_token"]
+        lines.append(f"best val     {best:.4f} nats/token, {bits:.4f} bits/char")
+    return lines

@@ -2,13 +2,15 @@
 
 Every command is one entry in COMMANDS: a function that adds its arguments and a function that
 runs it. Errors a user can cause become one line, ``seqlab: error: ...``, and exit code 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. The library's logged warnings become
+``seqlab: warning: ...`` lines on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import signal
 import sys
@@ -30,6 +32,17 @@ EXAMPLES = """examples:
 
 class UsageError(Exception):
     """Bad input detected by the command line itself."""
+
+
+class WarningLines(logging.Handler):
+    """The library's log records of level WARNING and above as ``seqlab: warning: ...`` lines on
+    stderr (the stderr of the moment, so that a test's captured stream receives them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"seqlab: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
 
 
 class Parser(argparse.ArgumentParser):
@@ -275,29 +288,27 @@ def run_generate_tunes(args: argparse.Namespace) -> int:
 # evaluate / info -------------------------------------------------------------------------
 def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory written by seqlab train")
-    p.add_argument("data", metavar="DATA", help="text file, folder or bundled corpus to score")
+    p.add_argument("data", metavar="DATA", help="text file, folder or bundled corpus to score "
+                   "(a synthetic run: its task; a seq2seq run: a TSV file or built-in task)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--beam", type=int, default=None, metavar="N",
+                   help="seq2seq runs: beam width; as in translate, hypotheses rank by "
+                        "log-probability / length^(the run's --length-penalty) (default: the "
+                        "run's --beam; 1 is greedy)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where to run the model (default: auto)")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from seqlab.api import evaluate
+    from seqlab import api
 
-    result = evaluate(args.run, args.data, device=args.device)
-    if args.json:
-        print(json.dumps(result))
-    elif "baseline" in result:  # a synthetic-task run
-        accuracy = f"  accuracy {100 * result['accuracy']:.2f}%" if "accuracy" in result else ""
-        print(f"loss {result['loss']:.4f}  memoryless baseline {result['baseline']:.4f}  "
-              f"ratio {result['ratio']:.4f}{accuracy}  ({result['sequences']:,} sequences)")
-    elif "exact_match" in result:  # a seq2seq run
-        print(f"exact match {100 * result['exact_match']:.2f}%  token accuracy "
-              f"{100 * result['token_accuracy']:.2f}%  BLEU {result['bleu']:.2f}  chrF "
-              f"{result['chrf']:.2f}  ({result['pairs']:,} pairs, beam {result['beam']})")
-    else:
-        print(f"loss {result['loss']:.4f} nats/token  perplexity {result['ppl']:.3f}  "
-              f"bits/char {result['bpc']:.4f}  ({result['tokens']:,} tokens)")
+    if args.beam is not None and args.beam < 1:
+        raise UsageError("--beam must be >= 1")
+    task = api.task_of(args.run)
+    if args.beam is not None and task != "seq2seq":
+        raise UsageError(f"--beam applies to seq2seq runs only; {args.run} is a {task!r} run")
+    result = api.evaluate(args.run, args.data, device=args.device, beam=args.beam)
+    print(json.dumps(result) if args.json else api.summarize(task, result))
     return 0
 
 
@@ -307,6 +318,7 @@ def add_info(p: argparse.ArgumentParser) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from seqlab.api import info_lines
     from seqlab.checkpoint import load_run
     from seqlab.models import count_parameters
 
@@ -322,26 +334,15 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    model, data = loaded.config["model"], loaded.config["data"]
+    model = loaded.config["model"]
     print(f"run          {args.run}")
     tokens = (f"  embedding {model['embedding_size']}  vocab {model['vocab_size']}"
               if model.get("vocab_size") else "")  # real-valued inputs have neither
     print(f"model        {model['model']}  layers {model['num_layers']}  hidden "
           f"{model['hidden_size']}{tokens}")
     print(f"parameters   {info['parameters']:,}")
-    if loaded.config.get("task") == "synthetic":
-        print(f"data         {data['source']}, length {data['length']}: {data['summary']}")
-        print(f"steps        {info['steps']}")
-        if info["best_val_loss"] is not None:
-            print(f"best val     {info['best_val_loss']:.4f}")
-        return 0
-    print(f"data         {data['source']}  ({data['tokenizer']}, {data['train_tokens']:,} train / "
-          f"{data['val_tokens']:,} validation tokens)")
-    print(f"steps        {info['steps']}")
-    if info["best_val_loss"] is not None:
-        best = info["best_val_loss"]
-        bits = best / math.log(2) / data["chars_per_token"]
-        print(f"best val     {best:.4f} nats/token, {bits:.4f} bits/char")
+    for line in info_lines(loaded.config.get("task", "lm"), info):
+        print(line)
     return 0
 
 
@@ -461,8 +462,8 @@ def run_lab(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("train a language model on text", add_train, run_train),
     "generate": ("sample text from a trained run", add_generate, run_generate),
-    "evaluate": ("loss, perplexity and bits per character of a run on a text",
-                 add_evaluate, run_evaluate),
+    "evaluate": ("score a run: loss, perplexity and bits per character on a text; a synthetic "
+                 "or seq2seq run's own metrics", add_evaluate, run_evaluate),
     "info": ("config, parameter count and metrics of a run", add_info, run_info),
     "diagnose": ("gradients through time, Jacobian products, spectral radius and gate "
                  "statistics of a recurrent run", add_diagnose, run_diagnose),
@@ -497,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from seqlab.training import TrainingDiverged
 
+    warnings = WarningLines()
+    logging.getLogger("seqlab").addHandler(warnings)
     try:
         return COMMANDS[args.command][2](args)
     except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError,
@@ -515,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return fail(f"internal error: {type(err).__name__}: {err} (rerun with --debug)", 1)
+    finally:
+        logging.getLogger("seqlab").removeHandler(warnings)
 
 
 def fail(err: Exception | str, code: int) -> int:

@@ -4,6 +4,9 @@ A run claims the data when ``task="seq2seq"`` is given or when the data is a bui
 (``dates``, ``reverse``, ``sort``, ``addition``). Its run directory is the language model's
 (config.json with ``"task": "seq2seq"``, model.safetensors, last/, metrics.jsonl) with two
 vocabulary folders, ``source_vocab/`` and ``target_vocab/``, instead of one vocab.json.
+
+This module is the family contract of :mod:`seqlab.api`; decoding and scoring live in
+:mod:`seqlab.seq2seq_eval`, and the names callers import from here stay importable here.
 """
 
 from __future__ import annotations
@@ -25,22 +28,27 @@ from seqlab.api import TrainResult
 from seqlab.checkpoint import LoadedRun, RunDir
 from seqlab.config import ModelConfig, Seq2SeqConfig, TrainConfig, split_keys, to_dict
 from seqlab.data.pairs import (
-    BOS,
-    EOS,
     EncodedPairs,
     Pair,
     PairBatch,
     PairVocab,
     generate_pairs,
     is_task_name,
-    make_batch,
     parse_length,
     read_pairs,
     task_alphabet,
 )
-from seqlab.data.vocab import WORD_PATTERN
 from seqlab.models.seq2seq import Seq2Seq, Seq2SeqShape
-from seqlab.search import Hypothesis, beam_search, greedy_search
+from seqlab.seq2seq_eval import (
+    Translation,
+    check_beam,
+    match_scores,
+    score_outputs,
+    translate_texts,
+    warn_long_inputs,
+)
+from seqlab.seq2seq_eval import encode_sources as encode_sources  # re-exported for callers
+from seqlab.seq2seq_eval import save_attention as save_attention  # re-exported for callers
 from seqlab.tasks import token_nll
 from seqlab.training import Event, fit_keeping_best, resolve_device
 
@@ -268,72 +276,14 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     return LoadedRun(model, vocabs, config, run)
 
 
-# translation ---------------------------------------------------------------------------------
-@dataclass
-class Translation:
-    source: str
-    text: str
-    source_tokens: list[str]
-    output_tokens: list[str]
-    weights: Tensor | None  # (len(output_tokens), len(source_tokens)), None without attention
-    score: float  # log-probability of the output, its end token included when it ended
-
-
-def encode_sources(vocab: PairVocab, texts: list[str]) -> list[list[int]]:
-    """Ids of each input; an empty input or one with unknown symbols is a ValueError."""
-    encoded = []
-    for k, text in enumerate(texts, start=1):
-        if not text.strip():
-            raise ValueError(f"input {k} is empty")
-        if missing := vocab.unknown(text):
-            shown = ", ".join(repr(m) for m in missing[:10])
-            raise ValueError(f"input {k} ({text!r}) has symbols outside the source vocabulary: "
-                             f"{shown}")
-        encoded.append(vocab.encode(text))
-    return encoded
-
-
-@torch.no_grad()
-def translate_texts(model: Seq2Seq, vocabs: Vocabs, texts: list[str], beam: int = 1,
-                    length_penalty: float = 1.0, batch_size: int = 64,
-                    max_target: int = 0) -> list[Translation]:
-    """Decode each text: greedy in batches when ``beam == 1``, else one beam search per text.
-
-    Decoding stops at the end token or after max(source length, 2 * max_target) + 10 tokens
-    (``max_target``: the longest target seen in training, 0 if unknown).
-    """
-    ids = encode_sources(vocabs.source, texts)
-    device = next(model.parameters()).device
-    model.eval()
-    hyps: list[Hypothesis] = []
-    for start in range(0, len(ids), 1 if beam > 1 else batch_size):
-        chunk = ids[start:start + (1 if beam > 1 else batch_size)]
-        batch = make_batch(chunk, [[EOS]] * len(chunk))
-        memory, state = model.encode(batch.source.to(device), batch.source_lengths)
-        limit = max(max(len(c) for c in chunk), 2 * max_target) + 10
-        if beam > 1:
-            hyps.append(beam_search(model.step_fn(), Seq2Seq.select, (state, memory), BOS, EOS,
-                                    beam, limit, length_penalty, device))
-        else:
-            hyps += greedy_search(model.step_fn(), (state, memory), len(chunk), BOS, EOS, limit,
-                                  device)
-    return [Translation(text, vocabs.target.decode(h.tokens),
-                        vocabs.source.tokens(source), vocabs.target.tokens(h.tokens),
-                        None if h.weights is None else h.weights[:, :len(source)].cpu(), h.score)
-            for text, source, h in zip(texts, ids, hyps, strict=True)]
-
-
+# translation and evaluation (the decoding and scoring are seqlab.seq2seq_eval's) -------------
 def translate(run_dir: str | Path, texts: list[str], beam: int | None = None,
               length_penalty: float | None = None, device: str = "cpu") -> list[Translation]:
     """Translate texts with a run's best weights; beam and penalty default to the run's own."""
     loaded = load(run_dir, resolve_device(device))
     s2s = Seq2SeqConfig(**loaded.config["seq2seq"])
-    longest = loaded.config["data"].get("max_source_chars", math.inf)
-    for k, text in enumerate(texts, start=1):
-        if len(text) > longest:
-            log.warning("input %d is %d characters long, longer than any source seen in training "
-                        "(%d); decoding it anyway", k, len(text), longest)
-    return translate_texts(loaded.model, loaded.vocab, texts, beam or s2s.beam,
+    warn_long_inputs(texts, loaded.config["data"].get("max_source_chars", math.inf))
+    return translate_texts(loaded.model, loaded.vocab, texts, s2s.beam if beam is None else beam,
                            s2s.length_penalty if length_penalty is None else length_penalty,
                            max_target=max_target(loaded.config))
 
@@ -342,78 +292,45 @@ def max_target(config: dict[str, Any]) -> int:
     return int(config["data"].get("max_target_chars", 0))
 
 
-# evaluation ----------------------------------------------------------------------------------
-def match_scores(outputs: list[str], references: list[str], vocab: PairVocab) -> dict[str, float]:
-    """Exact match, and token accuracy: reference tokens matched at their position, over
-    max(len(output), len(reference)) tokens per pair (so extra output tokens count as errors)."""
-    exact = sum(o == r for o, r in zip(outputs, references, strict=True))
-    right = total = 0
-    for output, reference in zip(outputs, references, strict=True):
-        o, r = symbols(vocab, output), symbols(vocab, reference)
-        right += sum(a == b for a, b in zip(o, r, strict=False))
-        total += max(len(o), len(r))
-    return {"exact_match": exact / max(len(references), 1), "token_accuracy": right / max(total, 1)}
-
-
-def symbols(vocab: PairVocab, text: str) -> list:
-    """The tokens of text at the vocabulary's level; a reference may hold unknown ones."""
-    if vocab.kind == "char":
-        return list(text)
-    if vocab.kind == "word":
-        return WORD_PATTERN.findall(text)
-    return vocab.encode(text)
-
-
-def score_outputs(outputs: list[str], references: list[str], vocab: PairVocab) -> dict[str, float]:
-    """match_scores plus corpus BLEU and chrF from sacrebleu (BLEU on characters for a character
-    vocabulary, where whitespace words would make most outputs one token)."""
-    import sacrebleu
-
-    tokenize = "char" if vocab.kind == "char" else "13a"
-    bleu = sacrebleu.corpus_bleu(outputs, [references], tokenize=tokenize)
-    chrf = sacrebleu.corpus_chrf(outputs, [references])
-    return {**match_scores(outputs, references, vocab), "bleu": bleu.score, "chrf": chrf.score}
-
-
 def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
              beam: int | None = None) -> dict[str, Any]:
     """Exact match, token accuracy, BLEU and chrF of a run on a TSV file or a built-in task
-    (for the run's own task: held-out pairs, none of whose sources was trained or validated on)."""
+    (for the run's own task: held-out pairs, none of whose sources was trained or validated on),
+    decoded greedily or with a beam of width ``beam`` (default: the run's own)."""
     loaded = load(run_dir, resolve_device(device))
     pairs = held_out_pairs(str(source), loaded.run)
     s2s = Seq2SeqConfig(**loaded.config["seq2seq"])
-    beam = beam or s2s.beam
+    beam = s2s.beam if beam is None else beam
+    check_beam(beam)  # before any decoding
     sources = [s for s, _ in pairs]
+    warn_long_inputs(sources, loaded.config["data"].get("max_source_chars", math.inf))
     outputs = translate_texts(loaded.model, loaded.vocab, sources, beam, s2s.length_penalty,
                               max_target=max_target(loaded.config))
     references = [t for _, t in pairs]
-    return {"run": str(run_dir), "data": str(source), "pairs": len(pairs), "beam": beam,
+    return {"run": str(run_dir), "data": str(source), "pairs": len(pairs),
+            "decoding": "greedy" if beam == 1 else "beam search", "beam": beam,
+            "length_penalty": None if beam == 1 else s2s.length_penalty,
             **score_outputs([o.text for o in outputs], references, loaded.vocab.target)}
 
 
-def save_attention(path: str | Path, translation: Translation) -> None:
-    """A heatmap of the attention weights: source along x, output along y."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from seqlab.io import atomic_write
-
-    if translation.weights is None:
-        raise ValueError("this run has no attention (--attention none): nothing to show")
-    w = translation.weights.numpy()
-    fig, ax = plt.subplots(figsize=(max(3, 0.3 * w.shape[1] + 1.5),
-                                    max(2.5, 0.3 * w.shape[0] + 1.2)))
-    ax.imshow(w, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(w.shape[1]), [_label(t) for t in translation.source_tokens], fontsize=8)
-    ax.set_yticks(range(w.shape[0]), [_label(t) for t in translation.output_tokens], fontsize=8)
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
-    fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+# what the command line prints ----------------------------------------------------------------
+def summarize(result: dict[str, Any]) -> str:
+    """The line ``seqlab evaluate`` prints for a result of :func:`evaluate`."""
+    decoding = ("greedy" if result["decoding"] == "greedy" else
+                f"beam search, width {result['beam']}, length penalty "
+                f"{result['length_penalty']:g}")
+    return (f"exact match {100 * result['exact_match']:.2f}%  token accuracy "
+            f"{100 * result['token_accuracy']:.2f}%  BLEU {result['bleu']:.2f}  chrF "
+            f"{result['chrf']:.2f}  ({result['pairs']:,} pairs, {decoding})")
 
 
-def _label(token: str) -> str:
-    return repr(token)[1:-1] if token.strip() else "␣"
+def info_lines(info: dict[str, Any]) -> list[str]:
+    """The lines ``seqlab info`` prints after the parameter count: data, steps, best loss."""
+    data = info["config"]["data"]
+    lines = [f"data         {data['source']}  ({data['tokenizer']}, {data['train_pairs']:,} "
+             f"train / {data['val_pairs']:,} validation pairs)",
+             f"steps        {info['steps']}"]
+    if (best := info["best_val_loss"]) is not None:
+        bits = best / math.log(2) / data["chars_per_token"]
+        lines.append(f"best val     {best:.4f} nats/token, {bits:.4f} bits/char")
+    return lines

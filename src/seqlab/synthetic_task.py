@@ -1,9 +1,9 @@
 """The synthetic task family: ``seqlab train adding --length 200 --model lstm``.
 
-The family contract of :mod:`seqlab.api` (claims, train, resume, evaluate, load). A run
-directory holds config.json with ``"task": "synthetic"``, model.safetensors, last/,
-metrics.jsonl and, with ``record_every``, gradients.jsonl: the norm of dL/dh_t for every t on
-a fixed probe batch, at initialisation and every N steps.
+The family contract of :mod:`seqlab.api` (claims, train, resume, evaluate, load, summarize,
+info_lines). A run directory holds config.json with ``"task": "synthetic"``, model.safetensors,
+last/, metrics.jsonl and, with ``record_every``, gradients.jsonl: the norm of dL/dh_t for every
+t on a fixed probe batch, at initialisation and every N steps.
 
 Batches are pure functions of (seed, step), so a resumed run sees the batches a run that never
 stopped would have seen; validation is a fixed set drawn once from the seed, and ``evaluate``
@@ -272,3 +272,21 @@ def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto") -> d
                    next(loaded.model.parameters()).device)
     return {"run": str(run_dir), "data": data.spec.name, "length": loaded.config["data"]["length"],
             "sequences": synthetic.val_sequences, **result}
+
+
+# what the command line prints --------------------------------------------------------------
+def summarize(result: dict[str, Any]) -> str:
+    """The line ``seqlab evaluate`` prints for a result of :func:`evaluate`."""
+    accuracy = f"  accuracy {100 * result['accuracy']:.2f}%" if "accuracy" in result else ""
+    return (f"loss {result['loss']:.4f}  memoryless baseline {result['baseline']:.4f}  "
+            f"ratio {result['ratio']:.4f}{accuracy}  ({result['sequences']:,} sequences)")
+
+
+def info_lines(info: dict[str, Any]) -> list[str]:
+    """The lines ``seqlab info`` prints after the parameter count: data, steps, best loss."""
+    data = info["config"]["data"]
+    lines = [f"data         {data['source']}, length {data['length']}: {data['summary']}",
+             f"steps        {info['steps']}"]
+    if info["best_val_loss"] is not None:
+        lines.append(f"best val     {info['best_val_loss']:.4f}")
+    return lines

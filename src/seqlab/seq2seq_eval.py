@@ -1,0 +1,165 @@
+"""Decoding and scoring for the seq2seq family: a model and vocabularies in, text and scores out.
+
+Nothing here reads a run directory: :mod:`seqlab.seq2seq_task` loads runs and calls these (and
+re-exports the names its callers import from it).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from seqlab.data.pairs import BOS, EOS, PairVocab, make_batch
+from seqlab.data.vocab import WORD_PATTERN
+from seqlab.models.seq2seq import Seq2Seq
+from seqlab.search import Hypothesis, beam_search, greedy_search
+
+if TYPE_CHECKING:
+    from seqlab.seq2seq_task import Vocabs
+
+log = logging.getLogger(__name__)
+LISTED = 3  # more inputs longer than training than this are warned about in one line
+
+
+# translation ---------------------------------------------------------------------------------
+@dataclass
+class Translation:
+    source: str
+    text: str
+    source_tokens: list[str]
+    output_tokens: list[str]
+    weights: Tensor | None  # (len(output_tokens), len(source_tokens)), None without attention
+    score: float  # log-probability of the output, its end token included when it ended
+
+
+def encode_sources(vocab: PairVocab, texts: list[str]) -> list[list[int]]:
+    """Ids of each input; an empty input or one with unknown symbols is a ValueError."""
+    encoded = []
+    for k, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise ValueError(f"input {k} is empty")
+        if missing := vocab.unknown(text):
+            shown = ", ".join(repr(m) for m in missing[:10])
+            raise ValueError(f"input {k} ({text!r}) has symbols outside the source vocabulary: "
+                             f"{shown}")
+        encoded.append(vocab.encode(text))
+    return encoded
+
+
+def check_beam(beam: int) -> None:
+    if isinstance(beam, bool) or not isinstance(beam, int):
+        raise TypeError(f"beam must be an integer, got {beam!r}")
+    if beam < 1:
+        raise ValueError(f"beam must be >= 1, got {beam}")
+
+
+def warn_long_inputs(texts: list[str], longest: float) -> None:
+    """Warn about inputs longer than ``longest``, the longest source seen in training: they are
+    decoded, but past any length the model has learnt from."""
+    longer = [(k, len(text)) for k, text in enumerate(texts, start=1) if len(text) > longest]
+    if len(longer) > LISTED:
+        log.warning("%d of %d inputs are longer than any source seen in training (%d "
+                    "characters), up to %d; decoding them anyway", len(longer), len(texts),
+                    longest, max(n for _, n in longer))
+        return
+    for k, n in longer:
+        log.warning("input %d is %d characters long, longer than any source seen in training "
+                    "(%d); decoding it anyway", k, n, longest)
+
+
+@torch.no_grad()
+def translate_texts(model: Seq2Seq, vocabs: Vocabs, texts: list[str], beam: int = 1,
+                    length_penalty: float = 1.0, batch_size: int = 64,
+                    max_target: int = 0) -> list[Translation]:
+    """Decode each text: greedy in batches when ``beam == 1``, else one beam search per text.
+
+    Decoding stops at the end token or after max(source length, 2 * max_target) + 10 tokens
+    (``max_target``: the longest target seen in training, 0 if unknown).
+    """
+    check_beam(beam)
+    ids = encode_sources(vocabs.source, texts)
+    device = next(model.parameters()).device
+    model.eval()
+    hyps: list[Hypothesis] = []
+    for start in range(0, len(ids), 1 if beam > 1 else batch_size):
+        chunk = ids[start:start + (1 if beam > 1 else batch_size)]
+        batch = make_batch(chunk, [[EOS]] * len(chunk))
+        memory, state = model.encode(batch.source.to(device), batch.source_lengths)
+        limit = max(max(len(c) for c in chunk), 2 * max_target) + 10
+        if beam > 1:
+            hyps.append(beam_search(model.step_fn(), Seq2Seq.select, (state, memory), BOS, EOS,
+                                    beam, limit, length_penalty, device))
+        else:
+            hyps += greedy_search(model.step_fn(), (state, memory), len(chunk), BOS, EOS, limit,
+                                  device)
+    return [Translation(text, vocabs.target.decode(h.tokens),
+                        vocabs.source.tokens(source), vocabs.target.tokens(h.tokens),
+                        None if h.weights is None else h.weights[:, :len(source)].cpu(), h.score)
+            for text, source, h in zip(texts, ids, hyps, strict=True)]
+
+
+# scoring -------------------------------------------------------------------------------------
+def match_scores(outputs: list[str], references: list[str], vocab: PairVocab) -> dict[str, float]:
+    """Exact match, and token accuracy: reference tokens matched at their position, over
+    max(len(output), len(reference)) tokens per pair (so extra output tokens count as errors)."""
+    exact = sum(o == r for o, r in zip(outputs, references, strict=True))
+    right = total = 0
+    for output, reference in zip(outputs, references, strict=True):
+        o, r = symbols(vocab, output), symbols(vocab, reference)
+        right += sum(a == b for a, b in zip(o, r, strict=False))
+        total += max(len(o), len(r))
+    return {"exact_match": exact / max(len(references), 1), "token_accuracy": right / max(total, 1)}
+
+
+def symbols(vocab: PairVocab, text: str) -> list:
+    """The tokens of text at the vocabulary's level; a reference may hold unknown ones."""
+    if vocab.kind == "char":
+        return list(text)
+    if vocab.kind == "word":
+        return WORD_PATTERN.findall(text)
+    return vocab.encode(text)
+
+
+def score_outputs(outputs: list[str], references: list[str], vocab: PairVocab) -> dict[str, float]:
+    """match_scores plus corpus BLEU and chrF from sacrebleu (BLEU on characters for a character
+    vocabulary, where whitespace words would make most outputs one token)."""
+    import sacrebleu
+
+    tokenize = "char" if vocab.kind == "char" else "13a"
+    bleu = sacrebleu.corpus_bleu(outputs, [references], tokenize=tokenize)
+    chrf = sacrebleu.corpus_chrf(outputs, [references])
+    return {**match_scores(outputs, references, vocab), "bleu": bleu.score, "chrf": chrf.score}
+
+
+# attention -----------------------------------------------------------------------------------
+def save_attention(path: str | Path, translation: Translation) -> None:
+    """A heatmap of the attention weights: source along x, output along y."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqlab.io import atomic_write
+
+    if translation.weights is None:
+        raise ValueError("this run has no attention (--attention none): nothing to show")
+    w = translation.weights.numpy()
+    fig, ax = plt.subplots(figsize=(max(3, 0.3 * w.shape[1] + 1.5),
+                                    max(2.5, 0.3 * w.shape[0] + 1.2)))
+    ax.imshow(w, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(w.shape[1]), [_label(t) for t in translation.source_tokens], fontsize=8)
+    ax.set_yticks(range(w.shape[0]), [_label(t) for t in translation.output_tokens], fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def _label(token: str) -> str:
+    return repr(token)[1:-1] if token.strip() else "␣"
