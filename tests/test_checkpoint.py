@@ -190,6 +190,33 @@ def test_tied_weights_save_and_load(tmp_path):
         run.load_weights(untied)
 
 
+def pack_into_one_buffer(module: torch.nn.Module) -> None:
+    """Make every parameter a view of one flat buffer, as cuDNN does with a recurrent layer."""
+    params = list(module.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    offset = 0
+    for p in params:
+        p.data = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+
+
+def test_weights_packed_in_one_buffer_save_and_load(tmp_path):
+    """On a GPU cuDNN packs a layer's weights into one buffer: each is still saved and loaded."""
+    config = ModelConfig(model="lstm", embedding_size=6, hidden_size=8, num_layers=2,
+                         vocab_size=7, tie_weights=False)
+    torch.manual_seed(0)
+    model = build_model(config)
+    pack_into_one_buffer(model.recurrent.core)
+    run = RunDir.create(tmp_path / "run")
+    run.save_weights(model)
+    torch.manual_seed(1)
+    fresh = build_model(config)
+    pack_into_one_buffer(fresh.recurrent.core)
+    run.load_weights(fresh)
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_tied_run_trains_and_loads(text_file, tmp_path, tiny_keys):
     keys = tiny_keys | dict(embedding_size=16, hidden_size=16, tie_weights=True)
     result = seqlab.train(text_file, out=tmp_path / "run", max_steps=3, **keys)

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from seqlab.config import ModelConfig, TrainConfig
@@ -91,13 +91,21 @@ class RunDir:
     # weights ---------------------------------------------------------------------------
     def save_weights(self, model: nn.Module, last: bool = False) -> None:
         path = self.path / (f"{LAST}/{WEIGHTS}" if last else WEIGHTS)
-        atomic_write(path, lambda tmp: save_model(model, tmp, metadata={"format": "pt"}))
+        state = model.state_dict()
+        tensors = {group[0]: state[group[0]].detach().to("cpu", copy=True)
+                   for group in tensor_groups(model)}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
     def load_weights(self, model: nn.Module, last: bool = False) -> nn.Module:
         path = self._require(f"{LAST}/{WEIGHTS}" if last else WEIGHTS)
         device = next(model.parameters()).device
         try:
-            load_model(model, path, strict=True, device=str(device))
+            state = load_file(path, device=str(device))
+            for group in tensor_groups(model):  # tied weights: stored once, under any name
+                stored = next((name for name in group if name in state), None)
+                for name in group if stored else ():
+                    state.setdefault(name, state[stored])
+            model.load_state_dict(state, strict=True)
         except SafetensorError as err:
             raise ValueError(f"{path}: truncated or corrupt weights file ({err})") from err
         except RuntimeError as err:
@@ -168,3 +176,19 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", last: bool = 
     run.load_weights(model, last=last)
     model.eval()
     return LoadedRun(model, vocab, config, run)
+
+
+def tensor_groups(model: nn.Module) -> list[list[str]]:
+    """The names of the model's state, grouped by tensor: tied weights share a group.
+
+    Why not safetensors' own ``save_model``: it groups by storage, and on a GPU cuDNN packs
+    all of a recurrent layer's weights into one buffer, which it then refuses to save. Here a
+    group is the same view (address, shape and strides), so packed weights stay separate
+    entries and only truly tied ones (an embedding shared with the output head) are merged.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.device, tensor.data_ptr(), tuple(tensor.shape), tensor.stride(),
+               tensor.dtype) if tensor.numel() else ("empty", name)
+        groups.setdefault(key, []).append(name)
+    return list(groups.values())
