@@ -192,6 +192,24 @@ def test_generate_tunes_streams_numbered_tunes_with_a_cap_and_burn_in():
         music.generate_tunes(Scripted(vocab, "a"), vocab, 0)
 
 
+def test_generate_tunes_with_a_fresh_state_for_every_tune():
+    vocab = CharVocab(list("X:0123456789\naK"))
+    empty = []
+
+    class Spy(Scripted):
+        def forward(self, tokens, state=None):
+            empty.append(state is None)
+            return super().forward(tokens, state)
+
+    tunes = music.generate_tunes(Spy(vocab, "a"), vocab, 3, max_length=4, rows=2, greedy=True,
+                                 fresh_state=True)
+    assert tunes == [music.GeneratedTune(f"X:{k}\naaaa", False) for k in (1, 2, 3)]
+    assert sum(empty) == 2  # two rounds (two tunes, then one), each from an empty state
+    tunes = music.generate_tunes(Scripted(vocab, "\n"), vocab, 2, max_length=9, greedy=True,
+                                 fresh_state=True)
+    assert tunes == [music.GeneratedTune("X:1", True), music.GeneratedTune("X:2", True)]
+
+
 def test_generate_tunes_command(tmp_path, capsys, monkeypatch, single_thread):
     tunes = [f"X:{k}\nT:T{k}\nM:4/4\nL:1/8\nK:D\n|:dAFA dAFA|GBdB GBdB|ABcd efge|fdec d4:|"
              for k in range(12)]

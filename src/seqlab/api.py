@@ -23,6 +23,7 @@ from seqlab.checkpoint import RunDir, load_run
 from seqlab.config import ModelConfig, TrainConfig, split_keys, to_dict
 from seqlab.data.abc import is_abc_source, join_tunes, load_tunes, split_train_val
 from seqlab.data.text import load_text, split_tokens, to_tensor
+from seqlab.data.tunes_batches import EncodedTunes, encode_tunes
 from seqlab.data.vocab import Vocab, build_vocab
 from seqlab.models import build_model
 from seqlab.tasks import LanguageModelTask, evaluate_tokens, lm_metrics
@@ -38,6 +39,7 @@ class TextData:
     train_tokens: Tensor
     val_tokens: Tensor
     chars_per_token: float
+    tunes: tuple[EncodedTunes, EncodedTunes] | None = None  # ABC: (train, val), tune by tune
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.source, "tokenizer": self.vocab.kind, "vocab_size": self.vocab.size,
@@ -75,7 +77,8 @@ def load_tune_data(source: str | Path, config: TrainConfig, vocab: Vocab | None 
     val_tokens = to_tensor(vocab.encode(val_text))
     chars = len(train_text) + len(val_text)
     chars_per_token = chars / max(len(train_tokens) + len(val_tokens), 1)
-    return TextData(str(source), vocab, train_tokens, val_tokens, chars_per_token)
+    tunes = (encode_tunes(train, vocab.encode), encode_tunes(val, vocab.encode))
+    return TextData(str(source), vocab, train_tokens, val_tokens, chars_per_token, tunes)
 
 
 @dataclass
@@ -171,7 +174,8 @@ def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event
 
 def make_task(data: TextData, config: TrainConfig) -> LanguageModelTask:
     """The language-model task on the device the config names; raises on data too short."""
-    task = LanguageModelTask(data.train_tokens, data.val_tokens, config, data.chars_per_token)
+    task = LanguageModelTask(data.train_tokens, data.val_tokens, config, data.chars_per_token,
+                             data.tunes)
     task.device = resolve_device(config.device)
     return task
 

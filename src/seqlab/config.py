@@ -66,8 +66,9 @@ class TrainConfig:
                               "text; whole tunes drawn by --seed for ABC",
                               minimum=0.0, below=1.0, positive=True)
     batching: str = opt("streams", "streams: B contiguous streams with carried state (TBPTT); "
-                        "windows: random windows, state reset each batch",
-                        choices=("streams", "windows"))
+                        "windows: random windows, state reset each batch; tunes (ABC only): B "
+                        "whole tunes per batch, padding masked, read --seq-len at a time",
+                        choices=("streams", "windows", "tunes"))
     seq_len: int = opt(128, "time steps per chunk (the truncation length of BPTT)", positive=True)
     batch_size: int = opt(32, "sequences per batch", positive=True)
     optimizer: str = opt("adam", "optimiser", choices=("adam", "adamw", "sgd", "rmsprop"))

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from seqlab.config import TrainConfig
 from seqlab.data.streams import Chunk, StreamBatches, WindowBatches
+from seqlab.data.tunes_batches import EncodedTunes, TuneBatches
 from seqlab.recurrent import State, detach_state
 
 IGNORE = -100  # target id that contributes nothing to a loss (padding)
@@ -45,14 +46,21 @@ def evaluate_tokens(model: nn.Module, tokens: Tensor, batch_size: int, seq_len: 
         raise ValueError(f"need at least 2 tokens to evaluate, got {len(tokens)}")
     batch_size = max(1, min(batch_size, (len(tokens) - 1) // seq_len))
     seq_len = min(seq_len, len(tokens) - 1)
-    batches = StreamBatches(tokens, batch_size, seq_len)
+    return evaluate_chunks(model, StreamBatches(tokens, batch_size, seq_len), device, max_chunks)
+
+
+@torch.no_grad()
+def evaluate_chunks(model: nn.Module, batches: StreamBatches | TuneBatches,
+                    device: torch.device | str = "cpu", max_chunks: int = 0) -> tuple[float, int]:
+    """(summed nats, tokens scored) over the chunks of one epoch in order, the state carried
+    except into a fresh chunk (the first of a batch of tunes); padding is not scored."""
     was_training = model.training
     model.eval()
     nats, count, state = 0.0, 0, None
     chunks = len(batches) if max_chunks <= 0 else min(max_chunks, len(batches))
     for k in range(chunks):
         chunk = batches[k]
-        logits, state = model(chunk.inputs.to(device), state)
+        logits, state = model(chunk.inputs.to(device), None if chunk.fresh else state)
         total, n = token_nll(logits, chunk.targets.to(device))
         nats, count = nats + float(total), count + n
     model.train(was_training)
@@ -60,11 +68,22 @@ def evaluate_tokens(model: nn.Module, tokens: Tensor, batch_size: int, seq_len: 
 
 
 class LanguageModelTask:
-    """Next-token prediction on one token stream (truncated BPTT or random windows)."""
+    """Next-token prediction: on one token stream (truncated BPTT or random windows), or on
+    whole tunes, padded and masked (``tunes``: the training and validation tunes, needed by
+    ``batching="tunes"`` only)."""
 
     def __init__(self, train_tokens: Tensor, val_tokens: Tensor, config: TrainConfig,
-                 chars_per_token: float = 1.0) -> None:
-        if config.batching == "streams":
+                 chars_per_token: float = 1.0,
+                 tunes: tuple[EncodedTunes, EncodedTunes] | None = None) -> None:
+        self.val_batches: TuneBatches | None = None
+        if config.batching == "tunes":
+            if tunes is None:
+                raise ValueError("--batching tunes needs ABC tunes (a bundled corpus, an .abc "
+                                 "file or a folder of them); for other text use streams or "
+                                 "windows")
+            self.batches = TuneBatches(tunes[0], config.batch_size, config.seq_len, config.seed)
+            self.val_batches = TuneBatches(tunes[1], config.batch_size, config.seq_len, None)
+        elif config.batching == "streams":
             self.batches = StreamBatches(train_tokens, config.batch_size, config.seq_len)
         else:
             self.batches = WindowBatches(train_tokens, config.batch_size, config.seq_len,
@@ -88,6 +107,10 @@ class LanguageModelTask:
         return total / count, detach_state(state), count
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
+        if self.val_batches is not None:
+            nats, count = evaluate_chunks(model, self.val_batches, self.device,
+                                         self.config.eval_batches)
+            return lm_metrics(nats, count, self.val_batches.chars_per_token, prefix="val_")
         nats, count = evaluate_tokens(model, self.val_tokens, self.config.batch_size,
                                       self.config.seq_len, self.device, self.config.eval_batches)
         return lm_metrics(nats, count, self.chars_per_token, prefix="val_")

@@ -22,6 +22,8 @@ as the original did.
 
 Joined, tunes are separated by one blank line, the ABC tune separator, so the token stream is
 itself a valid ABC file and END (``"\\n\\n"``) is the end-of-tune marker the generator stops at.
+Read alone (``--batching tunes``), a tune is preceded by START, the same blank line, so it
+starts as it does in the stream.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from seqlab.data.text import (
 )
 
 END = "\n\n"  # a blank line: the end of a tune in ABC, and the marker generation stops at
+START = END  # what precedes every tune in the stream: the start marker of a tune read alone
 KEPT_FIELDS = frozenset("XTMLQKRPVIUw")
 FIELD_LINE = re.compile(r"^([A-Za-z+]):[ \t]*(.*)$")
 SPACES = re.compile(r"[ \t]+")
