@@ -69,9 +69,12 @@ def run(preset: str, tunes: int, max_steps: int | None, time_budget: float, seed
                    "train_s": time.perf_counter() - start}
     if train_only:
         return {"preset": preset, "device": device, **trained}
-    data = json.loads((folder / preset / "config.json").read_text())["data"]
+    config = json.loads((folder / preset / "config.json").read_text())
+    data = config["data"]
     start = time.perf_counter()
+    # a model trained on whole tunes (--batching tunes) began each one from an empty state
     sampled = music.generate_tunes(model, vocab, tunes, max_length=2000, seed=seed,
+                                   fresh_state=config["train"]["batching"] == "tunes",
                                    temperature=temperature)
     generate_s = time.perf_counter() - start
     train_tunes = split_train_val(load_tunes(DATA), 0.1, seed)[0]

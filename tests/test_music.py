@@ -244,3 +244,25 @@ def test_generate_tunes_command(tmp_path, capsys, monkeypatch, single_thread):
     assert [line.split(" not found")[0] for line in lines] == [
         "seqlab: abc2midi", "seqlab: timidity", "seqlab: abcm2ps"]
     assert "Debian package timidity" in lines[1]
+
+
+@pytest.mark.parametrize("batching", ["tunes", "windows"])
+def test_generate_tunes_command_samples_as_the_run_was_trained(tmp_path, monkeypatch, batching,
+                                                              single_thread):
+    """A run trained on whole tunes samples each tune from an empty state; others as streams."""
+    tunes = [f"X:{k}\nT:T{k}\nM:4/4\nL:1/8\nK:D\n|:dAFA dAFA|GBdB GBdB|fdec d4:|"
+             for k in range(12)]
+    source = tmp_path / "tunes.abc"
+    source.write_text("\n\n".join(tunes) + "\n", encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(source), "--out", str(run), "--hidden-size", "8",
+                 "--embedding-size", "4", "--seq-len", "16", "--batch-size", "4",
+                 "--max-steps", "2", "--eval-every", "2", "--batching", batching,
+                 "--device", "cpu", "--quiet"]) == 0
+    seen = []
+    real = music.generate_tunes
+    monkeypatch.setattr(music, "generate_tunes",
+                        lambda *a, **k: seen.append(k["fresh_state"]) or real(*a, **k))
+    assert main(["generate", str(run), "--tunes", "1", "--out", str(tmp_path / "gen"),
+                 "--max-tune-length", "20"]) == 0
+    assert seen == [batching == "tunes"]

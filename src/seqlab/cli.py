@@ -263,8 +263,10 @@ def run_generate_tunes(args: argparse.Namespace) -> int:
     loaded = load_run(args.run, resolve_device(args.device))
     sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     greedy=args.greedy)
+    # a model trained on whole tunes (--batching tunes) began every tune from an empty state
+    fresh = loaded.run.train_config().batching == "tunes"
     tunes = music.generate_tunes(loaded.model, loaded.vocab, args.tunes, args.prompt,
-                                 args.max_tune_length, args.seed, **sampling)
+                                 args.max_tune_length, args.seed, fresh_state=fresh, **sampling)
     training = music.training_tunes(args.run)
     if training is None:
         print("seqlab: no novelty check: the run's training tunes are not readable "
