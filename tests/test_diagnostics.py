@@ -22,6 +22,7 @@ from seqlab.diagnostics import (
     spectral_radius,
 )
 from seqlab.models import build_model
+from seqlab.recording import read_gradients
 from seqlab.synthetic_task import build, probe_of
 from seqlab.training import clip_gradients
 
@@ -162,6 +163,39 @@ def test_recording_does_not_change_training(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "rec" / "gradients.jsonl").open()]
     assert [r["step"] for r in records] == [0, 5, 10, 15]
     assert all(len(r["last"]) == len(r["sum"]) == 10 + 20 for r in records)
+
+
+def test_language_model_records_its_gradient_through_time(text_file, tmp_path, tiny_keys,
+                                                          capsys):
+    """record_every works on text runs too, leaves training unchanged and survives --resume."""
+    keys = tiny_keys | dict(max_steps=12, eval_every=6, decay_steps=12)
+    seqlab.train(text_file, out=tmp_path / "plain", **keys)
+    seqlab.train(text_file, out=tmp_path / "rec", record_every=4, **keys)
+    losses = [[r["loss"] for r in RunDir(tmp_path / n).read_metrics() if "loss" in r]
+              for n in ("plain", "rec")]
+    assert losses[0] == losses[1]
+    records = read_gradients(tmp_path / "rec")
+    assert [r["step"] for r in records] == [0, 4, 8]
+    assert all(len(r["last"]) == len(r["sum"]) == keys["seq_len"] for r in records)
+    # stopped at step 6 and resumed: the records are those of the uninterrupted run
+    seqlab.train(text_file, out=tmp_path / "part", record_every=4, **keys | dict(max_steps=6))
+    seqlab.resume(tmp_path / "part", max_steps=12)
+    assert read_gradients(tmp_path / "part") == records
+    assert main(["diagnose", str(tmp_path / "rec"), "--batch", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["step"] for r in report["recorded"]] == [0, 4, 8]
+
+
+def test_runs_written_with_record_every_as_a_synthetic_key_still_load(tmp_path):
+    """Before it became a training key, record_every sat among the synthetic keys."""
+    seqlab.train("adding", out=tmp_path / "run", model="gru", record_every=5, **KEYS)
+    config_path = tmp_path / "run" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["synthetic"]["record_every"] = config["train"].pop("record_every")
+    config_path.write_text(json.dumps(config))
+    assert seqlab.evaluate(tmp_path / "run", "adding")["sequences"] == KEYS["val_sequences"]
+    seqlab.resume(tmp_path / "run", max_steps=25)
+    assert [r["step"] for r in read_gradients(tmp_path / "run")] == [0, 5, 10, 15, 20]
 
 
 def test_diagnose_command_writes_numbers_and_figures(tmp_path, capsys):

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqlab import __version__
+from seqlab import __version__, recording
 from seqlab.checkpoint import RunDir, load_run
 from seqlab.config import ModelConfig, TrainConfig, split_keys, to_dict
 from seqlab.data.abc import is_abc_source, join_tunes, load_tunes, split_train_val
@@ -169,6 +169,7 @@ def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event
     if overrides:
         run.write_config({**config, "train": to_dict(train_config)})
     run.truncate_metrics(int(state["step"]))
+    recording.truncate_gradients(run, int(state["step"]))
     return _fit(model, task, vocab, train_config, run, on_event, state, stop)
 
 
@@ -183,8 +184,13 @@ def make_task(data: TextData, config: TrainConfig) -> LanguageModelTask:
 def _fit(model: nn.Module, task: LanguageModelTask, vocab: Vocab, config: TrainConfig,
          run: RunDir | None, on_event: Event | None, resume_state: dict | None,
          stop: threading.Event | None) -> TrainResult:
+    record = None
+    if config.record_every and run is not None:
+        probe = recording.token_probe(task.val_tokens, config.seq_len, recording.PROBE,
+                                      task.device)
+        record = recording.recorder(model.to(task.device), probe, config.record_every, run)
     summary = fit_keeping_best(model, task, config, run, on_event, task.device, stop,
-                               resume_state)
+                               resume_state, before_step=record)
     return TrainResult(model, vocab, summary, run)
 
 

@@ -88,6 +88,9 @@ class TrainConfig:
     eval_batches: int = opt(0, "validation chunks per evaluation (0: the whole split)", minimum=0)
     log_every: int = opt(20, "write a metrics line every N steps", positive=True)
     patience: int = opt(10, "stop after N evaluations without improvement (0: never)", minimum=0)
+    record_every: int = opt(0, "recurrent models: record the gradient norm through time (dL/dh_t "
+                            "on a fixed probe batch) every N steps into gradients.jsonl, for "
+                            "seqlab diagnose (0: never)", minimum=0)
     max_bad_steps: int = opt(10, "stop after N consecutive non-finite steps", positive=True)
     seed: int = opt(0, "random seed: the same seed repeats a run on the same machine", minimum=0)
     device: str = opt("auto", "where to train: auto takes a GPU when there is one",
@@ -153,8 +156,6 @@ class SyntheticConfig:
                      positive=True)
     val_sequences: int = opt(1000, "synthetic tasks: validation sequences, drawn once from the "
                              "seed", positive=True)
-    record_every: int = opt(0, "synthetic tasks: record the gradient norm through time every N "
-                            "steps into gradients.jsonl (0: never)", minimum=0)
     init_radius: float = opt(0.0, "synthetic tasks, rnn and irnn: rescale W_hh at "
                              "initialisation to this spectral radius (0: the cell's own init)",
                              minimum=0.0)

@@ -277,11 +277,10 @@ def run_probe(run_dir, batch: int, device) -> tuple[nn.Module, nn.Module, Probe,
 
         loaded = load_run(run_dir, device)
         train = loaded.run.train_config()
+        from seqlab.recording import token_probe
+
         tokens = load_data(config["data"]["source"], train, vocab=loaded.vocab).val_tokens
-        span = min(train.seq_len + 1, len(tokens))
-        starts = np.linspace(0, len(tokens) - span, batch).round().astype(int)
-        probe = Probe.from_tokens(torch.stack([tokens[s:s + span].long() for s in starts]
-                                              ).to(device))
+        probe = token_probe(tokens, train.seq_len, batch, device)
         torch.manual_seed(seed)
         initial = build_model(loaded.run.model_config())
     else:
@@ -320,7 +319,7 @@ def diagnose_run(run_dir, out=None, batch: int = 16, device: str = "cpu",
 
     from seqlab.checkpoint import RunDir
     from seqlab.io import atomic_write_json
-    from seqlab.synthetic_task import read_gradients
+    from seqlab.recording import read_gradients
 
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")

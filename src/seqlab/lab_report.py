@@ -56,7 +56,7 @@ def gradient_figures(names: list[str], summary: dict, out: Path) -> list[Path]:
                           f"||dL/dh_t|| for the loss at the last step, {when}",
                           "time step t", "norm (mean over 16 sequences)")
              for when in ("init", "trained")]
-    from seqlab.synthetic_task import read_gradients
+    from seqlab.recording import read_gradients
 
     for name in names:
         records = read_gradients(out / runs[name]["run"])

@@ -2,8 +2,9 @@
 
 The family contract of :mod:`seqlab.api` (claims, train, resume, evaluate, load, summarize,
 info_lines). A run directory holds config.json with ``"task": "synthetic"``, model.safetensors,
-last/, metrics.jsonl and, with ``record_every``, gradients.jsonl: the norm of dL/dh_t for every
-t on a fixed probe batch, at initialisation and every N steps.
+last/, metrics.jsonl and, with ``record_every``, gradients.jsonl (:mod:`seqlab.recording`): the
+norm of dL/dh_t for every t on the task's first 16 validation sequences, at initialisation and
+every N steps.
 
 Batches are pure functions of (seed, step), so a resumed run sees the batches a run that never
 stopped would have seen; validation is a fixed set drawn once from the seed, and ``evaluate``
@@ -13,7 +14,6 @@ scores a third, held-out set drawn the same way.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 from pathlib import Path
@@ -22,19 +22,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqlab import __version__
+from seqlab import __version__, recording
 from seqlab.api import TrainResult
 from seqlab.checkpoint import LoadedRun, RunDir
 from seqlab.config import ModelConfig, SyntheticConfig, TrainConfig, split_keys, to_dict
 from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_task, parse_length
-from seqlab.io import read_jsonl
 from seqlab.models.sequence import SequenceModel
 from seqlab.training import Event, fit_keeping_best, resolve_device
 
 log = logging.getLogger(__name__)
-GRADIENTS = "gradients.jsonl"
 TRAIN, VALIDATION, TEST = 0, 1, 2  # the streams of TaskData.batch
 PROBE = 16  # sequences of the probe batch whose gradients are recorded
+read_gradients = recording.read_gradients  # where older code looks for it
 # training keys that only a text source uses; a synthetic task warns when they are given
 TEXT_ONLY = {"tokenizer", "bpe_vocab_size", "val_fraction", "batching", "seq_len",
              "eval_batches"}
@@ -174,8 +173,9 @@ def fit(model: SequenceModel, data: TaskData, train_config: TrainConfig,
         resume_state: dict | None, stop: threading.Event | None) -> TrainResult:
     device = resolve_device(train_config.device)
     task = SyntheticTask(data, train_config, synthetic, device)
-    record = (recorder(model.to(device), task, synthetic.record_every, run)
-              if synthetic.record_every and run is not None else None)
+    record = (recording.recorder(model.to(device), probe_of(data, task.probe(), device),
+                                 train_config.record_every, run)
+              if train_config.record_every and run is not None else None)
     summary = fit_keeping_best(model, task, train_config, run, on_event, device, stop,
                                resume_state, before_step=record)
     return TrainResult(model, data, summary, run)
@@ -191,39 +191,23 @@ def probe_of(data: TaskData, batch: SyntheticBatch, device="cpu"):
                  data.spec.scored, None if full else lengths.to(device))
 
 
-def recorder(model: SequenceModel, task: SyntheticTask, every: int, run: RunDir):
-    """before_step hook: append dL/dh_t norms on the probe batch at step 0, N, 2N, ..."""
-    from seqlab.diagnostics import gradients_through_time
-
-    if model.recurrent is None:
-        log.warning("record_every: %s has no recurrent state; nothing is recorded",
-                    model.config.model)
-        return None
-    probe = probe_of(task.data, task.probe(), task.device)
-
-    def record(step: int) -> None:
-        if step % every:
-            return
-        norms = {r: g.tolist() for r, g in gradients_through_time(model, probe).items()}
-        with open(run.path / GRADIENTS, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"step": step, **norms}) + "\n")
-
-    return record
-
-
-def read_gradients(run_dir: str | Path) -> list[dict[str, Any]]:
-    return read_jsonl(Path(run_dir) / GRADIENTS)
+def synthetic_config(config: dict[str, Any], path: Path) -> SyntheticConfig:
+    """The run's synthetic keys (``record_every``, once one of them, is a training key now)."""
+    try:
+        keys = {k: v for k, v in config["synthetic"].items() if k != "record_every"}
+        return SyntheticConfig(**keys)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{path}: invalid synthetic config ({err})") from err
 
 
 def restore(run_dir: str | Path) -> tuple[RunDir, ModelConfig, TrainConfig, SyntheticConfig,
                                           TaskData]:
     run = RunDir(run_dir)
     config = run.read_config()
-    try:
-        synthetic = SyntheticConfig(**config["synthetic"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{run.path}: invalid synthetic config ({err})") from err
+    synthetic = synthetic_config(config, run.path)
     train_config = run.train_config()
+    if legacy := config["synthetic"].get("record_every"):  # a synthetic key before 0.1.0
+        train_config = dataclasses.replace(train_config, record_every=legacy)
     low, high = parse_length(config["data"]["length"])
     data = TaskData(get_task(config["data"]["source"]), low, high, synthetic.delay,
                     train_config.seed)
@@ -244,10 +228,7 @@ def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event
         run.write_config({**run.read_config(), "train": to_dict(train_config)})
     step = int(state["step"])
     run.truncate_metrics(step)
-    kept = [r for r in read_gradients(out) if r["step"] < step]
-    if kept or (run.path / GRADIENTS).exists():
-        (run.path / GRADIENTS).write_text("".join(json.dumps(r) + "\n" for r in kept),
-                                          encoding="utf-8")
+    recording.truncate_gradients(run, step)
     return fit(model, data, train_config, synthetic, run, on_event, state, stop)
 
 
@@ -266,7 +247,7 @@ def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto") -> d
     if str(source) != data.spec.name:
         raise ValueError(f"{run_dir} was trained on the synthetic task {data.spec.name!r}; "
                          f"evaluate it on {data.spec.name!r}, not {str(source)!r}")
-    synthetic = SyntheticConfig(**loaded.config["synthetic"])
+    synthetic = synthetic_config(loaded.config, loaded.run.path)
     train = loaded.run.train_config()
     result = score(loaded.model, data, TEST, synthetic.val_sequences, train.batch_size,
                    next(loaded.model.parameters()).device)

@@ -1,0 +1,75 @@
+"""Recording the gradient through time while a model trains: ``--record-every N``.
+
+Every N steps (and at step 0, the initialisation) the trainer's ``before_step`` hook measures
+the norm of dL/dh_t for every t on one fixed probe batch, for the loss at the last step and
+for the loss summed over steps (:func:`seqlab.diagnostics.gradients_through_time`), and
+appends a line to ``RUN/gradients.jsonl``. ``seqlab diagnose RUN`` draws it as a heatmap
+(training step x time step). The same hook serves every family with a recurrent model: the
+probe is the task's own (a synthetic task's first sequences, or evenly spaced windows of a
+language model's validation split).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seqlab.checkpoint import RunDir
+from seqlab.io import read_jsonl
+
+log = logging.getLogger(__name__)
+
+GRADIENTS = "gradients.jsonl"
+PROBE = 16  # sequences (or windows) in the probe batch
+
+
+def token_probe(tokens: Tensor, seq_len: int, batch: int, device="cpu"):
+    """A language model's probe: ``batch`` windows of seq_len + 1 tokens, evenly spaced."""
+    from seqlab.diagnostics import Probe
+
+    span = min(seq_len + 1, len(tokens))
+    starts = np.linspace(0, len(tokens) - span, batch).round().astype(int)
+    return Probe.from_tokens(torch.stack([tokens[s:s + span].long() for s in starts]
+                                         ).to(device))
+
+
+def recorder(model: nn.Module, probe, every: int, run: RunDir
+             ) -> Callable[[int], None] | None:
+    """A ``before_step`` hook appending dL/dh_t norms on ``probe`` at step 0, N, 2N, ...
+
+    None (with a warning) for a model without a recurrent state: nothing to record.
+    """
+    from seqlab.diagnostics import gradients_through_time, is_recurrent
+
+    if not is_recurrent(model):
+        name = getattr(getattr(model, "config", None), "model", type(model).__name__)
+        log.warning("record_every: %s has no recurrent state; nothing is recorded", name)
+        return None
+
+    def record(step: int) -> None:
+        if step % every:
+            return
+        norms = {r: g.tolist() for r, g in gradients_through_time(model, probe).items()}
+        with open(run.path / GRADIENTS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": step, **norms}) + "\n")
+
+    return record
+
+
+def read_gradients(run_dir: str | Path) -> list[dict[str, Any]]:
+    return read_jsonl(Path(run_dir) / GRADIENTS)
+
+
+def truncate_gradients(run: RunDir, step: int) -> None:
+    """Keep the records taken before ``step`` (resuming from a checkpoint taken there)."""
+    path = run.path / GRADIENTS
+    if path.exists():
+        kept = [r for r in read_gradients(run.path) if r["step"] < step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
