@@ -20,7 +20,7 @@ WORDS = ("the", "cat", "sat", "on", "a", "mat", "dog", "ran", "far", "away", "re
 # so that resuming has to restore the RNG, and streams so that it has to restore the state.
 TINY_KEYS = dict(model="lstm", embedding_size=8, hidden_size=16, num_layers=2, dropout=0.1,
                  seq_len=8, batch_size=4, warmup_steps=2, eval_every=5, log_every=1,
-                 seed=0, device="cpu")
+                 seed=0, device="cpu", batching="streams")
 
 
 def make_text(lines: int = 80, seed: int = 0) -> str:

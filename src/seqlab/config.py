@@ -65,9 +65,10 @@ class TrainConfig:
     val_fraction: float = opt(0.1, "fraction held out for validation: the last block of a "
                               "text; whole tunes drawn by --seed for ABC",
                               minimum=0.0, below=1.0, positive=True)
-    batching: str = opt("streams", "streams: B contiguous streams with carried state (TBPTT); "
-                        "windows: random windows, state reset each batch; tunes (ABC only): B "
-                        "whole tunes per batch, padding masked, read --seq-len at a time",
+    batching: str = opt("windows", "windows: random windows, state reset each batch (the "
+                        "default: it generalised better on text and tunes, BENCHMARKS.md); "
+                        "streams: B contiguous streams with carried state (TBPTT); tunes (ABC "
+                        "only): B whole tunes per batch, padding masked, read --seq-len at a time",
                         choices=("streams", "windows", "tunes"))
     seq_len: int = opt(128, "time steps per chunk (the truncation length of BPTT)", positive=True)
     batch_size: int = opt(32, "sequences per batch", positive=True)

@@ -91,7 +91,9 @@ def suite(name: str) -> list[Experiment]:
     copy = dict(base, length=str(s["copy_t"]), lr=3e-3)
     order = dict(base, length=str(s["order_t"]), lr=3e-3)
     delay = dict(base, length=str(s["delay_t"]), delay=s["delay"], lr=3e-3)
+    # TBPTT streams for text: the bag of words then sums the whole history, not one window
     text = dict(base, max_steps=s["text_steps"], seq_len=64, lr=2e-3, eval_batches=20,
+                batching="streams",
                 eval_every=max(1, s["text_steps"] // s["evals"]),
                 log_every=max(1, s["text_steps"] // 50))
     text.pop("val_sequences")
