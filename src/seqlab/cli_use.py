@@ -1,0 +1,143 @@
+"""The commands that use a trained run: ``generate`` (text, or whole tunes written out with
+MIDI, WAV, sheet music and their checks) and ``translate`` (a seq2seq run). Registered in
+:data:`seqlab.cli.COMMANDS`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seqlab.cli_base import UsageError
+
+
+# generate --------------------------------------------------------------------------------
+def add_generate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run directory written by seqlab train")
+    p.add_argument("--prompt", default="", help="text to start from (default: a newline)")
+    p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="divide the logits by this; < 1 is safer, > 1 wilder (default: 1.0)")
+    p.add_argument("--top-k", type=int, default=0,
+                   help="sample among the k most likely tokens only (default: 0, all)")
+    p.add_argument("--top-p", type=float, default=1.0,
+                   help="sample from the smallest set of tokens with total probability p "
+                        "(default: 1.0, all)")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--num-samples", type=int, default=1, help="independent samples (default: 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed: repeats a sample exactly")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="where to run the model (default: cpu)")
+    tunes = p.add_argument_group("tunes (runs trained on ABC)")
+    tunes.add_argument("--tunes", type=int, metavar="N", help="sample N whole tunes, each from "
+                       "--prompt (default: X:<its number>) to its end marker (a blank line) or "
+                       "--max-tune-length, and write them to --out with MIDI, WAV, SVG and "
+                       "tunes.json (validity and novelty)")
+    tunes.add_argument("--out", metavar="DIR", help="folder for --tunes (must not exist or be "
+                       "empty)")
+    tunes.add_argument("--max-tune-length", type=int, default=2000, metavar="N",
+                       help="length cap of one tune, in tokens (default: 2000)")
+    tunes.add_argument("--near-copy-bars", type=int, default=8, metavar="N",
+                       help="a tune sharing a run of N bars with a training tune is a "
+                            "near-copy (default: 8)")
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from seqlab.checkpoint import load_run
+    from seqlab.generate import generate
+    from seqlab.training import resolve_device
+
+    if args.length < 1 or args.num_samples < 1:
+        raise UsageError("--length and --num-samples must be positive")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise UsageError(f"--seed must be in [0, 2^63), got {args.seed}")
+    if args.tunes is not None or args.out is not None:
+        return run_generate_tunes(args)
+    loaded = load_run(args.run, resolve_device(args.device))
+    if (task := loaded.config.get("task", "lm")) != "lm":
+        raise UsageError(f"{args.run} is a {task!r} run, not a language model; generate "
+                         "samples text from language models")
+    samples = generate(loaded.model, loaded.vocab, args.prompt, args.length, args.num_samples,
+                       args.seed, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, greedy=args.greedy)
+    for k, text in enumerate(samples):
+        if len(samples) > 1:
+            print(f"--- sample {k + 1} ---")
+        print(text)
+    return 0
+
+
+def run_generate_tunes(args: argparse.Namespace) -> int:
+    from seqlab import music
+    from seqlab.checkpoint import load_run
+    from seqlab.training import resolve_device
+
+    if args.tunes is None or args.out is None:
+        raise UsageError("--tunes N and --out DIR go together")
+    if args.tunes < 1 or args.max_tune_length < 1 or args.near_copy_bars < 1:
+        raise UsageError("--tunes, --max-tune-length and --near-copy-bars must be positive")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} already exists and is not empty; choose another --out")
+    loaded = load_run(args.run, resolve_device(args.device))
+    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    greedy=args.greedy)
+    # a model trained on whole tunes (--batching tunes) began every tune from an empty state
+    fresh = loaded.run.train_config().batching == "tunes"
+    tunes = music.generate_tunes(loaded.model, loaded.vocab, args.tunes, args.prompt,
+                                 args.max_tune_length, args.seed, fresh_state=fresh, **sampling)
+    training = music.training_tunes(args.run)
+    if training is None:
+        print("seqlab: no novelty check: the run's training tunes are not readable "
+              f"({loaded.config['data']['source']})", file=sys.stderr)
+    settings = {"run": str(args.run), "seed": args.seed, "prompt": args.prompt,
+                "max_tune_length": args.max_tune_length, **sampling}
+    report = music.write_tunes(tunes, out, training, args.near_copy_bars, settings)
+    for line in report["missing_tools"]:
+        print(f"seqlab: {line}", file=sys.stderr)
+    s = report["summary"]
+    rates = ", ".join(f"{name} {s[name + '_rate']:.0%}" for name in ("headers", "music21",
+                      "abc2midi") if s[name + "_rate"] is not None)
+    copies = (f"; near-copies {s['near_copy_rate']:.0%}" if "near_copy_rate" in s else "")
+    bars = (f"; bars matching the meter {s['mean_bar_fraction']:.0%}"
+            if s["mean_bar_fraction"] is not None else "")
+    print(f"{s['tunes']} tunes in {out}: valid {s['valid_rate']:.0%} ({rates}); ended by "
+          f"the model {s['ended_rate']:.0%}{bars}{copies}; details in {out / 'tunes.json'}")
+    return 0
+
+
+# translate -------------------------------------------------------------------------------
+def add_translate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run directory written by seqlab train --task "
+                   "seq2seq (or on a built-in pair task)")
+    p.add_argument("text", metavar="TEXT", nargs="*",
+                   help="inputs to translate (default: one per line from stdin)")
+    p.add_argument("--beam", type=int, default=None,
+                   help="beam width (default: the run's --beam; 1 is greedy)")
+    p.add_argument("--length-penalty", type=float, default=None,
+                   help="beam search ranks by log-probability / length^this (default: the run's)")
+    p.add_argument("--show-attention", metavar="PNG", default=None,
+                   help="write the attention heatmap here (several inputs: PNG-1.png, ...)")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="where to run the model (default: cpu)")
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    from seqlab.seq2seq_task import save_attention, translate
+
+    if args.beam is not None and args.beam < 1:
+        raise UsageError("--beam must be >= 1")
+    if args.length_penalty is not None and args.length_penalty < 0:
+        raise UsageError("--length-penalty must be >= 0")
+    texts = args.text or [line.rstrip("\r\n") for line in sys.stdin]
+    if not texts:
+        raise UsageError("no input: give TEXT arguments or lines on stdin")
+    results = translate(args.run, texts, args.beam, args.length_penalty, args.device)
+    if args.show_attention:
+        png = Path(args.show_attention)
+        for k, result in enumerate(results, start=1):
+            path = png if len(results) == 1 else png.with_name(f"{png.stem}-{k}{png.suffix}")
+            save_attention(path, result)
+    for result in results:
+        print(result.text)
+    return 0
