@@ -237,10 +237,14 @@ def info_lines(task: str, info: dict[str, Any]) -> list[str]:
     if task != "lm":
         return family_module(task).info_lines(info)
     data = info["config"]["data"]
-    lines = [f"data         {data['source']}  ({data['tokenizer']}, {data['train_tokens']:,} "
-             f"train / {data['val_tokens']:,} validation tokens)",
-             f"steps        {info['steps']}"]
+    return [f"data         {data['source']}  ({data['tokenizer']}, {data['train_tokens']:,} "
+            f"train / {data['val_tokens']:,} validation tokens)", *progress_lines(info)]
+
+
+def progress_lines(info: dict[str, Any]) -> list[str]:
+    """``seqlab info``'s steps and best validation loss of a run scored in nats per token."""
+    lines = [f"steps        {info['steps']}"]
     if (best := info["best_val_loss"]) is not None:
-        bits = best / math.log(2) / data["chars_per_token"]
+        bits = best / math.log(2) / info["config"]["data"]["chars_per_token"]
         lines.append(f"best val     {best:.4f} nats/token, {bits:.4f} bits/char")
     return lines

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab import __version__
-from seqlab.api import TrainResult
+from seqlab.api import TrainResult, progress_lines
 from seqlab.checkpoint import LoadedRun, RunDir
 from seqlab.config import ModelConfig, Seq2SeqConfig, TrainConfig, split_keys, to_dict
 from seqlab.data.pairs import (
@@ -327,10 +327,5 @@ def summarize(result: dict[str, Any]) -> str:
 def info_lines(info: dict[str, Any]) -> list[str]:
     """The lines ``seqlab info`` prints after the parameter count: data, steps, best loss."""
     data = info["config"]["data"]
-    lines = [f"data         {data['source']}  ({data['tokenizer']}, {data['train_pairs']:,} "
-             f"train / {data['val_pairs']:,} validation pairs)",
-             f"steps        {info['steps']}"]
-    if (best := info["best_val_loss"]) is not None:
-        bits = best / math.log(2) / data["chars_per_token"]
-        lines.append(f"best val     {best:.4f} nats/token, {bits:.4f} bits/char")
-    return lines
+    return [f"data         {data['source']}  ({data['tokenizer']}, {data['train_pairs']:,} "
+            f"train / {data['val_pairs']:,} validation pairs)", *progress_lines(info)]
