@@ -31,14 +31,11 @@ from pathlib import Path
 import torch
 
 import seqlab
-from seqlab.data.pairs import generate_pairs
 from seqlab.seq2seq_task import (
     evaluate,
+    exact_match_by_length,
     load,
-    max_target,
     save_attention,
-    score_outputs,
-    train_pairs,
     translate_texts,
 )
 
@@ -86,18 +83,9 @@ def bench_exact(args) -> dict:
 
 
 def accuracy_by_length(run: Path, per_length: int, device: str = "cpu") -> dict[int, float]:
-    loaded = load(run, device)
-    config = loaded.run.read_config()
-    seen = {s for s, _ in sum(train_pairs("reverse", seqlab.config.Seq2SeqConfig(
-        **config["seq2seq"]), loaded.run.train_config()), [])}
-    curve = {}
-    for length in LENGTHS:
-        pairs = generate_pairs("reverse", per_length, 777 + length, str(length), seen)
-        outputs = translate_texts(loaded.model, loaded.vocab, [s for s, _ in pairs],
-                                  max_target=max_target(config), batch_size=250)
-        curve[length] = score_outputs([o.text for o in outputs], [t for _, t in pairs],
-                                      loaded.vocab.target)["exact_match"]
-        print(f"{run.name}: length {length}: exact match {curve[length]:.4f}", flush=True)
+    curve = exact_match_by_length(run, LENGTHS, per_length, device)
+    for length, exact in curve.items():
+        print(f"{run.name}: length {length}: exact match {exact:.4f}", flush=True)
     return curve
 
 

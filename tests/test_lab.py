@@ -8,7 +8,7 @@ import re
 import pytest
 
 from seqlab.cli import main
-from seqlab.lab import SUITES, execute, suite, table
+from seqlab.lab import SUITES, execute, measured_lengths, suite, table
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -16,12 +16,15 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_suites_cover_the_lecture():
     for name in SUITES:
         keys = [e.key for e in suite(name)]
-        assert keys == ["adding", "gradients", "exploding", "copy", "baselines"]
+        assert keys == ["adding", "gradients", "exploding", "copy", "baselines", "attention"]
     full = {e.key: e for e in suite("full")}
     assert "T = 200" in full["adding"].title and "T = 100" in full["copy"].title
     assert {r.keys["model"] for r in full["adding"].runs} == {"rnn", "irnn", "lstm", "gru"}
     clip = {r.name: r.keys["clip_norm"] for r in full["exploding"].runs}
     assert clip == {"exploding-noclip": 0.0, "exploding-clip": 1.0}
+    attention = {r.name: r.keys["attention"] for r in full["attention"].runs}
+    assert attention == {"reverse-attention": "general", "reverse-none": "none"}
+    assert measured_lengths("5-60") == [5, 16, 27, 38, 49, 60]
     with pytest.raises(ValueError, match="unknown lab suite 'huge'"):
         suite("huge")
 
@@ -48,6 +51,18 @@ def test_report_links_every_run_and_figure(smoke):
                      if name.startswith("oneills-window"))
     assert [name for _, name in windows] == ["oneills-window2", "oneills-window4"]
     assert windows[0][0] < windows[1][0]
+
+
+def test_attention_experiment_measures_exact_match_by_length(smoke):
+    results = json.loads((smoke / "results.json").read_text())
+    curves = {name: results["runs"][name]["by_length"]
+              for name in ("reverse-attention", "reverse-none")}
+    for curve in curves.values():
+        assert list(curve) == ["3", "4", "5", "6"]  # the smoke suite's lengths, 3 to 6
+        assert all(0.0 <= v <= 1.0 for v in curve.values())
+    verdict = results["verdicts"]["attention"]
+    assert verdict.startswith("length 3: attention ") and "length 6: attention" in verdict
+    assert "figures/attention.png" in (smoke / "report.md").read_text()
 
 
 def test_a_second_run_reproduces_the_table(smoke, tmp_path):

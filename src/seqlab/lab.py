@@ -33,6 +33,7 @@ class Run:
     name: str  # its directory under OUT/runs
     source: str  # a synthetic task or a text corpus
     keys: dict[str, Any]  # seqlab.train keys
+    per_length: int = 0  # seq2seq: held-out strings per length for exact match by length
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,16 @@ class Experiment:
 SIZES = {  # per suite: hidden size, steps, lengths, batch, validation sequences, records
     "smoke": dict(hidden=8, steps=10, adding_steps=10, text_steps=6, adding_t=12, exploding_t=6,
                   copy_t=5, order_t=8, delay_t=8, delay=2, batch=8, val=16, record=5,
-                  text_window=4, evals=2),
+                  text_window=4, evals=2, s2s_steps=10, s2s_lengths=(3, 6), s2s_hidden=8,
+                  s2s_per_length=5),
     "quick": dict(hidden=64, steps=1500, adding_steps=3000, text_steps=600, adding_t=200,
                   exploding_t=20, copy_t=100, order_t=50, delay_t=60, delay=10, batch=32,
-                  val=256, record=100, text_window=20, evals=10),
+                  val=256, record=100, text_window=20, evals=10, s2s_steps=1000,
+                  s2s_lengths=(5, 30), s2s_hidden=64, s2s_per_length=200),
     "full": dict(hidden=128, steps=10000, adding_steps=20000, text_steps=5000, adding_t=200,
                  exploding_t=20, copy_t=100, order_t=200, delay_t=200, delay=20, batch=32,
-                 val=1000, record=500, text_window=50, evals=20),
+                 val=1000, record=500, text_window=50, evals=20, s2s_steps=5000,
+                 s2s_lengths=(5, 60), s2s_hidden=192, s2s_per_length=1000),
 }
 SUITES = tuple(SIZES)
 TEXT = "oneills"  # bundled with music21: nothing to download
@@ -102,6 +106,13 @@ def suite(name: str) -> list[Experiment]:
               (f"window{window_big}", "window-mlp", {"window": window_big}),
               ("bow", "bow", {}), ("lstm", "lstm", {}))
 
+    low, high = s["s2s_lengths"]
+    reverse = dict(base, model="lstm", length=f"{low}-{high}", bidirectional=True,
+                   hidden_size=s["s2s_hidden"], embedding_size=32, batch_size=64, lr=1e-2,
+                   max_steps=s["s2s_steps"], num_pairs=20000,
+                   eval_every=max(1, s["s2s_steps"] // 4), log_every=max(1, s["s2s_steps"] // 10))
+    reverse.pop("val_sequences")
+
     def baseline_runs(task: str, keys: dict) -> tuple[Run, ...]:
         return tuple(Run(f"{task}-{label}", task, dict(keys, model=model, **extra))
                      for label, model, extra in models)
@@ -139,7 +150,24 @@ def suite(name: str) -> list[Experiment]:
                    "makemore (bag of words and MLP behind an RNN on names)",
                    baseline_runs("order", order) + baseline_runs("delay", delay)
                    + baseline_runs(TEXT, text)),
+        Experiment("attention", f"Attention: reversing strings of {low} to {high} letters",
+                   "a decoder that sees only the encoder's final state loses exact match as "
+                   "the source grows; one that attends to every encoder state holds",
+                   "Bahdanau et al. 2014 Fig. 2 (BLEU of the plain encoder-decoder falls with "
+                   "sentence length, RNNsearch holds)",
+                   (Run("reverse-attention", "reverse", dict(reverse, attention="general"),
+                        s["s2s_per_length"]),
+                    Run("reverse-none", "reverse", dict(reverse, attention="none"),
+                        s["s2s_per_length"])),
+                   verdict_attention),
     ]
+
+
+def measured_lengths(spec: str) -> list[int]:
+    """The source lengths at which a reverse run's exact match is measured: LOW to HIGH."""
+    low, high = (int(v) for v in spec.split("-"))
+    step = max(1, (high - low) // 5)
+    return sorted({*range(low, high + 1, step), high})
 
 
 # verdicts ------------------------------------------------------------------------------------
@@ -170,6 +198,14 @@ def verdict_copy(results: dict[str, dict]) -> str:
             f"{rnn:.4f} ({rnn / base:.3f} of it)")
 
 
+def verdict_attention(results: dict[str, dict]) -> str:
+    curves = {name.split("-")[-1]: results[name]["by_length"]
+              for name in ("reverse-attention", "reverse-none")}
+    lengths = list(curves["attention"])
+    return "; ".join(f"length {n}: attention {100 * curves['attention'][n]:.1f}%, final state "
+                     f"only {100 * curves['none'][n]:.1f}%" for n in (lengths[0], lengths[-1]))
+
+
 # running -------------------------------------------------------------------------------------
 def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     """Train one run (or read it back when a finished one is already there); its numbers."""
@@ -198,13 +234,19 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
               "parameters": count_parameters(built(path)),
               "best_val_loss": best.get("val_loss", math.nan),
               "final_val_loss": evals[-1]["val_loss"] if evals else math.nan,
-              "baseline": best.get("val_baseline"), "accuracy": best.get("val_accuracy"),
+              "baseline": best.get("val_baseline"),
+              "accuracy": best.get("val_accuracy", best.get("val_exact_match")),
               "bpc": best.get("val_bpc"), "steps": max((m["step"] for m in metrics), default=0),
               "skipped": logs[-1]["skipped"] if logs else 0,
               "stop": stop or saved.get("stop", "done"), "note": note or saved.get("note"),
               "wall_s": round(wall if stop else saved.get("wall_s", wall), 1),
               "val_curve": [[m["step"], m["val_loss"]] for m in evals],
               "grad_curve": [[m["step"], m["grad_norm"]] for m in logs]}
+    if run.per_length:  # exact match against source length, on held-out strings
+        from seqlab.seq2seq_task import exact_match_by_length
+
+        result["by_length"] = exact_match_by_length(path, measured_lengths(run.keys["length"]),
+                                                    run.per_length)
     if stop:
         atomic_write_json(path / "lab.json", {"stop": stop, "wall_s": result["wall_s"],
                                               "note": note})
@@ -216,6 +258,10 @@ def built(path: Path):
     from seqlab.models import build_model
 
     run = RunDir(path)
+    if run.read_config().get("task") == "seq2seq":
+        from seqlab import seq2seq_task
+
+        return seq2seq_task.load(path).model
     if run.read_config().get("task") == "synthetic":
         from seqlab import synthetic_task
 

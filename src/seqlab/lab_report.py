@@ -82,6 +82,12 @@ def experiment_figures(experiment, summary: dict, out: Path) -> list[Path]:
                              "validation MSE", "validation loss", 1 / 6)]
     if experiment.key == "gradients":
         return gradient_figures(names, summary, out)
+    if experiment.key == "attention":
+        series = {name: runs[name]["by_length"] for name in names}
+        return [plots.curves(figures / "attention.png",
+                             {k: [100 * v for v in c.values()] for k, c in series.items()},
+                             experiment.title, "source length", "held-out exact match (%)",
+                             x={k: [int(n) for n in c] for k, c in series.items()}, log=False)]
     return []
 
 

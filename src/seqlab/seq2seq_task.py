@@ -313,6 +313,28 @@ def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
             **score_outputs([o.text for o in outputs], references, loaded.vocab.target)}
 
 
+def exact_match_by_length(run_dir: str | Path, lengths: list[int], per_length: int,
+                          device: str = "cpu", seed: int = 777) -> dict[int, float]:
+    """Greedy exact match on ``per_length`` held-out sources of each length of the run's own
+    built-in task (``reverse`` or ``sort``), none of them seen in training or validation."""
+    loaded = load(run_dir, resolve_device(device))
+    config = loaded.config
+    task = config["data"]["source"]
+    if task not in ("reverse", "sort"):
+        raise ValueError(f"accuracy by length needs a reverse or sort run, not {task!r}")
+    s2s = Seq2SeqConfig(**config["seq2seq"])
+    fit, val = train_pairs(task, s2s, loaded.run.train_config())
+    seen = {s for s, _ in fit + val}
+    curve = {}
+    for length in lengths:
+        pairs = generate_pairs(task, per_length, seed + length, str(length), seen)
+        outputs = translate_texts(loaded.model, loaded.vocab, [s for s, _ in pairs],
+                                  batch_size=250, max_target=max_target(config))
+        curve[length] = score_outputs([o.text for o in outputs], [t for _, t in pairs],
+                                      loaded.vocab.target)["exact_match"]
+    return curve
+
+
 # what the command line prints ----------------------------------------------------------------
 def summarize(result: dict[str, Any]) -> str:
     """The line ``seqlab evaluate`` prints for a result of :func:`evaluate`."""
