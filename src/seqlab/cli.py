@@ -277,7 +277,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
 def add_lab(p: argparse.ArgumentParser) -> None:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="suite", action="store_const", const="quick",
-                      help="small models, short training: about 12 minutes on 2 CPU cores "
+                      help="small models, short training: about 14 minutes on 2 CPU cores "
                            "(the default)")
     size.add_argument("--full", dest="suite", action="store_const", const="full",
                       help="the papers' sizes: hours on a CPU")
@@ -288,7 +288,8 @@ def add_lab(p: argparse.ArgumentParser) -> None:
                         "lab-SUITE); finished runs already there are read, not retrained")
     p.add_argument("--only", metavar="EXPERIMENT", action="append", default=[],
                    help="train only this experiment (adding, gradients, exploding, copy, "
-                        "baselines; repeatable); the report covers every finished one")
+                        "baselines, attention; repeatable); the report covers every finished "
+                        "one")
 
 
 def run_lab(args: argparse.Namespace) -> int:

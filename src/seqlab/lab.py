@@ -6,7 +6,7 @@ to read from them. Every run leaves its own run directory under ``OUT/runs/``; t
 only, so every number in it can be traced to the run that produced it. Running a suite again
 into another folder reproduces the table (wall times aside).
 
-Suites: ``quick`` (about 12 minutes on 2 CPU cores: smaller models and shorter training
+Suites: ``quick`` (about 14 minutes on 2 CPU cores: smaller models and shorter training
 than the papers, enough for every claim to show), ``full`` (the papers' sizes; hours on a
 CPU) and ``smoke`` (seconds; for tests).
 """
