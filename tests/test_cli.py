@@ -412,6 +412,8 @@ TRAIN_CASES = [
       for flag in ("--hidden-size", "--num-layers", "--max-steps", "--seq-len", "--batch-size")
       for value in ("0", "-3")],
     ("lr=0", lambda ws: ws.train(ws.data, "--lr", "0"), r"lr must be positive, got 0\.0"),
+    ("chrono-steps=2", lambda ws: ws.train(ws.data, "--chrono-steps", "2"),
+     r"chrono_steps must be 0 \(off\) or >= 3, got 2"),
     ("lr=-0.1", lambda ws: ws.train(ws.data, "--lr", "-0.1"), r"lr must be positive, got -0\.1"),
     ("lr=nan", lambda ws: ws.train(ws.data, "--lr", "nan"), r"lr must be finite"),
     ("int-flag-not-a-number", lambda ws: ws.train(ws.data, "--hidden-size", "big"),

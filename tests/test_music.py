@@ -210,15 +210,22 @@ def test_generate_tunes_with_a_fresh_state_for_every_tune():
     assert tunes == [music.GeneratedTune("X:1", True), music.GeneratedTune("X:2", True)]
 
 
-def test_generate_tunes_command(tmp_path, capsys, monkeypatch, single_thread):
+def train_tiny_tune_run(tmp_path, *flags: str, hidden: int = 16) -> tuple:
+    """(ABC source of 12 short tunes, a run trained on it for a few steps)."""
     tunes = [f"X:{k}\nT:T{k}\nM:4/4\nL:1/8\nK:D\n|:dAFA dAFA|GBdB GBdB|ABcd efge|fdec d4:|"
              for k in range(12)]
     source = tmp_path / "tunes.abc"
     source.write_text("\n\n".join(tunes) + "\n", encoding="utf-8")
     run = tmp_path / "run"
-    assert main(["train", str(source), "--out", str(run), "--hidden-size", "16",
+    assert main(["train", str(source), "--out", str(run), "--hidden-size", str(hidden),
                  "--embedding-size", "8", "--seq-len", "16", "--batch-size", "4",
-                 "--max-steps", "4", "--eval-every", "4", "--device", "cpu", "--quiet"]) == 0
+                 "--max-steps", "4", "--eval-every", "4", "--device", "cpu", "--quiet",
+                 *flags]) == 0
+    return source, run
+
+
+def test_generate_tunes_command(tmp_path, capsys, monkeypatch, single_thread):
+    source, run = train_tiny_tune_run(tmp_path)
     capsys.readouterr()
     assert main(["evaluate", str(run), str(source), "--json"]) == 0  # scored as normalised tunes
     assert json.loads(capsys.readouterr().out)["tokens"] > 0
@@ -250,15 +257,7 @@ def test_generate_tunes_command(tmp_path, capsys, monkeypatch, single_thread):
 def test_generate_tunes_command_samples_as_the_run_was_trained(tmp_path, monkeypatch, batching,
                                                               single_thread):
     """A run trained on whole tunes samples each tune from an empty state; others as streams."""
-    tunes = [f"X:{k}\nT:T{k}\nM:4/4\nL:1/8\nK:D\n|:dAFA dAFA|GBdB GBdB|fdec d4:|"
-             for k in range(12)]
-    source = tmp_path / "tunes.abc"
-    source.write_text("\n\n".join(tunes) + "\n", encoding="utf-8")
-    run = tmp_path / "run"
-    assert main(["train", str(source), "--out", str(run), "--hidden-size", "8",
-                 "--embedding-size", "4", "--seq-len", "16", "--batch-size", "4",
-                 "--max-steps", "2", "--eval-every", "2", "--batching", batching,
-                 "--device", "cpu", "--quiet"]) == 0
+    _, run = train_tiny_tune_run(tmp_path, "--batching", batching, hidden=8)
     seen = []
     real = music.generate_tunes
     monkeypatch.setattr(music, "generate_tunes",

@@ -51,6 +51,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if 0 < self.chrono_steps < 3:
+            raise ValueError(f"chrono_steps must be 0 (off) or >= 3, got {self.chrono_steps}")
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise ValueError(f"tie_weights needs embedding_size == hidden_size, got "
                              f"{self.embedding_size} and {self.hidden_size}")
