@@ -151,11 +151,11 @@ def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event
 
     Only ``max_steps``, ``time_budget`` and ``device`` may change; the rest is the run's own.
     """
-    if (task := task_of(out)) != "lm":
-        return family_module(task).resume(out, on_event=on_event, stop=stop, **overrides)
     allowed = {"max_steps", "time_budget", "device"}
     if extra := sorted(set(overrides) - allowed):
         raise ValueError(f"a resumed run keeps its config; cannot change: {', '.join(extra)}")
+    if (task := task_of(out)) != "lm":
+        return family_module(task).resume(out, on_event=on_event, stop=stop, **overrides)
     run = RunDir(out)
     config = run.read_config()
     model_config = run.model_config()

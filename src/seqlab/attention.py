@@ -109,7 +109,6 @@ SCORERS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "dot": DotScorer,
     "general": GeneralScorer,
 }
-ATTENTION_NAMES = ("none", *SCORERS)
 
 
 def build_scorer(name: str, query_size: int, key_size: int, attention_size: int) -> nn.Module:

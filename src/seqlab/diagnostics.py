@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.cells import gru_step, lstm_step, rnn_step
+from seqlab.data import IGNORE
 from seqlab.recurrent import CELLS, GATE_NAMES, Recurrent, Trace
 
-IGNORE = -100
 SIGMOID_GATES = {"i", "f", "o", "r", "z"}  # the others (g, n) are tanh candidates
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from seqlab.checkpoint import RunDir
-from seqlab.io import atomic_write_json, atomic_write_text
+from seqlab.io import atomic_write_json
 from seqlab.training import TrainingDiverged
 
 
@@ -319,6 +319,3 @@ def table(results: dict[str, dict]) -> list[dict[str, Any]]:
             "accuracy", "steps", "skipped", "stop")
     return [{k: r[k] for k in keep} for r in results.values()]
 
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write_text(path, text)

@@ -223,9 +223,6 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
 
 def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
            **overrides: Any) -> TrainResult:
-    allowed = {"max_steps", "time_budget", "device"}
-    if extra := sorted(set(overrides) - allowed):
-        raise ValueError(f"a resumed run keeps its config; cannot change: {', '.join(extra)}")
     run = RunDir(out)
     config = run.read_config()
     train_config = dataclasses.replace(run.train_config(), **overrides)

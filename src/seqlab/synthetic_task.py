@@ -28,12 +28,12 @@ from seqlab.checkpoint import LoadedRun, RunDir
 from seqlab.config import ModelConfig, SyntheticConfig, TrainConfig, split_keys, to_dict
 from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_task, parse_length
 from seqlab.models.sequence import SequenceModel
+from seqlab.tasks import token_nll
 from seqlab.training import Event, fit_keeping_best, resolve_device
 
 log = logging.getLogger(__name__)
 TRAIN, VALIDATION, TEST = 0, 1, 2  # the streams of TaskData.batch
 PROBE = 16  # sequences of the probe batch whose gradients are recorded
-read_gradients = recording.read_gradients  # where older code looks for it
 # training keys that only a text source uses; a synthetic task warns when they are given
 TEXT_ONLY = {"tokenizer", "bpe_vocab_size", "val_fraction", "batching", "seq_len",
              "eval_batches"}
@@ -44,9 +44,10 @@ def claims(source: str, keys: dict[str, Any]) -> bool:
 
 
 # scoring ----------------------------------------------------------------------------------
-def batch_loss(model: nn.Module, data: TaskData, batch: SyntheticBatch, device
-               ) -> tuple[Tensor, int, int, int]:
-    """(summed loss, items scored, correct, items counted for accuracy) of one batch."""
+def batch_loss(model: nn.Module, data: TaskData, batch: SyntheticBatch, device,
+               accuracy: bool = True) -> tuple[Tensor, int, int, int]:
+    """(summed loss, items scored, correct, items counted for accuracy) of one batch; without
+    ``accuracy`` (training steps) the last two are 0 and nothing waits on the device."""
     spec = data.spec
     lengths = batch.lengths
     full = bool((lengths == lengths.max()).all())
@@ -58,14 +59,17 @@ def batch_loss(model: nn.Module, data: TaskData, batch: SyntheticBatch, device
         if spec.loss == "mse":
             return ((last[:, 0] - targets) ** 2).sum(), len(lengths), 0, 0
         total = nn.functional.cross_entropy(last.float(), targets, reduction="sum")
+        if not accuracy:
+            return total, len(lengths), 0, 0
         return total, len(lengths), int((last.argmax(-1) == targets).sum()), len(lengths)
-    total = nn.functional.cross_entropy(outputs.flatten(0, 1).float(), targets.flatten(),
-                                        ignore_index=IGNORE, reduction="sum")
+    total, count = token_nll(outputs, targets)
+    if not accuracy:
+        return total, count, 0, 0
     counted = targets != IGNORE
     if spec.blank_target is not None:
         counted = counted & (targets != spec.blank_target)
     correct = int(((outputs.argmax(-1) == targets) & counted).sum())
-    return total, int((targets != IGNORE).sum()), correct, int(counted.sum())
+    return total, count, correct, int(counted.sum())
 
 
 @torch.no_grad()
@@ -100,7 +104,7 @@ class SyntheticTask:
         return self.data.batch(self.train.batch_size, TRAIN, step)
 
     def loss(self, model: nn.Module, batch: SyntheticBatch, state) -> tuple[Tensor, None, int]:
-        total, count, _, _ = batch_loss(model, self.data, batch, self.device)
+        total, count, _, _ = batch_loss(model, self.data, batch, self.device, accuracy=False)
         return total / count, None, count
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -216,9 +220,6 @@ def restore(run_dir: str | Path) -> tuple[RunDir, ModelConfig, TrainConfig, Synt
 
 def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
            **overrides: Any) -> TrainResult:
-    allowed = {"max_steps", "time_budget", "device"}
-    if extra := sorted(set(overrides) - allowed):
-        raise ValueError(f"a resumed run keeps its config; cannot change: {', '.join(extra)}")
     run, model_config, train_config, synthetic, data = restore(out)
     train_config = dataclasses.replace(train_config, **overrides)
     state = run.load_trainer_state()

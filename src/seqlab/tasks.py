@@ -12,11 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.config import TrainConfig
+from seqlab.data import IGNORE
 from seqlab.data.streams import Chunk, StreamBatches, WindowBatches
 from seqlab.data.tunes_batches import EncodedTunes, TuneBatches
 from seqlab.recurrent import State, detach_state
-
-IGNORE = -100  # target id that contributes nothing to a loss (padding)
 
 
 def token_nll(logits: Tensor, targets: Tensor) -> tuple[Tensor, int]:

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqlab.data import IGNORE
 from seqlab.data.text import read_text_file
 from seqlab.data.vocab import WORD_PATTERN, Vocab, WordVocab, build_vocab, load_vocab
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = 3
-IGNORE = -100  # target id that adds nothing to the loss
 Pair = tuple[str, str]
 
 
@@ -106,8 +106,8 @@ def date_pair(rng: random.Random) -> Pair:
 SYMBOLS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def parse_length(text: str, default: tuple[int, int]) -> tuple[int, int]:
-    """"N" or "MIN-MAX" -> (min, max); "" -> default."""
+def parse_length(text: str, default: tuple[int, int], minimum: int = 1) -> tuple[int, int]:
+    """"N" or "MIN-MAX" -> (min, max), both >= ``minimum``; "" -> default."""
     if not text:
         return default
     try:
@@ -115,8 +115,9 @@ def parse_length(text: str, default: tuple[int, int]) -> tuple[int, int]:
         bounds = (int(low), int(high or low))
     except ValueError:
         raise ValueError(f"length must be N or MIN-MAX, got {text!r}") from None
-    if not 1 <= bounds[0] <= bounds[1]:
-        raise ValueError(f"length must satisfy 1 <= MIN <= MAX, got {text!r}")
+    if not minimum <= bounds[0] <= bounds[1]:
+        raise ValueError(f"length must be N or MIN-MAX with {minimum} <= MIN <= MAX, got "
+                         f"{text!r}")
     return bounds
 
 

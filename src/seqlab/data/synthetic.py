@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-IGNORE = -100  # the same value as seqlab.tasks.IGNORE: scores nothing
+from seqlab.data import IGNORE, pairs
+
 SYMBOLS = 8  # alphabet of copy, order and delay (Arjovsky et al. 2016 use 8 for copy)
 COPY_SYMBOLS = 10  # symbols to remember in copy
 BLANK, DELIMITER = 0, SYMBOLS + 1  # copy's input ids: 0 blank, 1..8 symbols, 9 delimiter
@@ -155,15 +156,7 @@ def get_task(name: str) -> TaskSpec:
 
 def parse_length(text: str, default: int = 100) -> tuple[int, int]:
     """``length`` key -> (minimum, maximum): "T" is fixed, "MIN-MAX" is drawn per sequence."""
-    text = str(text).strip() or str(default)
-    try:
-        low, _, high = text.partition("-")
-        bounds = (int(low), int(high or low))
-    except ValueError:
-        raise ValueError(f"length must be N or MIN-MAX, got {text!r}") from None
-    if not 2 <= bounds[0] <= bounds[1]:
-        raise ValueError(f"length must be N or MIN-MAX with 2 <= MIN <= MAX, got {text!r}")
-    return bounds
+    return pairs.parse_length(str(text).strip(), (default, default), minimum=2)
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqlab.data import IGNORE
 from seqlab.data.abc import END, START
 from seqlab.data.streams import Chunk
 
-IGNORE = -100  # the same value as seqlab.tasks.IGNORE: scores nothing
 PAD = 0  # read by finished rows only; any id would do
 # Batches sorted together by length: on irish.abc padding falls from 48% of a batch (a plain
 # shuffle) to 13%, and seqlab's default model's held-out loss from 1.213 nats/char (1,982 steps
