@@ -29,7 +29,7 @@ from torch import nn
 
 from seqlab.config import ModelConfig, TrainConfig
 from seqlab.data.vocab import Vocab, load_vocab
-from seqlab.io import atomic_write, atomic_write_json, read_jsonl
+from seqlab.io import atomic_write, atomic_write_json, read_jsonl, truncate_jsonl
 
 CONFIG, WEIGHTS, METRICS, LAST, TRAINER_STATE = (
     "config.json", "model.safetensors", "metrics.jsonl", "last", "trainer_state.pt")
@@ -136,9 +136,7 @@ class RunDir:
 
     def truncate_metrics(self, step: int) -> None:
         """Keep only records up to ``step`` (resuming from a checkpoint taken there)."""
-        kept = [r for r in self.read_metrics() if r.get("step", 0) <= step]
-        text = "".join(json.dumps(r) + "\n" for r in kept)
-        atomic_write(self.path / METRICS, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        truncate_jsonl(self.path / METRICS, lambda r: r.get("step", 0) <= step)
 
     def _require(self, name: str) -> Path:
         if not self.path.is_dir():

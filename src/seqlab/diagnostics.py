@@ -242,11 +242,6 @@ def grad_norm_history(metrics: list[dict], clip_norm: float, clip_value: float =
     return {"step": [m["step"] for m in logs], "pre_clip": pre, "post_clip": post}
 
 
-def is_recurrent(model: nn.Module) -> bool:
-    recurrent = getattr(model, "recurrent", None)
-    return isinstance(recurrent, Recurrent) and recurrent.cell in CELLS
-
-
 # a run directory ---------------------------------------------------------------------------
 def run_probe(run_dir, batch: int, device) -> tuple[nn.Module, nn.Module, Probe, dict]:
     """(trained model, the same model at initialisation, probe, config) of a run directory.

@@ -47,6 +47,12 @@ def read_jsonl(path: Path) -> list:
     return records
 
 
+def truncate_jsonl(path: Path, keep: Callable[[dict], bool]) -> None:
+    """Rewrite a JSON-lines file (atomically) with only the records ``keep`` accepts."""
+    kept = [r for r in read_jsonl(path) if keep(r)]
+    atomic_write_text(Path(path), "".join(json.dumps(r) + "\n" for r in kept))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.checkpoint import RunDir
-from seqlab.io import read_jsonl
+from seqlab.io import read_jsonl, truncate_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,12 @@ def recorder(model: nn.Module, probe, every: int, run: RunDir
 
     None (with a warning) for a model without a recurrent state: nothing to record.
     """
-    from seqlab.diagnostics import gradients_through_time, is_recurrent
+    from seqlab.diagnostics import gradients_through_time, recurrent_of
 
-    if not is_recurrent(model):
-        name = getattr(getattr(model, "config", None), "model", type(model).__name__)
-        log.warning("record_every: %s has no recurrent state; nothing is recorded", name)
+    try:
+        recurrent_of(model)
+    except ValueError as err:
+        log.warning("record_every: %s; nothing is recorded", err)
         return None
 
     def record(step: int) -> None:
@@ -69,7 +70,5 @@ def read_gradients(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def truncate_gradients(run: RunDir, step: int) -> None:
     """Keep the records taken before ``step`` (resuming from a checkpoint taken there)."""
-    path = run.path / GRADIENTS
-    if path.exists():
-        kept = [r for r in read_gradients(run.path) if r["step"] < step]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    if (run.path / GRADIENTS).exists():
+        truncate_jsonl(run.path / GRADIENTS, lambda r: r["step"] < step)

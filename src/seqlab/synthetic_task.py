@@ -33,7 +33,6 @@ from seqlab.training import Event, fit_keeping_best, resolve_device
 
 log = logging.getLogger(__name__)
 TRAIN, VALIDATION, TEST = 0, 1, 2  # the streams of TaskData.batch
-PROBE = 16  # sequences of the probe batch whose gradients are recorded
 # training keys that only a text source uses; a synthetic task warns when they are given
 TEXT_ONLY = {"tokenizer", "bpe_vocab_size", "val_fraction", "batching", "seq_len",
              "eval_batches"}
@@ -114,7 +113,7 @@ class SyntheticTask:
 
     def probe(self) -> SyntheticBatch:
         """A fixed batch of validation sequences, for diagnostics through training."""
-        return self.data.batch(PROBE, VALIDATION, 0)
+        return self.data.batch(recording.PROBE, VALIDATION, 0)
 
 
 # family contract ---------------------------------------------------------------------------
