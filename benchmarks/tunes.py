@@ -28,7 +28,7 @@ import torch
 
 import seqlab
 from seqlab import music
-from seqlab.data.abc import load_tunes, split_train_val
+from seqlab.data.abc import train_val_tunes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "irish.abc"
 
@@ -79,7 +79,7 @@ def run(preset: str, tunes: int, max_steps: int | None, time_budget: float, seed
                                    fresh_state=config["train"]["batching"] == "tunes",
                                    temperature=temperature)
     generate_s = time.perf_counter() - start
-    train_tunes = split_train_val(load_tunes(DATA), 0.1, seed)[0]
+    train_tunes = train_val_tunes(DATA, 0.1, seed)[0]
     records = music.validate_tunes([t.text for t in sampled], music.NoveltyIndex(train_tunes))
     for record, tune in zip(records, sampled, strict=True):
         record["ended"] = tune.ended
@@ -95,7 +95,7 @@ def run(preset: str, tunes: int, max_steps: int | None, time_budget: float, seed
 
 def real_tunes(seed: int) -> dict:
     """The same checks on the held-out real tunes: what a perfect model would score."""
-    train, val = split_train_val(load_tunes(DATA), 0.1, seed)
+    train, val = train_val_tunes(DATA, 0.1, seed)
     records = music.validate_tunes(val, music.NoveltyIndex(train))
     return {"preset": "held-out real tunes", **music.summarise(records)}
 

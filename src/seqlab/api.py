@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from seqlab import __version__, recording
 from seqlab.checkpoint import RunDir, load_run
 from seqlab.config import ModelConfig, TrainConfig, split_keys, to_dict
-from seqlab.data.abc import is_abc_source, join_tunes, load_tunes, split_train_val
+from seqlab.data.abc import is_abc_source, join_tunes, load_tunes, train_val_tunes
 from seqlab.data.text import load_text, split_tokens, to_tensor
 from seqlab.data.tunes_batches import EncodedTunes, encode_tunes
 from seqlab.data.vocab import Vocab, build_vocab
@@ -70,7 +70,7 @@ def load_tune_data(source: str | Path, config: TrainConfig, vocab: Vocab | None 
     """ABC tunes, normalised, split train/validation by whole tunes drawn with ``config.seed``;
     each split is one stream of whole tunes, each followed by its end marker (a blank line), so
     TBPTT streams read tunes whole and in order and learn where a tune ends."""
-    train, val = split_train_val(load_tunes(source), config.val_fraction, config.seed)
+    train, val = train_val_tunes(source, config.val_fraction, config.seed)
     train_text, val_text = join_tunes(train), join_tunes(val)
     vocab = vocab or build_vocab(train_text + val_text, config.tokenizer, config.bpe_vocab_size)
     train_tokens = to_tensor(vocab.encode(train_text))

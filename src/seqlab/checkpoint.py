@@ -103,8 +103,9 @@ class RunDir:
             state = load_file(path, device=str(device))
             for group in tensor_groups(model):  # tied weights: stored once, under any name
                 stored = next((name for name in group if name in state), None)
-                for name in group if stored else ():
-                    state.setdefault(name, state[stored])
+                if stored is not None:
+                    for name in group:
+                        state.setdefault(name, state[stored])
             model.load_state_dict(state, strict=True)
         except SafetensorError as err:
             raise ValueError(f"{path}: truncated or corrupt weights file ({err})") from err

@@ -57,6 +57,14 @@ def next_tokens(logits: Tensor, config: SamplingConfig, generator: torch.Generat
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
+def sampling_config(vocab: Vocab, **sampling) -> SamplingConfig:
+    """The sampling settings for a vocabulary: a word vocabulary's ``<unk>`` is never sampled
+    (it would write the placeholder itself)."""
+    if vocab.kind == "word":
+        sampling.setdefault("banned", (vocab.index[UNK],))
+    return SamplingConfig(**sampling)
+
+
 def make_generator(seed: int | None) -> torch.Generator:
     """A CPU generator from ``seed``, or from fresh entropy; torch's global one is left alone."""
     generator = torch.Generator()
@@ -105,9 +113,7 @@ def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: 
     generated text, one string per sample. Raises ValueError for a prompt with symbols outside
     the vocabulary, naming them.
     """
-    if vocab.kind == "word":  # sampling <unk> would write the placeholder itself
-        sampling.setdefault("banned", (vocab.index[UNK],))
-    config = SamplingConfig(**sampling)
+    config = sampling_config(vocab, **sampling)
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     given = prompt if prompt else default_prompt(vocab)
@@ -129,7 +135,7 @@ def sample_until(model: nn.Module, vocab: Vocab, prompt: str, end: str, max_leng
     whether ``end`` was reached (False: cut at the length cap). The prompt is read once and
     each step costs one model step per sample.
     """
-    config = SamplingConfig(**sampling)
+    config = sampling_config(vocab, **sampling)
     if max_length < 1 or num_samples < 1:
         raise ValueError(f"max_length and num_samples must be >= 1, got {max_length} and "
                          f"{num_samples}")

@@ -1,7 +1,7 @@
 """Folk tunes out of a model: sampling, rendering (MIDI, WAV, SVG) and tunes.json.
 
 The checks of a tune (headers, music21, abc2midi), bars against the meter, novelty and the rates
-over many tunes live in :mod:`seqlab.music_checks`; every name of theirs is importable from
+over many tunes live in :mod:`seqlab.music_checks`; the ones callers need are importable from
 here too.
 
 Tunes are sampled as the model was trained (:func:`generate_tunes`): as streams of tunes with
@@ -24,26 +24,22 @@ from typing import Any
 
 import torch
 
-from seqlab.data.abc import body, headers  # noqa: F401 (importable from here, as before)
+from seqlab.checkpoint import RunDir
+from seqlab.data.abc import END, START, is_abc_source, train_val_tunes
+from seqlab.generate import make_generator, next_tokens, sampling_config
 from seqlab.io import atomic_write_text
-from seqlab.music_checks import (  # noqa: F401 (re-exported: seqlab.music is the public module)
-    BAR_LINE,
-    METER,
+from seqlab.music_checks import (
     NEAR_COPY_BARS,
     TOOL_TIMEOUT_S,
-    UNIT,
     NoveltyIndex,
     assess,
-    bar_fraction,
-    check,
-    check_headers,
     first_line,
-    midi_notes,
-    parse_music21,
-    run_abc2midi,
     summarise,
-    tune_bars,
 )
+from seqlab.music_checks import bar_fraction as bar_fraction  # re-exported
+from seqlab.music_checks import check_headers as check_headers  # re-exported
+from seqlab.music_checks import parse_music21 as parse_music21  # re-exported
+from seqlab.music_checks import tune_bars as tune_bars  # re-exported
 
 # tool -> the Debian package that provides it
 TOOLS = {"abc2midi": "abcmidi", "timidity": "timidity", "abcm2ps": "abcm2ps"}
@@ -175,12 +171,11 @@ def generate_tunes(model, vocab, count: int, prompt: str = "", max_length: int =
     an empty state): every tune starts from an empty state that reads the start marker, then its
     forced start; ``rows`` tunes at a time, all of them kept (``burn_in`` does not apply).
     """
-    from seqlab.generate import SamplingConfig, make_generator
 
     if count < 1 or max_length < 1 or rows < 1 or burn_in < 0:
         raise ValueError(f"count, max_length and rows must be >= 1 and burn_in >= 0, got "
                          f"{count}, {max_length}, {rows}, {burn_in}")
-    config = SamplingConfig(**sampling)
+    config = sampling_config(vocab, **sampling)
     rows = min(rows, count)
     generator = make_generator(seed)
     if fresh_state:
@@ -202,8 +197,6 @@ def _sample_rows(model, vocab, starts: list[list[str]], max_length: int, config,
     """Row k samples one tune per forced start in ``starts[k]``, in parallel with the other
     rows; each row reads the start marker from an empty state, then carries its state from one
     tune into the next."""
-    from seqlab.data.abc import END, START
-    from seqlab.generate import next_tokens
 
     streams = [_TuneStream(vocab, row, END) for row in starts]
     device = next(model.parameters()).device
@@ -267,12 +260,9 @@ class _TuneStream:
 def training_tunes(run_dir: str | Path) -> list[str] | None:
     """The training split of an ABC run (as the data loader made it), or None when the run was
     not trained on ABC or its source is no longer where it was."""
-    from seqlab.checkpoint import RunDir
-    from seqlab.data.abc import is_abc_source, load_tunes, split_train_val
-
     run = RunDir(run_dir)
     source = run.read_config().get("data", {}).get("source")
     if source is None or not is_abc_source(source):
         return None
     config = run.train_config()
-    return split_train_val(load_tunes(source), config.val_fraction, config.seed)[0]
+    return train_val_tunes(source, config.val_fraction, config.seed)[0]

@@ -75,9 +75,7 @@ def split_tunes(text: str) -> list[str]:
 
 def normalise_line(line: str) -> str | None:
     """One line of a tune, normalised; None when the line is to be dropped."""
-    if line.lstrip().startswith("%"):
-        return None  # a comment or a %% directive
-    line = _strip_comment(line)
+    line = _strip_comment(line)  # a comment or a %% directive leaves nothing
     line = SPACES.sub(" ", line).strip()
     if not line:
         return None
@@ -138,6 +136,12 @@ def split_train_val(tunes: list[str], val_fraction: float, seed: int
     random.Random(seed).shuffle(order)
     n_val = min(max(1, round(len(tunes) * val_fraction)), len(tunes) - 1)
     return [tunes[i] for i in order[n_val:]], [tunes[i] for i in order[:n_val]]
+
+
+def train_val_tunes(source: str | Path, val_fraction: float, seed: int
+                    ) -> tuple[list[str], list[str]]:
+    """The tunes of an ABC source, split as training splits them."""
+    return split_train_val(load_tunes(source), val_fraction, seed)
 
 
 def join_tunes(tunes: list[str]) -> str:
