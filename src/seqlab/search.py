@@ -55,10 +55,11 @@ def greedy_search(step: Step, state: Any, batch: int, bos: int, eos: int, max_le
         if bool(done.all()):
             break
     ids = torch.stack(emitted, 1).tolist()  # (B, T)
+    weights = torch.stack(attended, 1) if attended[0] is not None else None  # (B, T, S)
     out = []
     for b, row in enumerate(ids):
         n = row.index(eos) if eos in row else len(row)
-        w = _stack([a[b] for a in attended[:n]]) if attended[0] is not None else None
+        w = None if weights is None or n == 0 else weights[b, :n]
         out.append(Hypothesis(row[:n], float(scores[b]), w, eos in row))
     return out
 

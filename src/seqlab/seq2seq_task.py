@@ -39,6 +39,7 @@ from seqlab.data.pairs import (
     task_alphabet,
 )
 from seqlab.models.seq2seq import Seq2Seq, Seq2SeqShape
+from seqlab.recurrent import CELLS
 from seqlab.seq2seq_eval import (
     Translation,
     check_beam,
@@ -53,7 +54,6 @@ from seqlab.tasks import token_nll
 from seqlab.training import Event, fit_keeping_best, resolve_device
 
 log = logging.getLogger(__name__)
-CELLS = ("rnn", "irnn", "lstm", "gru")
 # generated validation pairs (a tenth of --num-pairs, at most this) and held-out test pairs
 VAL_PAIRS, TEST_PAIRS = 1000, 2000
 EVAL_DECODE = 500  # validation pairs decoded greedily at each evaluation (exact match)
@@ -115,12 +115,17 @@ def held_out_pairs(source: str, run: RunDir) -> list[Pair]:
     if not is_task_name(source):
         return read_pairs(source)
     config = run.read_config()
-    s2s, train = Seq2SeqConfig(**config["seq2seq"]), run.train_config()
+    s2s, train = seq2seq_config(config, run.path), run.train_config()
     if source != config["data"]["source"]:
         return generate_pairs(source, TEST_PAIRS, train.seed + 20_000, s2s.length)
-    fit, val = train_pairs(source, s2s, train)
     return generate_pairs(source, TEST_PAIRS, train.seed + 20_000, s2s.length,
-                          {s for s, _ in fit + val})
+                          seen_sources(source, s2s, train))
+
+
+def seen_sources(task: str, s2s: Seq2SeqConfig, train: TrainConfig) -> set[str]:
+    """The sources a run of a built-in task trained or validated on (held-out sets avoid them)."""
+    fit, val = train_pairs(task, s2s, train)
+    return {s for s, _ in fit + val}
 
 
 def build_vocabs(pairs: list[Pair], s2s: Seq2SeqConfig, train: TrainConfig) -> Vocabs:
@@ -226,7 +231,7 @@ def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event
     run = RunDir(out)
     config = run.read_config()
     train_config = dataclasses.replace(run.train_config(), **overrides)
-    s2s = Seq2SeqConfig(**config["seq2seq"])
+    s2s = seq2seq_config(config, run.path)
     vocabs = load_vocabs(run)
     data = load_pair_data(config["data"]["source"], s2s, train_config, vocabs)
     state = run.load_trainer_state()
@@ -258,15 +263,20 @@ def load_vocabs(run: RunDir) -> Vocabs:
                          "target_vocab/)") from None
 
 
+def seq2seq_config(config: dict[str, Any], path: Path) -> Seq2SeqConfig:
+    """The run's encoder-decoder keys; a ValueError naming the run when they are unreadable."""
+    try:
+        return Seq2SeqConfig(**config["seq2seq"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: invalid seq2seq config ({err})") from err
+
+
 def load(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Model (best weights, eval mode), Vocabs(source, target) and config of a run."""
     run = RunDir(run_dir)
     config = run.read_config()
     vocabs = load_vocabs(run)
-    try:
-        s2s = Seq2SeqConfig(**config["seq2seq"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{run.path}: invalid seq2seq config ({err})") from err
+    s2s = seq2seq_config(config, run.path)
     model = Seq2Seq(model_shape(run.model_config(), s2s, vocabs)).to(device)
     run.load_weights(model)
     model.eval()
@@ -278,7 +288,7 @@ def translate(run_dir: str | Path, texts: list[str], beam: int | None = None,
               length_penalty: float | None = None, device: str = "cpu") -> list[Translation]:
     """Translate texts with a run's best weights; beam and penalty default to the run's own."""
     loaded = load(run_dir, resolve_device(device))
-    s2s = Seq2SeqConfig(**loaded.config["seq2seq"])
+    s2s = seq2seq_config(loaded.config, loaded.run.path)
     warn_long_inputs(texts, loaded.config["data"].get("max_source_chars", math.inf))
     return translate_texts(loaded.model, loaded.vocab, texts, s2s.beam if beam is None else beam,
                            s2s.length_penalty if length_penalty is None else length_penalty,
@@ -296,7 +306,7 @@ def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
     decoded greedily or with a beam of width ``beam`` (default: the run's own)."""
     loaded = load(run_dir, resolve_device(device))
     pairs = held_out_pairs(str(source), loaded.run)
-    s2s = Seq2SeqConfig(**loaded.config["seq2seq"])
+    s2s = seq2seq_config(loaded.config, loaded.run.path)
     beam = s2s.beam if beam is None else beam
     check_beam(beam)  # before any decoding
     sources = [s for s, _ in pairs]
@@ -319,9 +329,7 @@ def exact_match_by_length(run_dir: str | Path, lengths: list[int], per_length: i
     task = config["data"]["source"]
     if task not in ("reverse", "sort"):
         raise ValueError(f"accuracy by length needs a reverse or sort run, not {task!r}")
-    s2s = Seq2SeqConfig(**config["seq2seq"])
-    fit, val = train_pairs(task, s2s, loaded.run.train_config())
-    seen = {s for s, _ in fit + val}
+    seen = seen_sources(task, seq2seq_config(config, loaded.run.path), loaded.run.train_config())
     curve = {}
     for length in lengths:
         pairs = generate_pairs(task, per_length, seed + length, str(length), seen)
