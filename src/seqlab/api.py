@@ -104,8 +104,7 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     model_config, train_config = configs[ModelConfig], configs[TrainConfig]
     data = load_data(source, train_config)
     model_config = dataclasses.replace(model_config, vocab_size=data.vocab.size)
-    torch.manual_seed(train_config.seed)
-    model = build_model(model_config)
+    model = initial_model(model_config, train_config)
     task = make_task(data, train_config)  # every check on the data before anything is written
     run = RunDir.create(out) if out is not None else None
     if run is not None:
@@ -171,6 +170,12 @@ def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event
     run.truncate_metrics(int(state["step"]))
     recording.truncate_gradients(run, int(state["step"]))
     return _fit(model, task, vocab, train_config, run, on_event, state, stop)
+
+
+def initial_model(model_config: ModelConfig, train_config: TrainConfig) -> nn.Module:
+    """The language model as training starts it: built from the run's seed."""
+    torch.manual_seed(train_config.seed)
+    return build_model(model_config)
 
 
 def make_task(data: TextData, config: TrainConfig) -> LanguageModelTask:

@@ -254,30 +254,24 @@ def run_probe(run_dir, batch: int, device) -> tuple[nn.Module, nn.Module, Probe,
 
     config = RunDir(run_dir).read_config()
     task = config.get("task", "lm")
-    seed = int(config["train"]["seed"])
     if task == "synthetic":
         from seqlab import synthetic_task
 
         loaded = synthetic_task.load(run_dir, device)
-        data = loaded.vocab
+        _, model_config, train_config, synthetic, data = synthetic_task.restore(run_dir)
         probe = synthetic_task.probe_of(data, data.batch(batch, synthetic_task.VALIDATION, 0),
                                         device)
-        torch.manual_seed(seed)
-        radius = float(config["synthetic"].get("init_radius", 0.0))
-        initial = synthetic_task.build(loaded.run.model_config(), data, radius)
+        initial = synthetic_task.initial_model(model_config, train_config, synthetic, data)
     elif task == "lm":
-        from seqlab.api import load_data
+        from seqlab.api import initial_model, load_data
         from seqlab.checkpoint import load_run
-        from seqlab.models import build_model
+        from seqlab.recording import token_probe
 
         loaded = load_run(run_dir, device)
         train = loaded.run.train_config()
-        from seqlab.recording import token_probe
-
         tokens = load_data(config["data"]["source"], train, vocab=loaded.vocab).val_tokens
         probe = token_probe(tokens, train.seq_len, batch, device)
-        torch.manual_seed(seed)
-        initial = build_model(loaded.run.model_config())
+        initial = initial_model(loaded.run.model_config(), train)
     else:
         raise ValueError(f"diagnose works on language-model and synthetic-task runs; "
                          f"{run_dir} is a {task!r} run")
@@ -291,12 +285,7 @@ def measure(model: nn.Module, probe: Probe, jacobian: bool = True) -> dict:
     Computed on a float64 copy: a tanh RNN's dL/dh_t at T = 200 is ~1e-60, which float32
     flushes to zero.
     """
-    import copy
-
-    model = copy.deepcopy(model).double()
-    probe = Probe(*(x.double() if x.is_floating_point() else x
-                    for x in (probe.inputs, probe.targets)), probe.loss, probe.scored,
-                  probe.lengths)
+    model, probe = in_float64(model, probe)
     grads = gradients_through_time(model, probe, ("last", "sum"))
     result = {"grad_last": grads["last"].tolist(), "grad_sum": grads["sum"].tolist(),
               "spectral_radius": spectral_radius(model),
@@ -304,6 +293,16 @@ def measure(model: nn.Module, probe: Probe, jacobian: bool = True) -> dict:
     if jacobian:
         result["jacobian"] = jacobian_norms(model, probe).tolist()
     return result
+
+
+def in_float64(model: nn.Module, probe: Probe) -> tuple[nn.Module, Probe]:
+    """A float64 copy of the model and of the probe's real-valued tensors."""
+    import copy
+
+    probe = Probe(*(x.double() if x.is_floating_point() else x
+                    for x in (probe.inputs, probe.targets)), probe.loss, probe.scored,
+                  probe.lengths)
+    return copy.deepcopy(model).double(), probe
 
 
 def diagnose_run(run_dir, out=None, batch: int = 16, device: str = "cpu",

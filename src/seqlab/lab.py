@@ -258,11 +258,12 @@ def built(path: Path):
     from seqlab.models import build_model
 
     run = RunDir(path)
-    if run.read_config().get("task") == "seq2seq":
+    task = run.read_config().get("task")
+    if task == "seq2seq":
         from seqlab import seq2seq_task
 
         return seq2seq_task.load(path).model
-    if run.read_config().get("task") == "synthetic":
+    if task == "synthetic":
         from seqlab import synthetic_task
 
         _, model_config, _, _, data = synthetic_task.restore(path)

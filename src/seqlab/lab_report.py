@@ -42,22 +42,22 @@ def curve_figure(path: Path, names: list[str], runs: dict[str, dict], key: str, 
 
 def gradient_figures(names: list[str], summary: dict, out: Path) -> list[Path]:
     """dL/dh_t at initialisation and trained for every model, and each one's heatmap."""
-    from seqlab.diagnostics import measure, run_probe
+    from seqlab.diagnostics import gradients_through_time, in_float64, run_probe
+    from seqlab.recording import PROBE, read_gradients
 
     runs = summary["runs"]
     measured = {}
     for name in names:
-        trained, initial, probe, _ = run_probe(out / runs[name]["run"], 16, "cpu")
-        measured[runs[name]["model"]] = {"init": measure(initial, probe, jacobian=False),
-                                         "trained": measure(trained, probe, jacobian=False)}
-    summary["gradients"] = {m: {w: v[w]["grad_last"] for w in v} for m, v in measured.items()}
+        trained, initial, probe, _ = run_probe(out / runs[name]["run"], PROBE, "cpu")
+        measured[runs[name]["model"]] = {
+            when: gradients_through_time(*in_float64(model, probe), ("last",))["last"].tolist()
+            for when, model in (("init", initial), ("trained", trained))}
+    summary["gradients"] = measured
     files = [plots.curves(out / "figures" / f"gradients-{when}.png",
-                          {m: v[when]["grad_last"] for m, v in measured.items()},
+                          {m: v[when] for m, v in measured.items()},
                           f"||dL/dh_t|| for the loss at the last step, {when}",
                           "time step t", "norm (mean over 16 sequences)")
              for when in ("init", "trained")]
-    from seqlab.recording import read_gradients
-
     for name in names:
         records = read_gradients(out / runs[name]["run"])
         if len(records) > 1:

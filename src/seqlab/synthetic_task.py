@@ -151,11 +151,17 @@ def build(model_config: ModelConfig, data: TaskData, init_radius: float = 0.0
     return model
 
 
+def initial_model(model_config: ModelConfig, train_config: TrainConfig,
+                  synthetic: SyntheticConfig, data: TaskData) -> SequenceModel:
+    """The model as training starts it: built from the run's seed."""
+    torch.manual_seed(train_config.seed)
+    return build(model_config, data, synthetic.init_radius)
+
+
 def train(source: str, out: str | Path | None = None, on_event: Event | None = None,
           stop: threading.Event | None = None, **keys: Any) -> TrainResult:
     model_config, train_config, synthetic, data = resolve(source, keys)
-    torch.manual_seed(train_config.seed)
-    model = build(model_config, data, synthetic.init_radius)
+    model = initial_model(model_config, train_config, synthetic, data)
     run = RunDir.create(out) if out is not None else None
     if run is not None:
         run.write_config(run_config(model_config, train_config, synthetic, data))
