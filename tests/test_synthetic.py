@@ -191,6 +191,10 @@ def test_cli_trains_evaluates_and_resumes_a_synthetic_run(tmp_path, capsys):
     assert info[5].startswith("best val     ")
     assert main(["generate", str(tmp_path / "a")]) == 2
     assert "is a 'synthetic' run, not a language model" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path / "a"), "--tunes", "1", "--out",
+                 str(tmp_path / "tunes")]) == 2
+    assert "is a 'synthetic' run, not a language model" in capsys.readouterr().err
+    assert not (tmp_path / "tunes").exists()
 
 
 def test_init_radius_rescales_the_recurrent_matrix():

@@ -43,9 +43,7 @@ def add_generate(p: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from seqlab.checkpoint import load_run
     from seqlab.generate import generate
-    from seqlab.training import resolve_device
 
     if args.length < 1 or args.num_samples < 1:
         raise UsageError("--length and --num-samples must be positive")
@@ -53,10 +51,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed must be in [0, 2^63), got {args.seed}")
     if args.tunes is not None or args.out is not None:
         return run_generate_tunes(args)
-    loaded = load_run(args.run, resolve_device(args.device))
-    if (task := loaded.config.get("task", "lm")) != "lm":
-        raise UsageError(f"{args.run} is a {task!r} run, not a language model; generate "
-                         "samples text from language models")
+    loaded = load_language_model(args)
     samples = generate(loaded.model, loaded.vocab, args.prompt, args.length, args.num_samples,
                        args.seed, temperature=args.temperature, top_k=args.top_k,
                        top_p=args.top_p, greedy=args.greedy)
@@ -67,10 +62,19 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_language_model(args: argparse.Namespace):
+    """The run to sample from; a usage error for a run that is not a language model."""
+    from seqlab.checkpoint import RunDir, load_run
+    from seqlab.training import resolve_device
+
+    if (task := RunDir(args.run).read_config().get("task", "lm")) != "lm":
+        raise UsageError(f"{args.run} is a {task!r} run, not a language model; generate "
+                         "samples text from language models")
+    return load_run(args.run, resolve_device(args.device))
+
+
 def run_generate_tunes(args: argparse.Namespace) -> int:
     from seqlab import music
-    from seqlab.checkpoint import load_run
-    from seqlab.training import resolve_device
 
     if args.tunes is None or args.out is None:
         raise UsageError("--tunes N and --out DIR go together")
@@ -79,7 +83,7 @@ def run_generate_tunes(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} already exists and is not empty; choose another --out")
-    loaded = load_run(args.run, resolve_device(args.device))
+    loaded = load_language_model(args)
     sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     greedy=args.greedy)
     # a model trained on whole tunes (--batching tunes) began every tune from an empty state
