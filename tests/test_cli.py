@@ -632,3 +632,17 @@ def test_debug_in_a_process_shows_the_traceback(tmp_path):
     assert proc.returncode != 0
     assert "Traceback (most recent call last)" in proc.stderr
     assert "FileNotFoundError" in proc.stderr and "no such run directory" in proc.stderr
+
+
+def test_a_reader_that_stops_early_is_not_an_error(trained, tmp_path):
+    """`seqlab generate ... | head -1`: the closed pipe ends the command quietly."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "seqlab", "generate", str(trained),
+                             "--length", "2000", "--num-samples", "60", "--seed", "1"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away with most of the output unread
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""

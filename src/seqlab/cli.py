@@ -9,9 +9,11 @@ runs it. Errors a user can cause become one line, ``seqlab: error: ...``, and ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -367,12 +369,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seqlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (`seqlab generate ... | head`): not an error
+        quiet_stdout()
+        return 141
     except Exception as err:  # a bug: say so in one line, --debug shows where
         if args.debug:
             raise
         return fail(f"internal error: {type(err).__name__}: {err} (rerun with --debug)", 1)
     finally:
         logging.getLogger("seqlab").removeHandler(warnings)
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises no second BrokenPipeError."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def fail(err: Exception | str, code: int) -> int:
