@@ -35,8 +35,8 @@ def record_cost(model: str, length: int, hidden: int, repeats: int = 5) -> float
     from seqlab.config import ModelConfig
     from seqlab.data.synthetic import TaskData, get_task
     from seqlab.diagnostics import gradients_through_time
+    from seqlab.families.synthetic import VALIDATION, build, probe_of
     from seqlab.recording import PROBE
-    from seqlab.synthetic_task import VALIDATION, build, probe_of
 
     data = TaskData(get_task("adding"), length, length, 1, 0)
     net = build(ModelConfig(model=model, hidden_size=hidden), data)

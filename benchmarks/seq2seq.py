@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 import seqlab
-from seqlab.seq2seq_task import (
+from seqlab.families.seq2seq import (
     evaluate,
     exact_match_by_length,
     load,

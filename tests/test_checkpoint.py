@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import seqlab
-from seqlab.checkpoint import RunDir, load_run
+from seqlab.api import load_run
+from seqlab.checkpoint import RunDir
 from seqlab.config import ModelConfig
 from seqlab.io import atomic_write, atomic_write_json, atomic_write_text
 from seqlab.models import build_model

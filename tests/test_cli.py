@@ -588,7 +588,7 @@ def test_non_debug_bug_is_one_line_exit_1(cli, monkeypatch, trained):
     def broken(*args, **kwargs):
         raise KeyError("boom")
 
-    monkeypatch.setattr("seqlab.checkpoint.load_run", broken)
+    monkeypatch.setattr("seqlab.families.runner.load_run", broken)
     r = cli("info", trained)
     assert r.code == 1
     assert r.err.splitlines() == [f"{ERROR_PREFIX}internal error: KeyError: 'boom' "

@@ -60,7 +60,7 @@ def test_seq2seq_on_gpu_matches_cpu(attention):
 
 
 def test_seq2seq_train_translate_and_evaluate_on_gpu(tmp_path):
-    from seqlab.seq2seq_task import evaluate, load, translate_texts
+    from seqlab.families.seq2seq import evaluate, load, translate_texts
 
     out = tmp_path / "reverse"
     seqlab.train("reverse", out=out, attention="additive", length="3-6", hidden_size=32,

@@ -21,9 +21,9 @@ from seqlab.diagnostics import (
     jacobian_norms,
     spectral_radius,
 )
+from seqlab.families.synthetic import build, probe_of
 from seqlab.models import build_model
 from seqlab.recording import read_gradients
-from seqlab.synthetic_task import build, probe_of
 from seqlab.training import clip_gradients
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -200,7 +200,7 @@ def test_cli_trains_evaluates_and_resumes_a_synthetic_run(tmp_path, capsys):
 def test_init_radius_rescales_the_recurrent_matrix():
     from seqlab.config import ModelConfig
     from seqlab.diagnostics import spectral_radius
-    from seqlab.synthetic_task import build
+    from seqlab.families.synthetic import build
 
     d = data("adding", 10)
     model = build(ModelConfig(model="rnn", hidden_size=8), d, init_radius=1.5)
@@ -209,6 +209,9 @@ def test_init_radius_rescales_the_recurrent_matrix():
         build(ModelConfig(model="lstm", hidden_size=8), d, init_radius=1.5)
 
 
-def test_text_only_keys_are_ignored_with_a_warning(caplog):
-    seqlab.train("order", model="gru", seq_len=64, max_steps=1, **TINY)
-    assert "synthetic task order: ignoring seq_len (they apply to text)" in caplog.text
+def test_text_only_keys_are_errors_naming_the_family(tmp_path):
+    """A key without meaning for the family is refused before anything is written (it used to
+    be ignored with a warning)."""
+    with pytest.raises(ValueError, match="seq_len does not apply to the synthetic task"):
+        seqlab.train("order", model="gru", seq_len=64, max_steps=1, out=tmp_path / "r", **TINY)
+    assert not (tmp_path / "r").exists()

@@ -6,10 +6,9 @@ them. The API mirrors the command line: :func:`train`, :func:`generate`, :func:`
 :func:`load_run`, :func:`load_data`, :func:`build_model`.
 """
 
-__version__ = "0.1.0"
+from seqlab.version import __version__  # noqa: E402
 
-from seqlab.api import evaluate, load_data, resume, train  # noqa: E402
-from seqlab.checkpoint import load_run  # noqa: E402
+from seqlab.api import evaluate, load_data, load_run, resume, train  # noqa: E402
 from seqlab.config import ModelConfig, TrainConfig  # noqa: E402
 from seqlab.generate import generate  # noqa: E402
 from seqlab.models import build_model  # noqa: E402

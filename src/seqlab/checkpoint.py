@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,35 +145,6 @@ class RunDir:
         if not path.is_file():
             raise ValueError(f"{self.path}: not a complete run (missing {name})")
         return path
-
-
-@dataclass
-class LoadedRun:
-    model: nn.Module
-    vocab: Vocab | Any  # a family may hold several (source and target vocabularies)
-    config: dict[str, Any]
-    run: RunDir
-
-
-def load_run(path: str | Path, device: str | torch.device = "cpu", last: bool = False) -> LoadedRun:
-    """Model (best weights, eval mode), vocabulary and config of a run directory."""
-    from seqlab.models import build_model
-
-    run = RunDir(path)
-    config = run.read_config()
-    if config.get("task", "lm") != "lm":
-        from seqlab.api import family_module
-
-        return family_module(config["task"]).load(path, device)
-    vocab = run.vocab()
-    model_config = run.model_config()
-    if model_config.vocab_size != vocab.size:
-        raise ValueError(f"{run.path}: {CONFIG} says vocab_size {model_config.vocab_size} but the "
-                         f"vocabulary has {vocab.size} tokens")
-    model = build_model(model_config).to(device)
-    run.load_weights(model, last=last)
-    model.eval()
-    return LoadedRun(model, vocab, config, run)
 
 
 def tensor_groups(model: nn.Module) -> list[list[str]]:

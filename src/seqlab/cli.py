@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -37,19 +36,28 @@ EXAMPLES = """examples:
 
 # train ---------------------------------------------------------------------------------
 def add_train(p: argparse.ArgumentParser) -> None:
-    from seqlab.config import cli_fields
+    from seqlab.families import registry
+    from seqlab.families.base import RESUMABLE
 
-    p.add_argument("data", metavar="DATA",
-                   help="a UTF-8 text file, a folder of them, or a bundled corpus "
-                        "(oneills, ryans)")
+    p.add_argument("data", metavar="DATA", nargs="?",
+                   help="a UTF-8 text file, a folder of them, a bundled corpus (oneills, ryans), "
+                        "a synthetic task (adding, copy, order, delay), a TSV file of pairs or a "
+                        "built-in pair task (dates, reverse, sort, addition); with --resume it "
+                        "may be left out (the run knows its source)")
     p.add_argument("--out", metavar="DIR", help="run directory to create (default: "
                    "runs/NAME-MODEL-TIME); with --resume, the run to continue")
+    may_change = ", ".join("--" + k.replace("_", "-") for k in sorted(RESUMABLE))
     p.add_argument("--resume", action="store_true",
-                   help="continue the stopped run in --out from its last checkpoint")
+                   help="continue the stopped run in --out from its last checkpoint; the "
+                        "original command may be repeated as it was, and only these keys may "
+                        f"change: {may_change}")
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags "
                    "(hidden_size = 512); flags given here override it")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    for f, _ in cli_fields():
+    p.add_argument("--task", choices=list(registry.FAMILIES), default=None,
+                   help="what to train (default: what DATA names, else lm): " + "; ".join(
+                       f"{name}: {family.help}" for name, family in registry.FAMILIES.items()))
+    for f in registry.all_fields():
         flag = "--" + f.name.replace("_", "-")
         meta = f.metadata
         default = f"(default: {f.default})"
@@ -58,48 +66,61 @@ def add_train(p: argparse.ArgumentParser) -> None:
                            help=f"{meta['help']} {default}")
             continue
         kind = {"int": int, "float": float, "str": str}[f.type]
-        p.add_argument(flag, type=kind, default=None, choices=meta.get("choices"),
-                       metavar=None if "choices" in meta else f.name.split("_")[-1].upper(),
+        choices = meta.get("choices")
+        choices = list(choices()) if callable(choices) else choices
+        p.add_argument(flag, type=kind, default=None, choices=choices,
+                       metavar=None if choices else f.name.split("_")[-1].upper(),
                        help=f"{meta['help']} {default}")
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from seqlab import api
-    from seqlab.config import cli_fields, read_toml
+    from seqlab.config import read_toml
+    from seqlab.families import registry, runner
 
-    given = {f.name: getattr(args, f.name) for f, _ in cli_fields()
+    given = {f.name: getattr(args, f.name) for f in registry.all_fields()
              if getattr(args, f.name) is not None}
+    if args.task is not None:
+        given["task"] = args.task
     stop = threading.Event()
-    reporter = Reporter(quiet=args.quiet)
+    toml = read_toml(Path(args.config)) if args.config else {}
+    if args.resume:
+        if not args.out:
+            raise UsageError("--resume needs --out DIR, the run to continue")
+        check_config_file(args.out, toml, args.config)
+        family = runner.family_of(args.out)
+    else:
+        if args.data is None:
+            raise UsageError("train needs DATA (a file, folder, bundled corpus or task), or "
+                             "--resume --out RUN to continue a run")
+        family = runner.family_for(args.data, {**toml, **given})
+    reporter = Reporter(quiet=args.quiet, family=family)
     with interrupt_sets(stop):
         if args.resume:
-            if not args.out:
-                raise UsageError("--resume needs --out DIR, the run to continue")
-            if args.config:
-                raise UsageError("--resume keeps the run's own config; drop --config")
-            check_same_source(args.out, args.data)
-            result = api.resume(args.out, on_event=reporter, stop=stop, **given)
+            result = runner.resume(args.out, on_event=reporter, stop=stop, source=args.data,
+                                   **{**toml, **given})
         else:
-            keys = {**(read_toml(Path(args.config)) if args.config else {}), **given}
+            keys = {**toml, **given}
             out = args.out or default_run_name(args.data, keys.get("model", "lstm"))
             reporter.total = keys.get("max_steps")
-            result = api.train(args.data, out=out, on_event=reporter, stop=stop, **keys)
+            result = runner.train(args.data, out=out, on_event=reporter, stop=stop, **keys)
     reporter.close()
     s = result.summary
-    unit = f"nats/token ({s.best_val_loss / math.log(2):.3f} bits)"
-    if api.task_of(result.run.path) == "synthetic":
-        unit = "(MSE)" if result.vocab.spec.loss == "mse" else "nats per scored step"
-    print(f"best validation loss {s.best_val_loss:.4f} {unit} after {s.steps} steps "
+    print(f"best validation loss {result.best_loss()} after {s.steps} steps "
           f"({s.stop_reason}); run: {result.run.path}", file=sys.stderr)
     return 130 if s.stop_reason == "interrupted" else 0
 
 
-def check_same_source(out: str, data: str) -> None:
-    from seqlab.checkpoint import RunDir
+def check_config_file(out: str, toml: dict[str, Any], name: str | None) -> None:
+    """A TOML file given on resume must agree with the run (the user repeats the command)."""
+    from seqlab.families import runner
 
-    saved = RunDir(out).read_config()["data"]["source"]
-    if str(saved) != str(data):
-        raise UsageError(f"{out} was trained on {saved!r}, not {data!r}")
+    if not toml:
+        return
+    try:
+        runner.resume_configs(out, toml)
+    except ValueError as err:
+        raise UsageError(f"{err}; {name} differs from the run: drop --config to continue "
+                         "with the run's own keys") from err
 
 
 def default_run_name(data: str, model: str) -> str:
@@ -127,20 +148,15 @@ class interrupt_sets:
         signal.signal(signal.SIGINT, self.previous)
 
 
-def eval_extra(record: dict[str, Any]) -> str:
-    """The second figure of an evaluation line: bits per character, or a task's baseline."""
-    if "val_bpc" in record:
-        return f"val_bpc {record['val_bpc']:.3f}"
-    if "val_baseline" in record:
-        return f"baseline {record['val_baseline']:.4f}"
-    return ""
-
-
 class Reporter:
     """Training progress: a bar when stderr is a terminal, plain periodic lines otherwise."""
 
-    def __init__(self, quiet: bool = False, total: int | None = None) -> None:
-        self.quiet, self.total, self.bar = quiet, total, None
+    def __init__(self, quiet: bool = False, total: int | None = None, family=None) -> None:
+        self.quiet, self.total, self.bar, self.family = quiet, total, None, family
+
+    def note(self, record: dict[str, Any]) -> str:
+        """The second figure of an evaluation line, as the run's family words it."""
+        return self.family.eval_note(record) if self.family is not None else ""
 
     def __call__(self, kind: str, record: dict[str, Any]) -> None:
         if self.quiet or kind == "stop":
@@ -153,7 +169,7 @@ class Reporter:
                   f"{record['elapsed_s']:.0f}s", file=sys.stderr, flush=True)
         else:
             print(f"eval {record['step']:>6}  val_loss {record['val_loss']:.4f}  "
-                  f"{eval_extra(record)}  best {record['best_val_loss']:.4f}",
+                  f"{self.note(record)}  best {record['best_val_loss']:.4f}",
                   file=sys.stderr, flush=True)
 
     def _bar(self, kind: str, record: dict[str, Any]) -> None:
@@ -167,7 +183,7 @@ class Reporter:
                                  tok_s=f"{record['tokens_per_s']:,.0f}")
         else:
             self.bar.write(f"step {record['step']}: val_loss {record['val_loss']:.4f} "
-                           f"({eval_extra(record)}), best {record['best_val_loss']:.4f}")
+                           f"({self.note(record)}), best {record['best_val_loss']:.4f}")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -189,15 +205,12 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from seqlab import api
+    from seqlab.families import runner
 
     if args.beam is not None and args.beam < 1:
         raise UsageError("--beam must be >= 1")
-    task = api.task_of(args.run)
-    if args.beam is not None and task != "seq2seq":
-        raise UsageError(f"--beam applies to seq2seq runs only; {args.run} is a {task!r} run")
-    result = api.evaluate(args.run, args.data, device=args.device, beam=args.beam)
-    print(json.dumps(result) if args.json else api.summarize(task, result))
+    result = runner.evaluate(args.run, args.data, device=args.device, beam=args.beam)
+    print(json.dumps(result) if args.json else result)
     return 0
 
 
@@ -207,31 +220,10 @@ def add_info(p: argparse.ArgumentParser) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from seqlab.api import info_lines
-    from seqlab.checkpoint import load_run
-    from seqlab.models import count_parameters
+    from seqlab.families import runner
 
-    loaded = load_run(args.run)
-    metrics = loaded.run.read_metrics()
-    evals = [m for m in metrics if "val_loss" in m]
-    logs = [m for m in metrics if "loss" in m]
-    info = {"run": str(args.run), "parameters": count_parameters(loaded.model),
-            "config": loaded.config,
-            "steps": max((m["step"] for m in metrics), default=0),
-            "best_val_loss": min((m["val_loss"] for m in evals), default=None),
-            "last_log": logs[-1] if logs else None, "evaluations": len(evals)}
-    if args.json:
-        print(json.dumps(info))
-        return 0
-    model = loaded.config["model"]
-    print(f"run          {args.run}")
-    tokens = (f"  embedding {model['embedding_size']}  vocab {model['vocab_size']}"
-              if model.get("vocab_size") else "")  # real-valued inputs have neither
-    print(f"model        {model['model']}  layers {model['num_layers']}  hidden "
-          f"{model['hidden_size']}{tokens}")
-    print(f"parameters   {info['parameters']:,}")
-    for line in info_lines(loaded.config.get("task", "lm"), info):
-        print(line)
+    report = runner.info(args.run)
+    print(json.dumps(report) if args.json else report)
     return 0
 
 
@@ -251,7 +243,7 @@ def add_diagnose(p: argparse.ArgumentParser) -> None:
 
 
 def run_diagnose(args: argparse.Namespace) -> int:
-    from seqlab.diagnostics import diagnose_run
+    from seqlab.diagnose import diagnose_run
     from seqlab.training import resolve_device
 
     report = diagnose_run(args.run, args.out, args.batch, resolve_device(args.device),

@@ -37,24 +37,34 @@ def add_generate(p: argparse.ArgumentParser) -> None:
                        "empty)")
     tunes.add_argument("--max-tune-length", type=int, default=2000, metavar="N",
                        help="length cap of one tune, in tokens (default: 2000)")
+    lines = p.add_argument_group("lines (runs trained with --batching lines)")
+    lines.add_argument("--lines", type=int, metavar="N", help="sample N new lines, each from an "
+                       "empty state to its end-of-line token or --max-line-length, one per line "
+                       "on stdout")
+    lines.add_argument("--max-line-length", type=int, default=256, metavar="N",
+                       help="length cap of one line, in tokens (default: 256)")
+    lines.add_argument("--mark-seen", action="store_true",
+                       help="mark the lines that occur in the run's training lines, and count "
+                            "them on stderr")
     tunes.add_argument("--near-copy-bars", type=int, default=8, metavar="N",
                        help="a tune sharing a run of N bars with a training tune is a "
                             "near-copy (default: 8)")
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from seqlab.generate import generate
-
     if args.length < 1 or args.num_samples < 1:
         raise UsageError("--length and --num-samples must be positive")
     if args.seed is not None and not 0 <= args.seed < 2**63:
         raise UsageError(f"--seed must be in [0, 2^63), got {args.seed}")
+    if args.lines is not None and (args.tunes is not None or args.out is not None):
+        raise UsageError("--lines and --tunes are two ways to sample: choose one")
     if args.tunes is not None or args.out is not None:
         return run_generate_tunes(args)
-    loaded = load_language_model(args)
-    samples = generate(loaded.model, loaded.vocab, args.prompt, args.length, args.num_samples,
-                       args.seed, temperature=args.temperature, top_k=args.top_k,
-                       top_p=args.top_p, greedy=args.greedy)
+    if args.lines is not None:
+        return run_generate_lines(args)
+    sampler = load_sampler(args)
+    samples = sampler.text(args.prompt, args.length, args.num_samples, args.seed,
+                           **sampling_of(args))
     for k, text in enumerate(samples):
         if len(samples) > 1:
             print(f"--- sample {k + 1} ---")
@@ -62,15 +72,39 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_language_model(args: argparse.Namespace):
-    """The run to sample from; a usage error for a run that is not a language model."""
-    from seqlab.checkpoint import RunDir, load_run
+def sampling_of(args: argparse.Namespace) -> dict:
+    return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                greedy=args.greedy)
+
+
+def load_sampler(args: argparse.Namespace):
+    """What samples from the run; a ValueError for a run that is not a language model."""
+    from seqlab.families import runner
     from seqlab.training import resolve_device
 
-    if (task := RunDir(args.run).read_config().get("task", "lm")) != "lm":
-        raise UsageError(f"{args.run} is a {task!r} run, not a language model; generate "
-                         "samples text from language models")
-    return load_run(args.run, resolve_device(args.device))
+    loaded = runner.load_run(args.run, resolve_device(args.device))
+    return loaded.family.generator(loaded)
+
+
+def run_generate_lines(args: argparse.Namespace) -> int:
+    if args.lines < 1 or args.max_line_length < 1:
+        raise UsageError("--lines and --max-line-length must be positive")
+    sampler = load_sampler(args)
+    lines = sampler.lines(args.lines, args.max_line_length, args.seed, **sampling_of(args))
+    seen = None
+    if args.mark_seen:
+        training = sampler.training_lines()
+        if training is None:
+            print("seqlab: no check against the training lines: the run's source is not "
+                  "readable", file=sys.stderr)
+        else:
+            seen = set(training)
+    for line in lines:
+        print(f"{line}{'  (in training data)' if seen is not None and line in seen else ''}")
+    if seen is not None:
+        print(f"seqlab: {sum(line in seen for line in lines)} of {len(lines)} lines occur in "
+              "the training data", file=sys.stderr)
+    return 0
 
 
 def run_generate_tunes(args: argparse.Namespace) -> int:
@@ -83,17 +117,13 @@ def run_generate_tunes(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} already exists and is not empty; choose another --out")
-    loaded = load_language_model(args)
-    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                    greedy=args.greedy)
-    # a model trained on whole tunes (--batching tunes) began every tune from an empty state
-    fresh = loaded.run.train_config().batching == "tunes"
-    tunes = music.generate_tunes(loaded.model, loaded.vocab, args.tunes, args.prompt,
-                                 args.max_tune_length, args.seed, fresh_state=fresh, **sampling)
-    training = music.training_tunes(args.run)
+    sampler = load_sampler(args)
+    sampling = sampling_of(args)
+    tunes = sampler.tunes(args.tunes, args.prompt, args.max_tune_length, args.seed, **sampling)
+    training = sampler.training_tunes()
     if training is None:
         print("seqlab: no novelty check: the run's training tunes are not readable "
-              f"({loaded.config['data']['source']})", file=sys.stderr)
+              f"({sampler.loaded.config['data']['source']})", file=sys.stderr)
     settings = {"run": str(args.run), "seed": args.seed, "prompt": args.prompt,
                 "max_tune_length": args.max_tune_length, **sampling}
     report = music.write_tunes(tunes, out, training, args.near_copy_bars, settings)
@@ -127,7 +157,9 @@ def add_translate(p: argparse.ArgumentParser) -> None:
 
 
 def run_translate(args: argparse.Namespace) -> int:
-    from seqlab.seq2seq_task import save_attention, translate
+    from seqlab.families import runner
+    from seqlab.seq2seq_eval import save_attention
+    from seqlab.training import resolve_device
 
     if args.beam is not None and args.beam < 1:
         raise UsageError("--beam must be >= 1")
@@ -136,7 +168,8 @@ def run_translate(args: argparse.Namespace) -> int:
     texts = args.text or [line.rstrip("\r\n") for line in sys.stdin]
     if not texts:
         raise UsageError("no input: give TEXT arguments or lines on stdin")
-    results = translate(args.run, texts, args.beam, args.length_penalty, args.device)
+    loaded = runner.load_run(args.run, resolve_device(args.device))
+    results = loaded.family.translator(loaded)(texts, args.beam, args.length_penalty)
     if args.show_attention:
         png = Path(args.show_attention)
         for k, result in enumerate(results, start=1):

@@ -1,7 +1,9 @@
 """Configuration: frozen, keyword-only dataclasses whose field help becomes the CLI's flag help.
 
 The same keys serve the command line (``--hidden-size``), a TOML file (``hidden_size = 512``)
-and ``config.json`` in a run directory. Unknown keys and out-of-range values raise ValueError.
+and ``config.json`` in a run directory. Out-of-range values raise ValueError. Two classes here
+are shared by every task family (:class:`ModelConfig`, :class:`TrainConfig`); a family's own
+keys are a dataclass in its module (:mod:`seqlab.families`), built with the same :func:`opt`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from seqlab.encoders import ENCODERS
 
 try:
     import tomllib
@@ -23,8 +27,9 @@ def opt(default, help: str, **extra):
     return field(default=default, metadata={"help": help, **extra})
 
 
-# the names of models/MODELS (config cannot import the models; a test keeps the two equal)
-MODEL_NAMES = ("rnn", "irnn", "lstm", "gru", "window-mlp", "bow")
+# the model names: the encoder registry itself (every registered cell, then window-mlp and bow),
+# read live, so a cell or encoder registered later is a valid model at once
+MODEL_NAMES = ENCODERS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,8 +75,10 @@ class TrainConfig:
     batching: str = opt("windows", "windows: random windows, state reset each batch (the "
                         "default: it generalised better on text and tunes, BENCHMARKS.md); "
                         "streams: B contiguous streams with carried state (TBPTT); tunes (ABC "
-                        "only): B whole tunes per batch, padding masked, read --seq-len at a time",
-                        choices=("streams", "windows", "tunes"))
+                        "only): B whole tunes per batch, padding masked, read --seq-len at a time; "
+                        "lines: each line one example from an empty state, ending with an "
+                        "end-of-line token to predict, split by whole lines drawn by --seed",
+                        choices=("streams", "windows", "tunes", "lines"))
     seq_len: int = opt(128, "time steps per chunk (the truncation length of BPTT)", positive=True)
     batch_size: int = opt(32, "sequences per batch", positive=True)
     optimizer: str = opt("adam", "optimiser", choices=("adam", "adamw", "sgd", "rmsprop"))
@@ -124,83 +131,36 @@ def validate(config) -> None:
             raise ValueError(f"{f.name} must be < {meta['below']}, got {value}")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Seq2SeqConfig:
-    """Encoder-decoder keys (``--task seq2seq``, or a built-in pair task as the data)."""
-
-    task: str = opt("lm", "what to train: lm (a language model on text) or seq2seq "
-                    "(source<TAB>target pairs, or a built-in task: dates, reverse, sort, addition)")
-    attention: str = opt("additive", "seq2seq decoder: none (the encoder's final state only), "
-                         "additive (Bahdanau), dot or general (Luong)",
-                         choices=("none", "additive", "dot", "general"))
-    attention_size: int = opt(0, "size of the additive scorer's hidden layer (0: hidden_size)",
-                              minimum=0)
-    bidirectional: bool = opt(False, "seq2seq: read the source both ways (H/2 units each way)")
-    shared_vocab: bool = opt(False, "seq2seq: one vocabulary for source and target")
-    beam: int = opt(1, "seq2seq: beam width used by evaluate and translate (1: greedy)",
-                    positive=True)
-    length_penalty: float = opt(1.0, "beam search ranks by log-probability / length^this "
-                                "(0: no length normalisation)", minimum=0.0)
-    length: str = opt("", "reverse and sort: symbols per source, N or MIN-MAX (default 5-20); "
-                      "addition: digits per operand (default 1-5); adding, copy, order, delay: "
-                      "time steps T, N or MIN-MAX (default 100)")
-    num_pairs: int = opt(20000, "built-in tasks: training pairs to generate", positive=True)
-
-    def __post_init__(self) -> None:
-        validate(self)
+def fields_of(config_class: type) -> list:
+    """The user-settable fields of a config class (flags, TOML keys, config.json keys)."""
+    return [f for f in fields(config_class) if f.metadata.get("cli", True)]
 
 
-@dataclass(frozen=True, kw_only=True)
-class SyntheticConfig:
-    """Keys of the synthetic long-range tasks (adding, copy, order, delay); their length is
-    ``length``, "T" or "MIN-MAX" (drawn per sequence, padded and masked; default 100)."""
-
-    delay: int = opt(10, "delay task: the target is the symbol seen this many steps back",
-                     positive=True)
-    val_sequences: int = opt(1000, "synthetic tasks: validation sequences, drawn once from the "
-                             "seed", positive=True)
-    init_radius: float = opt(0.0, "synthetic tasks, rnn and irnn: rescale W_hh at "
-                             "initialisation to this spectral radius (0: the cell's own init)",
-                             minimum=0.0)
-
-    def __post_init__(self) -> None:
-        validate(self)
-
-
-# Every config class whose fields are user keys (flags, TOML, config.json). A task family with
-# keys of its own adds its dataclass here; field names must be unique across all classes.
-CONFIG_CLASSES: list[type] = [ModelConfig, TrainConfig, Seq2SeqConfig, SyntheticConfig]
-
-
-def cli_fields():
-    """(dataclass field, owning class) for every user-settable key."""
-    return [(f, cls) for cls in CONFIG_CLASSES for f in fields(cls) if f.metadata.get("cli", True)]
-
-
-def split_keys(values: dict[str, Any]) -> dict[type, Any]:
-    """Build every config class from one flat dict of keys; unknown keys are errors.
-
-    Returns {class: instance}, e.g. ``configs[ModelConfig].hidden_size``.
-    """
-    known = {f.name: cls for f, cls in cli_fields()}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"unknown config keys: {', '.join(unknown)}")
-    parts = {cls: {k: v for k, v in values.items() if known[k] is cls} for cls in CONFIG_CLASSES}
-    for f, cls in cli_fields():  # TOML has no int/float distinction for 1 vs 1.0
-        if f.name in parts[cls] and f.type == "float" and isinstance(parts[cls][f.name], int):
-            parts[cls][f.name] = float(parts[cls][f.name])
-    check_types(values)
-    return {cls: cls(**parts[cls]) for cls in CONFIG_CLASSES}
-
-
-def check_types(values: dict[str, Any]) -> None:
-    types = {f.name: f.type for f, _ in cli_fields()}
+def check_types(values: dict[str, Any], config_classes) -> None:
+    """Raise ValueError for a value of the wrong type (TOML and the Python API are untyped)."""
+    types = {f.name: f.type for cls in config_classes for f in fields_of(cls)}
     python = {"int": int, "float": (int, float), "str": str, "bool": bool}
     for key, value in values.items():
         want = python[types[key]]
         if isinstance(value, bool) and types[key] != "bool" or not isinstance(value, want):
             raise ValueError(f"config key {key}: expected {types[key]}, got {value!r}")
+
+
+def coerce(config_class: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``values`` that ``config_class`` has, ints widened to float where the field
+    is a float (TOML has no 1 vs 1.0 distinction)."""
+    own = {}
+    for f in fields_of(config_class):
+        if f.name in values:
+            value = values[f.name]
+            widen = f.type == "float" and isinstance(value, int) and not isinstance(value, bool)
+            own[f.name] = float(value) if widen else value
+    return own
+
+
+def build(config_class: type, values: dict[str, Any]):
+    """An instance of ``config_class`` from the keys of ``values`` it has."""
+    return config_class(**coerce(config_class, values))
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -24,8 +24,13 @@ from typing import Any
 import torch
 
 from seqlab.checkpoint import RunDir
+from seqlab.families import runner
+from seqlab.families.seq2seq import exact_match_by_length
 from seqlab.io import atomic_write_json
+from seqlab.lab_report import write_report
+from seqlab.models import count_parameters
 from seqlab.training import TrainingDiverged
+from seqlab.version import __version__
 
 
 @dataclass(frozen=True)
@@ -209,9 +214,6 @@ def verdict_attention(results: dict[str, dict]) -> str:
 # running -------------------------------------------------------------------------------------
 def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     """Train one run (or read it back when a finished one is already there); its numbers."""
-    import seqlab
-    from seqlab.models import count_parameters
-
     path = runs_dir / run.name
     started = time.perf_counter()
     stop, note = None, None
@@ -220,7 +222,7 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
                          "again")
     if not path.exists():
         try:
-            stop = seqlab.train(run.source, out=path, **run.keys).summary.stop_reason
+            stop = runner.train(run.source, out=path, **run.keys).summary.stop_reason
         except TrainingDiverged as err:
             stop = "diverged"
             note = str(err).split(";")[0]  # "training diverged: N consecutive steps ..."
@@ -229,46 +231,26 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     evals = [m for m in metrics if "val_loss" in m]
     logs = [m for m in metrics if "loss" in m]
     best = min(evals, key=lambda m: m["val_loss"]) if evals else {}
+    headline = runner.family_of(path).headline(best)
     saved = json.loads((path / "lab.json").read_text()) if (path / "lab.json").exists() else {}
     result = {"run": f"runs/{run.name}", "source": run.source, "model": run.keys["model"],
-              "parameters": count_parameters(built(path)),
+              "parameters": count_parameters(runner.untrained(path)),
               "best_val_loss": best.get("val_loss", math.nan),
               "final_val_loss": evals[-1]["val_loss"] if evals else math.nan,
-              "baseline": best.get("val_baseline"),
-              "accuracy": best.get("val_accuracy", best.get("val_exact_match")),
-              "bpc": best.get("val_bpc"), "steps": max((m["step"] for m in metrics), default=0),
+              "baseline": headline.baseline, "accuracy": headline.accuracy,
+              "bpc": headline.bpc, "steps": max((m["step"] for m in metrics), default=0),
               "skipped": logs[-1]["skipped"] if logs else 0,
               "stop": stop or saved.get("stop", "done"), "note": note or saved.get("note"),
               "wall_s": round(wall if stop else saved.get("wall_s", wall), 1),
               "val_curve": [[m["step"], m["val_loss"]] for m in evals],
               "grad_curve": [[m["step"], m["grad_norm"]] for m in logs]}
     if run.per_length:  # exact match against source length, on held-out strings
-        from seqlab.seq2seq_task import exact_match_by_length
-
         result["by_length"] = exact_match_by_length(path, measured_lengths(run.keys["length"]),
                                                     run.per_length)
     if stop:
         atomic_write_json(path / "lab.json", {"stop": stop, "wall_s": result["wall_s"],
                                               "note": note})
     return result
-
-
-def built(path: Path):
-    """The run's model as its config builds it (a run that diverged early has no weights)."""
-    from seqlab.models import build_model
-
-    run = RunDir(path)
-    task = run.read_config().get("task")
-    if task == "seq2seq":
-        from seqlab import seq2seq_task
-
-        return seq2seq_task.load(path).model
-    if task == "synthetic":
-        from seqlab import synthetic_task
-
-        _, model_config, _, _, data = synthetic_task.restore(path)
-        return synthetic_task.build(model_config, data)
-    return build_model(run.model_config())
 
 
 def run_suite(name: str, out: str | Path, on_run: Callable[[str, dict], None] | None = None,
@@ -279,8 +261,6 @@ def run_suite(name: str, out: str | Path, on_run: Callable[[str, dict], None] | 
     runs are all finished in ``out`` (so a suite can be run one experiment at a time).
     ``on_run(name, result)`` is called after each run (progress).
     """
-    from seqlab import __version__
-
     experiments = suite(name)
     if unknown := sorted(set(only) - {e.key for e in experiments}):
         raise ValueError(f"unknown experiment {', '.join(unknown)}; choose from "
@@ -301,8 +281,6 @@ def run_suite(name: str, out: str | Path, on_run: Callable[[str, dict], None] | 
                 if on_run is not None:
                     on_run(run.name, results[run.name])
         done.append(experiment)
-    from seqlab.lab_report import write_report
-
     summary = {"suite": name, "seqlab_version": __version__, "torch_version": torch.__version__,
                "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M"),
                "wall_s": round(sum(r["wall_s"] for r in results.values()), 1),

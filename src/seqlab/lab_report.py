@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from seqlab import plots
+from seqlab.diagnose import run_probe
+from seqlab.diagnostics import gradients_through_time, in_float64
 from seqlab.io import atomic_write_text
+from seqlab.recording import PROBE, read_gradients
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -42,9 +45,6 @@ def curve_figure(path: Path, names: list[str], runs: dict[str, dict], key: str, 
 
 def gradient_figures(names: list[str], summary: dict, out: Path) -> list[Path]:
     """dL/dh_t at initialisation and trained for every model, and each one's heatmap."""
-    from seqlab.diagnostics import gradients_through_time, in_float64, run_probe
-    from seqlab.recording import PROBE, read_gradients
-
     runs = summary["runs"]
     measured = {}
     for name in names:

@@ -17,11 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from seqlab.checkpoint import RunDir
+from seqlab.diagnostics import Probe, gradients_through_time, recurrent_of
 from seqlab.io import read_jsonl, truncate_jsonl
 
 log = logging.getLogger(__name__)
@@ -30,24 +29,12 @@ GRADIENTS = "gradients.jsonl"
 PROBE = 16  # sequences (or windows) in the probe batch
 
 
-def token_probe(tokens: Tensor, seq_len: int, batch: int, device="cpu"):
-    """A language model's probe: ``batch`` windows of seq_len + 1 tokens, evenly spaced."""
-    from seqlab.diagnostics import Probe
-
-    span = min(seq_len + 1, len(tokens))
-    starts = np.linspace(0, len(tokens) - span, batch).round().astype(int)
-    return Probe.from_tokens(torch.stack([tokens[s:s + span].long() for s in starts]
-                                         ).to(device))
-
-
-def recorder(model: nn.Module, probe, every: int, run: RunDir
+def recorder(model: nn.Module, probe: Probe, every: int, run: RunDir
              ) -> Callable[[int], None] | None:
     """A ``before_step`` hook appending dL/dh_t norms on ``probe`` at step 0, N, 2N, ...
 
     None (with a warning) for a model without a recurrent state: nothing to record.
     """
-    from seqlab.diagnostics import gradients_through_time, recurrent_of
-
     try:
         recurrent_of(model)
     except ValueError as err:

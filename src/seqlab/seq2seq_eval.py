@@ -1,7 +1,7 @@
 """Decoding and scoring for the seq2seq family: a model and vocabularies in, text and scores out.
 
-Nothing here reads a run directory: :mod:`seqlab.seq2seq_task` loads runs and calls these (and
-re-exports the names its callers import from it).
+Nothing here reads a run directory: :mod:`seqlab.families.seq2seq` loads runs and calls these
+(and re-exports the names its callers import from it).
 """
 
 from __future__ import annotations
@@ -9,18 +9,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from seqlab.data.pairs import BOS, EOS, PairVocab, make_batch
+from seqlab.data.pairs import BOS, EOS, PairVocab, Vocabs, make_batch
 from seqlab.data.vocab import WORD_PATTERN
+from seqlab.io import atomic_write
 from seqlab.models.seq2seq import Seq2Seq
 from seqlab.search import Hypothesis, beam_search, greedy_search
-
-if TYPE_CHECKING:
-    from seqlab.seq2seq_task import Vocabs
 
 log = logging.getLogger(__name__)
 LISTED = 3  # more inputs longer than training than this are warned about in one line
@@ -143,8 +140,6 @@ def save_attention(path: str | Path, translation: Translation) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from seqlab.io import atomic_write
 
     if translation.weights is None:
         raise ValueError("this run has no attention (--attention none): nothing to show")

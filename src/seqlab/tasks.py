@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from seqlab.config import TrainConfig
 from seqlab.data import IGNORE
+from seqlab.data.lines import EncodedLines, LineBatches
 from seqlab.data.streams import Chunk, StreamBatches, WindowBatches
 from seqlab.data.tunes_batches import EncodedTunes, TuneBatches
 from seqlab.recurrent import State, detach_state
@@ -49,10 +50,11 @@ def evaluate_tokens(model: nn.Module, tokens: Tensor, batch_size: int, seq_len: 
 
 
 @torch.no_grad()
-def evaluate_chunks(model: nn.Module, batches: StreamBatches | TuneBatches,
+def evaluate_chunks(model: nn.Module, batches: StreamBatches | TuneBatches | LineBatches,
                     device: torch.device | str = "cpu", max_chunks: int = 0) -> tuple[float, int]:
     """(summed nats, tokens scored) over the chunks of one epoch in order, the state carried
-    except into a fresh chunk (the first of a batch of tunes); padding is not scored."""
+    except into a fresh chunk (the first of a batch of tunes, every batch of lines); padding
+    is not scored."""
     was_training = model.training
     model.eval()
     nats, count, state = 0.0, 0, None
@@ -67,15 +69,21 @@ def evaluate_chunks(model: nn.Module, batches: StreamBatches | TuneBatches,
 
 
 class LanguageModelTask:
-    """Next-token prediction: on one token stream (truncated BPTT or random windows), or on
-    whole tunes, padded and masked (``tunes``: the training and validation tunes, needed by
-    ``batching="tunes"`` only)."""
+    """Next-token prediction: on one token stream (truncated BPTT or random windows), on whole
+    tunes or on whole lines, padded and masked (``tunes`` / ``lines``: the training and
+    validation items, needed by ``batching="tunes"`` / ``"lines"`` only)."""
 
     def __init__(self, train_tokens: Tensor, val_tokens: Tensor, config: TrainConfig,
                  chars_per_token: float = 1.0,
-                 tunes: tuple[EncodedTunes, EncodedTunes] | None = None) -> None:
-        self.val_batches: TuneBatches | None = None
-        if config.batching == "tunes":
+                 tunes: tuple[EncodedTunes, EncodedTunes] | None = None,
+                 lines: tuple[EncodedLines, EncodedLines] | None = None) -> None:
+        self.val_batches: TuneBatches | LineBatches | None = None
+        if config.batching == "lines":
+            if lines is None:
+                raise ValueError("--batching lines needs the source read as lines")
+            self.batches = LineBatches(lines[0], config.batch_size, config.seed)
+            self.val_batches = LineBatches(lines[1], config.batch_size, None)
+        elif config.batching == "tunes":
             if tunes is None:
                 raise ValueError("--batching tunes needs ABC tunes (a bundled corpus, an .abc "
                                  "file or a folder of them); for other text use streams or "

@@ -223,6 +223,14 @@ class PairVocab:
         return cls(load_vocab(folder))
 
 
+@dataclass
+class Vocabs:
+    """The source and target vocabularies of an encoder-decoder (the same object when shared)."""
+
+    source: PairVocab
+    target: PairVocab
+
+
 # batches -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PairBatch:

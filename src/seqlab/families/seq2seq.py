@@ -1,12 +1,11 @@
-"""The seq2seq family: train, resume, load, translate and evaluate encoder-decoder runs.
+"""The seq2seq family: encoder-decoders on ``source<TAB>target`` pairs or a built-in pair task.
 
 A run claims the data when ``task="seq2seq"`` is given or when the data is a built-in pair task
 (``dates``, ``reverse``, ``sort``, ``addition``). Its run directory is the language model's
 (config.json with ``"task": "seq2seq"``, model.safetensors, last/, metrics.jsonl) with two
 vocabulary folders, ``source_vocab/`` and ``target_vocab/``, instead of one vocab.json.
-
-This module is the family contract of :mod:`seqlab.api`; decoding and scoring live in
-:mod:`seqlab.seq2seq_eval`, and the names callers import from here stay importable here.
+Decoding and scoring live in :mod:`seqlab.seq2seq_eval`; the names callers import from here
+stay importable here.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import dataclasses
 import logging
 import math
 import random
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,21 +21,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqlab import __version__
-from seqlab.api import TrainResult, progress_lines
-from seqlab.checkpoint import LoadedRun, RunDir
-from seqlab.config import ModelConfig, Seq2SeqConfig, TrainConfig, split_keys, to_dict
+from seqlab.checkpoint import RunDir
+from seqlab.config import ModelConfig, TrainConfig, opt, validate
 from seqlab.data.pairs import (
     EncodedPairs,
     Pair,
     PairBatch,
     PairVocab,
+    Vocabs,
     generate_pairs,
     is_task_name,
     parse_length,
     read_pairs,
     task_alphabet,
 )
+from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report, token_lines
 from seqlab.models.seq2seq import Seq2Seq, Seq2SeqShape
 from seqlab.recurrent import CELLS
 from seqlab.seq2seq_eval import (
@@ -51,7 +49,7 @@ from seqlab.seq2seq_eval import (
 from seqlab.seq2seq_eval import encode_sources as encode_sources  # re-exported for callers
 from seqlab.seq2seq_eval import save_attention as save_attention  # re-exported for callers
 from seqlab.tasks import token_nll
-from seqlab.training import Event, fit_keeping_best, resolve_device
+from seqlab.training import resolve_device
 
 log = logging.getLogger(__name__)
 # generated validation pairs (a tenth of --num-pairs, at most this) and held-out test pairs
@@ -59,18 +57,31 @@ VAL_PAIRS, TEST_PAIRS = 1000, 2000
 EVAL_DECODE = 500  # validation pairs decoded greedily at each evaluation (exact match)
 
 
-def claims(source: str, keys: dict[str, Any]) -> bool:
-    task = keys.get("task")
-    return task == "seq2seq" or (task is None and is_task_name(str(source)))
+@dataclass(frozen=True, kw_only=True)
+class Seq2SeqConfig:
+    """Encoder-decoder keys (``--task seq2seq``, or a built-in pair task as the data)."""
+
+    attention: str = opt("additive", "seq2seq decoder: none (the encoder's final state only), "
+                         "additive (Bahdanau), dot or general (Luong)",
+                         choices=("none", "additive", "dot", "general"))
+    attention_size: int = opt(0, "size of the additive scorer's hidden layer (0: hidden_size)",
+                              minimum=0)
+    bidirectional: bool = opt(False, "seq2seq: read the source both ways (H/2 units each way)")
+    shared_vocab: bool = opt(False, "seq2seq: one vocabulary for source and target")
+    beam: int = opt(1, "seq2seq: beam width used by evaluate and translate (1: greedy)",
+                    positive=True)
+    length_penalty: float = opt(1.0, "beam search ranks by log-probability / length^this "
+                                "(0: no length normalisation)", minimum=0.0)
+    length: str = opt("", "reverse and sort: symbols per source, N or MIN-MAX (default 5-20); "
+                      "addition: digits per operand (default 1-5)")
+    num_pairs: int = opt(20000, "built-in tasks: training pairs to generate", positive=True)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        parse_length(self.length, (1, 1))  # a malformed length fails before any work
 
 
 # data ----------------------------------------------------------------------------------------
-@dataclass
-class Vocabs:
-    source: PairVocab
-    target: PairVocab
-
-
 @dataclass
 class PairData:
     source: str
@@ -110,16 +121,14 @@ def train_pairs(source: str, s2s: Seq2SeqConfig, train: TrainConfig
     return pairs[:cut], pairs[cut:]
 
 
-def held_out_pairs(source: str, run: RunDir) -> list[Pair]:
-    """Pairs to evaluate on: a TSV file, or held-out pairs of the run's built-in task."""
+def held_out_pairs(source: str, configs: Configs, trained_on: str) -> list[Pair]:
+    """Pairs to evaluate on: a TSV file, or held-out pairs of a built-in task (none of whose
+    sources the run saw, when it is the run's own task)."""
     if not is_task_name(source):
         return read_pairs(source)
-    config = run.read_config()
-    s2s, train = seq2seq_config(config, run.path), run.train_config()
-    if source != config["data"]["source"]:
-        return generate_pairs(source, TEST_PAIRS, train.seed + 20_000, s2s.length)
-    return generate_pairs(source, TEST_PAIRS, train.seed + 20_000, s2s.length,
-                          seen_sources(source, s2s, train))
+    s2s, train = configs.own, configs.train
+    seen = seen_sources(source, s2s, train) if source == trained_on else None
+    return generate_pairs(source, TEST_PAIRS, train.seed + 20_000, s2s.length, seen)
 
 
 def seen_sources(task: str, s2s: Seq2SeqConfig, train: TrainConfig) -> set[str]:
@@ -190,8 +199,12 @@ class Seq2SeqTask:
                 "val_exact_match": scores["exact_match"],
                 "val_token_accuracy": scores["token_accuracy"]}
 
+    def probe(self, batch: int) -> None:
+        """No diagnostics probe: an encoder-decoder's gradient through time has two clocks."""
+        return None
 
-# train / resume / load -----------------------------------------------------------------------
+
+# the family ----------------------------------------------------------------------------------
 def model_shape(model: ModelConfig, s2s: Seq2SeqConfig, vocabs: Vocabs) -> Seq2SeqShape:
     if model.model not in CELLS:
         raise ValueError(f"seq2seq: --model must be one of {', '.join(CELLS)} (a recurrent "
@@ -207,51 +220,6 @@ def model_shape(model: ModelConfig, s2s: Seq2SeqConfig, vocabs: Vocabs) -> Seq2S
                         attention_size=s2s.attention_size, bidirectional=s2s.bidirectional)
 
 
-def train(source: str | Path, out: str | Path | None = None, on_event: Event | None = None,
-          stop: threading.Event | None = None, **keys: Any) -> TrainResult:
-    configs = split_keys({**keys, "task": "seq2seq"})
-    model_config, train_config, s2s = (configs[c] for c in (ModelConfig, TrainConfig,
-                                                             Seq2SeqConfig))
-    data = load_pair_data(str(source), s2s, train_config)
-    model_config = dataclasses.replace(model_config, vocab_size=data.vocabs.target.size)
-    torch.manual_seed(train_config.seed)
-    model = Seq2Seq(model_shape(model_config, s2s, data.vocabs))
-    run = RunDir.create(out) if out is not None else None
-    if run is not None:
-        data.vocabs.source.save(run.path / "source_vocab")
-        data.vocabs.target.save(run.path / "target_vocab")
-        run.write_config({"seqlab_version": __version__, "task": "seq2seq",
-                          "model": to_dict(model_config), "train": to_dict(train_config),
-                          "seq2seq": to_dict(s2s), "data": data.describe()})
-    return _fit(model, data, train_config, run, on_event, None, stop)
-
-
-def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
-           **overrides: Any) -> TrainResult:
-    run = RunDir(out)
-    config = run.read_config()
-    train_config = dataclasses.replace(run.train_config(), **overrides)
-    s2s = seq2seq_config(config, run.path)
-    vocabs = load_vocabs(run)
-    data = load_pair_data(config["data"]["source"], s2s, train_config, vocabs)
-    state = run.load_trainer_state()
-    model = Seq2Seq(model_shape(run.model_config(), s2s, vocabs))
-    run.load_weights(model, last=True)
-    if overrides:
-        run.write_config({**config, "train": to_dict(train_config)})
-    run.truncate_metrics(int(state["step"]))
-    return _fit(model, data, train_config, run, on_event, state, stop)
-
-
-def _fit(model: Seq2Seq, data: PairData, config: TrainConfig, run: RunDir | None,
-         on_event: Event | None, resume_state: dict | None,
-         stop: threading.Event | None) -> TrainResult:
-    device = resolve_device(config.device)
-    summary = fit_keeping_best(model, Seq2SeqTask(data, config, device), config, run, on_event,
-                               device, stop, resume_state)
-    return TrainResult(model, data.vocabs, summary, run)
-
-
 def load_vocabs(run: RunDir) -> Vocabs:
     if not run.path.is_dir():
         raise FileNotFoundError(f"{run.path}: no such run directory")
@@ -263,61 +231,122 @@ def load_vocabs(run: RunDir) -> Vocabs:
                          "target_vocab/)") from None
 
 
-def seq2seq_config(config: dict[str, Any], path: Path) -> Seq2SeqConfig:
-    """The run's encoder-decoder keys; a ValueError naming the run when they are unreadable."""
-    try:
-        return Seq2SeqConfig(**config["seq2seq"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: invalid seq2seq config ({err})") from err
-
-
-def load(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Model (best weights, eval mode), Vocabs(source, target) and config of a run."""
-    run = RunDir(run_dir)
-    config = run.read_config()
-    vocabs = load_vocabs(run)
-    s2s = seq2seq_config(config, run.path)
-    model = Seq2Seq(model_shape(run.model_config(), s2s, vocabs)).to(device)
-    run.load_weights(model)
-    model.eval()
-    return LoadedRun(model, vocabs, config, run)
-
-
-# translation and evaluation (the decoding and scoring are seqlab.seq2seq_eval's) -------------
-def translate(run_dir: str | Path, texts: list[str], beam: int | None = None,
-              length_penalty: float | None = None, device: str = "cpu") -> list[Translation]:
-    """Translate texts with a run's best weights; beam and penalty default to the run's own."""
-    loaded = load(run_dir, resolve_device(device))
-    s2s = seq2seq_config(loaded.config, loaded.run.path)
-    warn_long_inputs(texts, loaded.config["data"].get("max_source_chars", math.inf))
-    return translate_texts(loaded.model, loaded.vocab, texts, s2s.beam if beam is None else beam,
-                           s2s.length_penalty if length_penalty is None else length_penalty,
-                           max_target=max_target(loaded.config))
-
-
 def max_target(config: dict[str, Any]) -> int:
     return int(config["data"].get("max_target_chars", 0))
 
 
+class Seq2SeqFamily(Family):
+    name = "seq2seq"
+    help = "an encoder-decoder on source<TAB>target pairs or a built-in pair task"
+    config_class = Seq2SeqConfig
+    # the decoder's input is the target so far, whole: no windows, chunks or recorded probe
+    ignores = frozenset({"batching", "seq_len", "eval_batches", "record_every", "chrono_steps",
+                         "window", "bow_mode"})
+    evaluate_options = frozenset({"beam"})
+
+    def claims(self, source: str) -> bool:
+        return is_task_name(source)
+
+    def own_config_of(self, config: dict[str, Any], path: Path) -> Seq2SeqConfig:
+        """The run's encoder-decoder keys (runs before families kept ``task`` among them)."""
+        try:
+            return Seq2SeqConfig(**{k: v for k, v in config["seq2seq"].items() if k != "task"})
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"{path}: invalid seq2seq config ({err})") from err
+
+    def prepare(self, source: str, configs: Configs, assets: Vocabs | None = None) -> Prepared:
+        data = load_pair_data(source, configs.own, configs.train, assets)
+        return Prepared(source, data.vocabs, data, data.describe())
+
+    def complete(self, configs: Configs, assets: Vocabs) -> Configs:
+        model_shape(configs.model, configs.own, assets)  # a model it cannot build fails here
+        return dataclasses.replace(configs, model=dataclasses.replace(
+            configs.model, vocab_size=assets.target.size))
+
+    def build(self, configs: Configs, assets: Vocabs) -> Seq2Seq:
+        return Seq2Seq(model_shape(configs.model, configs.own, assets))
+
+    def task(self, prepared: Prepared, configs: Configs, device) -> Seq2SeqTask:
+        return Seq2SeqTask(prepared.data, configs.train, device)
+
+    def save_assets(self, run: RunDir, assets: Vocabs) -> None:
+        assets.source.save(run.path / "source_vocab")
+        assets.target.save(run.path / "target_vocab")
+
+    def load_assets(self, run: RunDir, configs: Configs, config: dict[str, Any]) -> Vocabs:
+        return load_vocabs(run)
+
+    def probe(self, loaded: LoadedRun, batch: int, device) -> None:
+        return None
+
+    def evaluate(self, loaded: LoadedRun, source: str, beam: int | None = None) -> Report:
+        """Exact match, token accuracy, BLEU and chrF on a TSV file or a built-in task (for the
+        run's own task: held-out pairs, none of whose sources was trained or validated on),
+        decoded greedily or with a beam of width ``beam`` (default: the run's own)."""
+        s2s = loaded.configs.own
+        beam = s2s.beam if beam is None else beam
+        check_beam(beam)  # before any decoding
+        pairs = held_out_pairs(source, loaded.configs, self.source_of(loaded.config))
+        sources = [s for s, _ in pairs]
+        warn_long_inputs(sources, loaded.config["data"].get("max_source_chars", math.inf))
+        outputs = translate_texts(loaded.model, loaded.vocab, sources, beam, s2s.length_penalty,
+                                  max_target=max_target(loaded.config))
+        result = {"run": str(loaded.run.path), "data": source, "pairs": len(pairs),
+                  "decoding": "greedy" if beam == 1 else "beam search", "beam": beam,
+                  "length_penalty": None if beam == 1 else s2s.length_penalty,
+                  **score_outputs([o.text for o in outputs], [t for _, t in pairs],
+                                  loaded.vocab.target)}
+        return Report(result, summarize(result))
+
+    def translator(self, loaded: LoadedRun) -> Translator:
+        return Translator(loaded)
+
+    def info_lines(self, info: dict[str, Any]) -> list[str]:
+        return info_lines(info)
+
+    def eval_note(self, record: dict[str, Any]) -> str:
+        return f"val_bpc {record['val_bpc']:.3f}"
+
+    def loss_unit(self, loss: float, assets: Vocabs) -> str:
+        return f"nats/token ({loss / math.log(2):.3f} bits)"
+
+    def headline(self, record: dict[str, Any]) -> Headline:
+        return Headline(accuracy=record.get("val_exact_match"), bpc=record.get("val_bpc"))
+
+
+@dataclass
+class Translator:
+    """What ``seqlab translate`` decodes with: a loaded seq2seq run."""
+
+    loaded: LoadedRun
+
+    def __call__(self, texts: list[str], beam: int | None = None,
+                 length_penalty: float | None = None) -> list[Translation]:
+        """Translate with the run's best weights; beam and penalty default to the run's own."""
+        s2s, loaded = self.loaded.configs.own, self.loaded
+        warn_long_inputs(texts, loaded.config["data"].get("max_source_chars", math.inf))
+        return translate_texts(loaded.model, loaded.vocab, texts,
+                               s2s.beam if beam is None else beam,
+                               s2s.length_penalty if length_penalty is None else length_penalty,
+                               max_target=max_target(loaded.config))
+
+
+# for Python callers ----------------------------------------------------------------------------
+def load(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Model (best weights, eval mode), Vocabs(source, target) and config of a run."""
+    return SEQ2SEQ.load(run_dir, device)
+
+
+def translate(run_dir: str | Path, texts: list[str], beam: int | None = None,
+              length_penalty: float | None = None, device: str = "cpu") -> list[Translation]:
+    """Translate texts with a run's best weights; beam and penalty default to the run's own."""
+    return Translator(load(run_dir, resolve_device(device)))(texts, beam, length_penalty)
+
+
 def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
-             beam: int | None = None) -> dict[str, Any]:
-    """Exact match, token accuracy, BLEU and chrF of a run on a TSV file or a built-in task
-    (for the run's own task: held-out pairs, none of whose sources was trained or validated on),
-    decoded greedily or with a beam of width ``beam`` (default: the run's own)."""
-    loaded = load(run_dir, resolve_device(device))
-    pairs = held_out_pairs(str(source), loaded.run)
-    s2s = seq2seq_config(loaded.config, loaded.run.path)
-    beam = s2s.beam if beam is None else beam
-    check_beam(beam)  # before any decoding
-    sources = [s for s, _ in pairs]
-    warn_long_inputs(sources, loaded.config["data"].get("max_source_chars", math.inf))
-    outputs = translate_texts(loaded.model, loaded.vocab, sources, beam, s2s.length_penalty,
-                              max_target=max_target(loaded.config))
-    references = [t for _, t in pairs]
-    return {"run": str(run_dir), "data": str(source), "pairs": len(pairs),
-            "decoding": "greedy" if beam == 1 else "beam search", "beam": beam,
-            "length_penalty": None if beam == 1 else s2s.length_penalty,
-            **score_outputs([o.text for o in outputs], references, loaded.vocab.target)}
+             beam: int | None = None) -> Report:
+    """:meth:`Seq2SeqFamily.evaluate` of a run directory."""
+    return SEQ2SEQ.evaluate(load(run_dir, resolve_device(device)), str(source), beam=beam)
 
 
 def exact_match_by_length(run_dir: str | Path, lengths: list[int], per_length: int,
@@ -329,7 +358,7 @@ def exact_match_by_length(run_dir: str | Path, lengths: list[int], per_length: i
     task = config["data"]["source"]
     if task not in ("reverse", "sort"):
         raise ValueError(f"accuracy by length needs a reverse or sort run, not {task!r}")
-    seen = seen_sources(task, seq2seq_config(config, loaded.run.path), loaded.run.train_config())
+    seen = seen_sources(task, loaded.configs.own, loaded.configs.train)
     curve = {}
     for length in lengths:
         pairs = generate_pairs(task, per_length, seed + length, str(length), seen)
@@ -355,4 +384,7 @@ def info_lines(info: dict[str, Any]) -> list[str]:
     """The lines ``seqlab info`` prints after the parameter count: data, steps, best loss."""
     data = info["config"]["data"]
     return [f"data         {data['source']}  ({data['tokenizer']}, {data['train_pairs']:,} "
-            f"train / {data['val_pairs']:,} validation pairs)", *progress_lines(info)]
+            f"train / {data['val_pairs']:,} validation pairs)", *token_lines(info)]
+
+
+SEQ2SEQ = Seq2SeqFamily()

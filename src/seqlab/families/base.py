@@ -1,0 +1,264 @@
+"""The family contract: what a kind of problem (a task family) gives the one runner.
+
+A family is one object registered under the ``task`` name its runs write in config.json
+(:mod:`seqlab.families.registry`). The runner (:mod:`seqlab.families.runner`) trains, resumes,
+loads and evaluates every family the same way and asks the family only for what differs:
+
+    keys       ``config_class`` (its own keys, a frozen dataclass; config.json keeps them under
+               the family's name) and ``ignores`` (the shared model and training keys that mean
+               nothing to it: giving one is an error naming the family)
+    claims     ``claims(source)``: does a source name this family without ``--task``?
+    prepare    ``prepare(source, configs, assets)`` -> :class:`Prepared`: read and check the
+               data (every check before a byte is written); ``assets`` (a vocabulary, ...) are
+               given when resuming, else built from the data
+    complete   ``complete(configs, assets)``: fill what the data decides (vocab_size)
+    build      ``build(configs, assets)`` -> the model, initialised from torch's global RNG
+               (the runner seeds it)
+    task       ``task(prepared, configs, device)`` -> what the trainer drives
+               (:class:`seqlab.training.Task`), with ``probe(batch)`` for diagnostics
+    save/load  ``save_assets(run, assets)`` / ``load_assets(run, configs)``: what the run
+               directory needs beyond weights
+    evaluate   ``evaluate(loaded, source, **options)`` -> :class:`Report` (``options``: the
+               names in ``evaluate_options``)
+    print      ``info_lines(info)``, ``eval_note(record)``, ``loss_unit(loss, assets)``,
+               ``headline(record)``: how its numbers read
+    resume     ``resumable``: the keys a resumed run may change
+
+Library code raises; the command line turns a ValueError into ``seqlab: error: ...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import nn
+
+from seqlab.checkpoint import RunDir
+from seqlab.config import (
+    ModelConfig,
+    TrainConfig,
+    build,
+    check_types,
+    coerce,
+    fields_of,
+    to_dict,
+)
+from seqlab.diagnostics import Probe
+from seqlab.version import __version__
+
+# the training keys a resumed run may change: where and how long it runs, how often it reports
+RESUMABLE = frozenset({"max_steps", "time_budget", "device", "patience", "eval_every",
+                       "log_every", "max_bad_steps"})
+SHARED = (ModelConfig, TrainConfig)
+
+
+@dataclass(frozen=True)
+class Configs:
+    """A run's typed keys: the shared model and training keys and the family's own."""
+
+    model: ModelConfig
+    train: TrainConfig
+    own: Any = None  # the family's config_class instance, or None
+
+    def flat(self) -> dict[str, Any]:
+        """Every user key with its value (vocab_size, decided by the data, left out)."""
+        parts = [self.model, self.train] + ([self.own] if self.own is not None else [])
+        return {f.name: getattr(part, f.name) for part in parts for f in fields_of(type(part))}
+
+
+@dataclass
+class Prepared:
+    """A source read and checked: what to train on, and the assets a run directory keeps."""
+
+    source: str
+    assets: Any  # vocabulary (or vocabularies), task generator, ...: saved beside the weights
+    data: Any  # what the family's task reads
+    description: dict[str, Any]  # config.json's "data" section
+
+
+class Report(dict):
+    """Numbers as a JSON-ready dict that also know the line they print as (``str(report)``)."""
+
+    def __init__(self, values: Mapping[str, Any], line: str) -> None:
+        super().__init__(values)
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.line
+
+
+@dataclass
+class Headline:
+    """The figures of one evaluation record that tables put side by side."""
+
+    baseline: float | None = None
+    accuracy: float | None = None
+    bpc: float | None = None
+
+
+@dataclass
+class LoadedRun:
+    """A run's model (eval mode), its assets, its config.json and its family."""
+
+    model: nn.Module
+    vocab: Any  # the family's assets: a Vocab, a pair of vocabularies, a synthetic task
+    config: dict[str, Any]
+    run: RunDir
+    family: Family | None = None
+    configs: Configs | None = field(default=None, repr=False)
+
+
+class Family:
+    """Base of every family: the shared behaviour; a family overrides what differs.
+
+    Subclasses set ``name``, ``help`` and (optionally) ``config_class`` and ``ignores``, and
+    implement ``claims``, ``prepare``, ``build``, ``task``, ``evaluate`` and the assets' I/O.
+    """
+
+    name: ClassVar[str]
+    help: ClassVar[str]  # one line: what it trains, on what
+    config_class: ClassVar[type | None] = None
+    ignores: ClassVar[frozenset[str]] = frozenset()
+    resumable: ClassVar[frozenset[str]] = RESUMABLE
+    evaluate_options: ClassVar[frozenset[str]] = frozenset()
+    fallback: ClassVar[bool] = False  # claims whatever no other family claims
+
+    # keys ----------------------------------------------------------------------------------
+    def config_classes(self) -> tuple[type, ...]:
+        return SHARED + ((self.config_class,) if self.config_class else ())
+
+    def key_names(self) -> set[str]:
+        names = {f.name for cls in self.config_classes() for f in fields_of(cls)}
+        return names - self.ignores
+
+    def configs(self, keys: Mapping[str, Any]) -> Configs:
+        """Typed configs from flat keys; a key of another family is an error naming this one."""
+        keys = dict(keys)
+        check_types(keys, self.config_classes())
+        own = build(self.config_class, keys) if self.config_class else None
+        return Configs(build(ModelConfig, keys), build(TrainConfig, keys), own)
+
+    def configs_of(self, config: dict[str, Any], path: Path) -> Configs:
+        """The typed configs of a run's config.json."""
+        parts = []
+        for name, cls in (("model", ModelConfig), ("training", TrainConfig)):
+            try:
+                parts.append(cls(**config[name if name == "model" else "train"]))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{path}: invalid {name} config ({err})") from err
+        return Configs(*parts, self.own_config_of(config, path))
+
+    def own_config_of(self, config: dict[str, Any], path: Path) -> Any:
+        if self.config_class is None:
+            return None
+        try:
+            return self.config_class(**config[self.name])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: invalid {self.name} config ({err})") from err
+
+    def run_config(self, configs: Configs, prepared: Prepared) -> dict[str, Any]:
+        """config.json's content (the run directory adds its format number)."""
+        config = {"seqlab_version": __version__, "task": self.name,
+                  "model": to_dict(configs.model), "train": to_dict(configs.train)}
+        if configs.own is not None:
+            config[self.name] = to_dict(configs.own)
+        return {**config, "data": prepared.description}
+
+    # data and model ------------------------------------------------------------------------
+    def claims(self, source: str) -> bool:
+        raise NotImplementedError
+
+    def prepare(self, source: str, configs: Configs, assets: Any = None) -> Prepared:
+        raise NotImplementedError
+
+    def complete(self, configs: Configs, assets: Any) -> Configs:
+        """The configs with what the data decides filled in (default: unchanged)."""
+        return configs
+
+    def build(self, configs: Configs, assets: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def task(self, prepared: Prepared, configs: Configs, device):
+        raise NotImplementedError
+
+    def save_assets(self, run: RunDir, assets: Any) -> None:
+        """Write what the run needs beside its weights (default: nothing)."""
+
+    def load_assets(self, run: RunDir, configs: Configs, config: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def source_of(self, config: dict[str, Any]) -> str:
+        return str(config["data"]["source"])
+
+    # using a run ---------------------------------------------------------------------------
+    def load(self, path: str | Path, device: Any = "cpu", last: bool = False) -> LoadedRun:
+        """Model (best weights, or ``last/``'s; eval mode), assets and config of a run."""
+        run = RunDir(path)
+        config = run.read_config()
+        if (task := config.get("task", "lm")) != self.name:
+            raise ValueError(f"{path} is a {task!r} run, not a {self.name!r} run")
+        configs = self.configs_of(config, run.path)
+        assets = self.load_assets(run, configs, config)
+        model = self.build(configs, assets).to(device)
+        run.load_weights(model, last=last)
+        model.eval()
+        return LoadedRun(model, assets, config, run, self, configs)
+
+    def evaluate(self, loaded: LoadedRun, source: str, **options) -> Report:
+        raise NotImplementedError
+
+    def probe(self, loaded: LoadedRun, batch: int, device) -> Probe | None:
+        """A batch of validation data to diagnose the model on, or None if none is offered."""
+        prepared = self.prepare(self.source_of(loaded.config), loaded.configs, loaded.vocab)
+        return self.task(prepared, loaded.configs, device).probe(batch)
+
+    def generator(self, loaded: LoadedRun):
+        """What samples from this run (``seqlab generate``)."""
+        raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not a language model; "
+                         "generate samples text from language models")
+
+    def translator(self, loaded: LoadedRun):
+        """What decodes new inputs with this run (``seqlab translate``)."""
+        raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not an encoder-decoder; "
+                         "translate decodes with seq2seq runs")
+
+    # how its numbers read ------------------------------------------------------------------
+    def info_lines(self, info: dict[str, Any]) -> list[str]:
+        return [f"steps        {info['steps']}", *best_line(info)]
+
+    def eval_note(self, record: dict[str, Any]) -> str:
+        """The second figure of a progress line after an evaluation."""
+        return ""
+
+    def loss_unit(self, loss: float, assets: Any) -> str:
+        """The unit of the validation loss, as the end-of-training line says it."""
+        return ""
+
+    def headline(self, record: dict[str, Any]) -> Headline:
+        return Headline()
+
+
+def best_line(info: dict[str, Any]) -> list[str]:
+    best = info["best_val_loss"]
+    return [] if best is None else [f"best val     {best:.4f}"]
+
+
+def token_lines(info: dict[str, Any]) -> list[str]:
+    """``seqlab info``'s steps and best validation loss of a run scored in nats per token."""
+    lines = [f"steps        {info['steps']}"]
+    if (best := info["best_val_loss"]) is not None:
+        bits = best / math.log(2) / info["config"]["data"]["chars_per_token"]
+        lines.append(f"best val     {best:.4f} nats/token, {bits:.4f} bits/char")
+    return lines
+
+
+def replace_keys(configs: Configs, keys: Mapping[str, Any]) -> Configs:
+    """``configs`` with ``keys`` (checked, typed) put in."""
+    parts = [None if part is None else dataclasses.replace(part, **coerce(type(part), keys))
+             for part in (configs.model, configs.train, configs.own)]
+    return Configs(*parts)

@@ -1,0 +1,83 @@
+"""The registry of task families: the ``task`` name in config.json -> its family.
+
+A new family is one module (a :class:`~seqlab.families.base.Family` subclass) and one call to
+:func:`register`; the command line's ``--task`` choices, its flags and the key checks all read
+the registry. :func:`registered` registers for the length of a ``with`` block (tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from seqlab.config import fields_of
+from seqlab.families.base import Family
+from seqlab.families.seq2seq import SEQ2SEQ
+from seqlab.families.synthetic import SYNTHETIC
+from seqlab.families.text import TEXT
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    if family.name in FAMILIES:
+        raise ValueError(f"a task family named {family.name!r} is already registered")
+    FAMILIES[family.name] = family
+    return family
+
+
+@contextlib.contextmanager
+def registered(family: Family) -> Iterator[Family]:
+    register(family)
+    try:
+        yield family
+    finally:
+        FAMILIES.pop(family.name, None)
+
+
+for _family in (TEXT, SYNTHETIC, SEQ2SEQ):
+    register(_family)
+
+
+def get(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; choose from {', '.join(FAMILIES)}") from None
+
+
+def of_config(config: Mapping[str, Any]) -> Family:
+    """The family of a run's config.json (runs from before families wrote "task" are "lm")."""
+    return get(config.get("task", "lm"))
+
+
+def choose(source: str, task: str | None = None) -> Family:
+    """``task`` by name, else the first family that claims ``source``, else the fallback."""
+    if task is not None:
+        return get(task)
+    for family in FAMILIES.values():
+        if not family.fallback and family.claims(source):
+            return family
+    return next(f for f in FAMILIES.values() if f.fallback)
+
+
+def check_keys(family: Family, keys: Mapping[str, Any]) -> None:
+    """Unknown keys, and keys of other families, are errors; the message names the family."""
+    known = {f.name for fam in FAMILIES.values() for cls in fam.config_classes()
+             for f in fields_of(cls)}
+    if unknown := sorted(set(keys) - known):
+        raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+    if foreign := sorted(set(keys) - family.key_names()):
+        raise ValueError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not "
+                         f"apply to the {family.name} task ({family.help})")
+
+
+def all_fields() -> list:
+    """Every user key once, with the field that first declares it (for the command line)."""
+    seen: dict[str, Any] = {}
+    for family in FAMILIES.values():
+        for cls in family.config_classes():
+            for f in fields_of(cls):
+                seen.setdefault(f.name, f)
+    return list(seen.values())

@@ -1,0 +1,217 @@
+"""The one runner: train, resume, load, evaluate and describe a run of any family.
+
+Written once; what differs between families is asked of the family
+(:class:`~seqlab.families.base.Family`). Data flows one way: source -> ``family.prepare`` ->
+the task's batches -> model -> loss -> :class:`~seqlab.training.Trainer` -> run directory;
+every later command reads the run directory and asks the family named in its config.json.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqlab import recording
+from seqlab.checkpoint import RunDir
+from seqlab.families import registry
+from seqlab.families.base import Configs, Family, LoadedRun, Prepared, Report, replace_keys
+from seqlab.models import count_parameters
+from seqlab.training import Event, Summary, fit_keeping_best, resolve_device
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # best weights, eval mode
+    vocab: Any  # the family's assets (a vocabulary, a synthetic task, ...)
+    summary: Summary
+    run: RunDir | None
+    family: Family | None = None
+
+    def best_loss(self) -> str:
+        """The best validation loss with its unit, as the family words it."""
+        loss = self.summary.best_val_loss
+        unit = self.family.loss_unit(loss, self.vocab) if self.family else ""
+        return f"{loss:.4f}" + (f" {unit}" if unit else "")
+
+
+def family_for(source: str | Path, keys: dict[str, Any]) -> Family:
+    """The family a training of ``source`` with these keys belongs to."""
+    return registry.choose(str(source), keys.get("task"))
+
+
+def family_of(run_dir: str | Path) -> Family:
+    return registry.of_config(RunDir(run_dir).read_config())
+
+
+def typed_configs(family: Family, keys: dict[str, Any]) -> Configs:
+    keys = {k: v for k, v in keys.items() if k != "task"}
+    registry.check_keys(family, keys)
+    return family.configs(keys)
+
+
+def initial_model(family: Family, configs: Configs, assets: Any) -> nn.Module:
+    """The model as training starts it: built from the run's seed."""
+    torch.manual_seed(configs.train.seed)
+    return family.build(configs, assets)
+
+
+# train and resume ------------------------------------------------------------------------
+def train(source: str | Path, out: str | Path | None = None, on_event: Event | None = None,
+          stop: threading.Event | None = None, **keys: Any) -> TrainResult:
+    """Train on ``source``; ``keys`` are the config keys of the command line's flags.
+
+    With ``out`` the run directory is written there (it must not exist or be empty);
+    without, nothing touches the disk. Setting ``stop`` ends training after the current step,
+    with ``last/`` saved (the command line sets it on Ctrl-C).
+    """
+    family = family_for(source, keys)
+    configs = typed_configs(family, keys)
+    prepared = family.prepare(str(source), configs)
+    configs = family.complete(configs, prepared.assets)
+    model = initial_model(family, configs, prepared.assets)
+    device = resolve_device(configs.train.device)
+    task = family.task(prepared, configs, device)  # every check before anything is written
+    run = RunDir.create(out) if out is not None else None
+    if run is not None:
+        family.save_assets(run, prepared.assets)
+        run.write_config(family.run_config(configs, prepared))
+    return fit(family, model, task, configs, prepared, run, on_event, None, stop)
+
+
+def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
+           source: str | Path | None = None, **keys: Any) -> TrainResult:
+    """Continue a stopped run from its ``last/`` checkpoint.
+
+    ``keys`` may repeat the run's own values (the original command plus ``--resume``); only
+    the family's ``resumable`` keys (``max_steps``, ``time_budget``, ``device``, ...) may
+    differ. ``source``, when given, must be the run's own.
+    """
+    run = RunDir(out)
+    config = run.read_config()
+    family = registry.of_config(config)
+    if "task" in keys and keys["task"] != family.name:
+        raise ValueError(f"{out} is a {family.name!r} run, not {keys['task']!r}")
+    saved = family.source_of(config)
+    if source is not None and str(source) != saved:
+        raise ValueError(f"{out} was trained on {saved!r}, not {str(source)!r}")
+    configs = family.configs_of(config, run.path)
+    new_configs = changed(family, configs, {k: v for k, v in keys.items() if k != "task"})
+    assets = family.load_assets(run, new_configs, config)
+    prepared = family.prepare(saved, new_configs, assets)
+    task = family.task(prepared, new_configs, resolve_device(new_configs.train.device))
+    state = run.load_trainer_state()
+    model = family.build(new_configs, assets)
+    run.load_weights(model, last=True)
+    if new_configs != configs:
+        fresh = family.run_config(new_configs, prepared)
+        run.write_config({**config, **{k: fresh[k] for k in ("model", "train", family.name)
+                                       if k in fresh}})
+    step = int(state["step"])
+    run.truncate_metrics(step)
+    recording.truncate_gradients(run, step)
+    return fit(family, model, task, new_configs, prepared, run, on_event, state, stop)
+
+
+def resume_configs(out: str | Path, keys: dict[str, Any]) -> Configs:
+    """The configs a resumed run would continue with; raises as :func:`resume` does."""
+    run = RunDir(out)
+    config = run.read_config()
+    family = registry.of_config(config)
+    return changed(family, family.configs_of(config, run.path), keys)
+
+
+def changed(family: Family, configs: Configs, keys: dict[str, Any]) -> Configs:
+    """``configs`` with ``keys`` put in; a key whose value differs and may not change is an
+    error naming it with its old and new value."""
+    registry.check_keys(family, keys)
+    family.configs(keys)  # types and ranges, as for a new run
+    new = replace_keys(configs, keys)
+    old_flat, new_flat = configs.flat(), new.flat()
+    differ = [k for k in keys if old_flat[k] != new_flat[k]]
+    if refused := sorted(k for k in differ if k not in family.resumable):
+        changes = "; ".join(f"{k + ' ' if len(refused) > 1 else ''}{old_flat[k]!r} -> "
+                            f"{new_flat[k]!r}" for k in refused)
+        raise ValueError(f"a resumed run keeps its config; cannot change: {', '.join(refused)} "
+                         f"({changes}); a resumed run may change only "
+                         f"{', '.join(sorted(family.resumable))}")
+    return new
+
+
+def fit(family: Family, model: nn.Module, task, configs: Configs, prepared: Prepared,
+        run: RunDir | None, on_event: Event | None, resume_state: dict | None,
+        stop: threading.Event | None) -> TrainResult:
+    device = resolve_device(configs.train.device)
+    record = None
+    if configs.train.record_every and run is not None:
+        probe = task.probe(recording.PROBE)
+        if probe is not None:
+            record = recording.recorder(model.to(device), probe, configs.train.record_every,
+                                        run)
+    summary = fit_keeping_best(model, task, configs.train, run, on_event, device, stop,
+                               resume_state, before_step=record)
+    return TrainResult(model, prepared.assets, summary, run, family)
+
+
+# using a run -----------------------------------------------------------------------------
+def load_run(path: str | Path, device: str | torch.device = "cpu", last: bool = False
+             ) -> LoadedRun:
+    """Model (best weights, or ``last/``'s; eval mode), assets and config of a run."""
+    return family_of(path).load(path, device, last)
+
+
+def untrained(path: str | Path) -> nn.Module:
+    """A run's model as its config builds it, before training (from the run's seed); a run
+    that diverged before its first evaluation has no weights, but has this."""
+    run = RunDir(path)
+    config = run.read_config()
+    family = registry.of_config(config)
+    configs = family.configs_of(config, run.path)
+    return initial_model(family, configs, family.load_assets(run, configs, config)).eval()
+
+
+def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
+             **options: Any) -> Report:
+    """The family's metrics of a run on ``source``; ``options`` (``beam`` for seq2seq) are
+    the family's own, None meaning the run's default."""
+    family = family_of(run_dir)
+    options = {k: v for k, v in options.items() if v is not None}
+    for name in sorted(set(options) - family.evaluate_options):
+        offering = [f.name for f in registry.FAMILIES.values() if name in f.evaluate_options]
+        raise ValueError(f"--{name.replace('_', '-')} applies to {' and '.join(offering)} runs "
+                         f"only; {run_dir} is a {family.name!r} run")
+    loaded = load_run(run_dir, resolve_device(device))
+    return family.evaluate(loaded, str(source), **options)
+
+
+def info(run_dir: str | Path) -> Report:
+    """Config, parameter count and training progress of a run, with the lines they print as."""
+    loaded = load_run(run_dir)
+    metrics = loaded.run.read_metrics()
+    evals = [m for m in metrics if "val_loss" in m]
+    logs = [m for m in metrics if "loss" in m]
+    values = {"run": str(run_dir), "parameters": count_parameters(loaded.model),
+              "config": loaded.config, "steps": max((m["step"] for m in metrics), default=0),
+              "best_val_loss": min((m["val_loss"] for m in evals), default=None),
+              "last_log": logs[-1] if logs else None, "evaluations": len(evals)}
+    model = loaded.configs.model
+    tokens = (f"  embedding {model.embedding_size}  vocab {model.vocab_size}"
+              if model.vocab_size else "")  # real-valued inputs have neither
+    lines = [f"run          {run_dir}",
+             f"model        {model.model}  layers {model.num_layers}  hidden "
+             f"{model.hidden_size}{tokens}",
+             f"parameters   {values['parameters']:,}", *loaded.family.info_lines(values)]
+    return Report(values, "\n".join(lines))
+
+
+def probe(loaded: LoadedRun, batch: int, device):
+    """The family's diagnostics probe of a loaded run; a ValueError when it offers none."""
+    found = loaded.family.probe(loaded, batch, device)
+    if found is None:
+        raise ValueError(f"diagnose needs a run whose task offers a probe of its recurrent "
+                         f"state; {loaded.run.path} is a {loaded.family.name!r} run")
+    return found
