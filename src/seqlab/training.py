@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,23 @@ from seqlab.recurrent import State
 
 log = logging.getLogger(__name__)
 Event = Callable[[str, dict[str, Any]], None]
+
+
+class Task(Protocol):
+    """What the trainer trains on; it knows nothing else of the data or the model."""
+
+    def train_batch(self, step: int) -> Any:
+        """The batch of a step: a pure function of the step, so a resumed run repeats it."""
+
+    def loss(self, model: nn.Module, batch: Any, state: Any) -> tuple[Tensor, Any, int]:
+        """(mean loss of the batch, state to carry into the next batch (detached) or None,
+        items scored)."""
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation figures; ``val_loss`` (lower is better) decides the best weights."""
+
+    def probe(self, batch: int) -> Any:
+        """A fixed batch of validation data for diagnostics (a Probe), or None."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -86,7 +103,7 @@ class Summary:
     elapsed_s: float
 
 
-def fit_keeping_best(model: nn.Module, task, config: TrainConfig, run: RunDir | None,
+def fit_keeping_best(model: nn.Module, task: Task, config: TrainConfig, run: RunDir | None,
                      on_event: Event | None, device: torch.device | str,
                      stop: threading.Event | None = None, resume_state: dict | None = None,
                      before_step: Callable[[int], None] | None = None) -> Summary:
@@ -107,7 +124,7 @@ def fit_keeping_best(model: nn.Module, task, config: TrainConfig, run: RunDir | 
 class Trainer:
     """Train ``model`` on ``task``, writing to ``run`` (or nowhere when run is None)."""
 
-    def __init__(self, model: nn.Module, task, config: TrainConfig, run: RunDir | None = None,
+    def __init__(self, model: nn.Module, task: Task, config: TrainConfig, run: RunDir | None = None,
                  on_event: Event | None = None, device: torch.device | str = "cpu",
                  stop: threading.Event | None = None) -> None:
         self.model, self.task, self.config, self.run = model, task, config, run

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from seqlab.config import (
     to_dict,
 )
 from seqlab.diagnostics import Probe
+from seqlab.training import Task
 from seqlab.version import __version__
 
 # the training keys a resumed run may change: where and how long it runs, how often it reports
@@ -113,7 +115,7 @@ class LoadedRun:
     configs: Configs | None = field(default=None, repr=False)
 
 
-class Family:
+class Family(ABC):
     """Base of every family: the shared behaviour; a family overrides what differs.
 
     Subclasses set ``name``, ``help`` and (optionally) ``config_class`` and ``ignores``, and
@@ -170,27 +172,33 @@ class Family:
         return {**config, "data": prepared.description}
 
     # data and model ------------------------------------------------------------------------
+    @abstractmethod
     def claims(self, source: str) -> bool:
-        raise NotImplementedError
+        """Whether ``source`` names this family when no ``task`` key is given."""
 
+    @abstractmethod
     def prepare(self, source: str, configs: Configs, assets: Any = None) -> Prepared:
-        raise NotImplementedError
+        """Read and check ``source``: every check on the data happens here, before a byte is
+        written. ``assets`` (from :meth:`load_assets`) are reused when given (resume)."""
 
     def complete(self, configs: Configs, assets: Any) -> Configs:
         """The configs with what the data decides filled in (default: unchanged)."""
         return configs
 
+    @abstractmethod
     def build(self, configs: Configs, assets: Any) -> nn.Module:
-        raise NotImplementedError
+        """The model, initialised from torch's global generator (the runner seeds it)."""
 
-    def task(self, prepared: Prepared, configs: Configs, device):
-        raise NotImplementedError
+    @abstractmethod
+    def task(self, prepared: Prepared, configs: Configs, device) -> Task:
+        """What the trainer drives: batches by step, the loss, evaluation, a probe."""
 
-    def save_assets(self, run: RunDir, assets: Any) -> None:
+    def save_assets(self, run: RunDir, assets: Any) -> None:  # noqa: B027 - optional hook
         """Write what the run needs beside its weights (default: nothing)."""
 
+    @abstractmethod
     def load_assets(self, run: RunDir, configs: Configs, config: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        """What :meth:`save_assets` wrote (or what the config alone rebuilds), checked."""
 
     def source_of(self, config: dict[str, Any]) -> str:
         return str(config["data"]["source"])
@@ -209,8 +217,10 @@ class Family:
         model.eval()
         return LoadedRun(model, assets, config, run, self, configs)
 
+    @abstractmethod
     def evaluate(self, loaded: LoadedRun, source: str, **options) -> Report:
-        raise NotImplementedError
+        """The family's metrics of a loaded run on ``source``; ``options`` are the names in
+        ``evaluate_options``."""
 
     def probe(self, loaded: LoadedRun, batch: int, device) -> Probe | None:
         """A batch of validation data to diagnose the model on, or None if none is offered."""

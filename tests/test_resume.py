@@ -1,0 +1,114 @@
+"""Resume as people use it: the up arrow, the original command, ``--resume`` added.
+
+After Ctrl-C, a crash or ``kill -9`` a user repeats the command that started the run and adds
+``--resume``. Repeating the run's own values continues it; only a key whose value really
+differs, and may not change, is an error naming the key with its old and new value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from seqlab.cli import build_parser, main
+
+# the command a user typed; --decay-steps fixes the learning-rate schedule, so that a resumed
+# run may stop at another --max-steps and still follow the same schedule
+ORIGINAL = ["--model", "lstm", "--hidden-size", "16", "--embedding-size", "8", "--num-layers",
+            "2", "--dropout", "0.1", "--seq-len", "8", "--batch-size", "4", "--batching",
+            "streams", "--eval-every", "5", "--log-every", "1", "--decay-steps", "30",
+            "--warmup-steps", "2", "--seed", "0", "--device", "cpu"]
+
+
+def untimed(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("elapsed_s", "tokens_per_s")}
+            for r in records]
+
+
+def metrics(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+@pytest.fixture
+def data(text_file) -> Path:
+    return text_file
+
+
+def train(*argv) -> int:
+    return main(["train", *[str(a) for a in argv]])
+
+
+def test_the_original_command_plus_resume_continues(data, tmp_path, single_thread, capsys):
+    run = tmp_path / "run"
+    assert train(data, *ORIGINAL, "--max-steps", "10", "--out", run) == 0
+    assert train(data, *ORIGINAL, "--max-steps", "20", "--out", run, "--resume") == 0
+    assert "cannot change" not in capsys.readouterr().err
+    whole = tmp_path / "whole"
+    assert train(data, *ORIGINAL, "--max-steps", "20", "--out", whole) == 0
+    assert untimed(metrics(run)) == untimed(metrics(whole))
+
+
+def test_resume_without_data_continues(data, tmp_path, single_thread):
+    run = tmp_path / "run"
+    assert train(data, *ORIGINAL, "--max-steps", "10", "--out", run) == 0
+    assert main(["train", "--resume", "--out", str(run), "--max-steps", "15"]) == 0
+    assert max(r["step"] for r in metrics(run)) == 15
+
+
+def test_a_changed_key_is_named_with_old_and_new_value(data, tmp_path, single_thread, capsys):
+    run = tmp_path / "run"
+    assert train(data, *ORIGINAL, "--max-steps", "10", "--out", run) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    changed = [a if a != "16" else "32" for a in ORIGINAL]  # --hidden-size 32
+    assert train(data, *changed, "--max-steps", "12", "--out", run, "--resume") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "seqlab: error: a resumed run keeps its config; cannot change: hidden_size (16 -> 32)")
+    assert "--max-steps" in " ".join(err) or "max_steps" in err[0]  # says what may change
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_help_says_which_keys_a_resumed_run_may_change(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, even in a flag
+    assert "onlythesekeysmaychange:--device,--eval-every,--log-every,--max-bad-steps," \
+           "--max-steps,--patience,--time-budget" in text
+
+
+def test_resume_after_kill_9_gives_the_losses_of_a_run_never_stopped(data, tmp_path,
+                                                                      single_thread):
+    """A real process, killed with SIGKILL while it trains; then the same command + --resume."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    command = [sys.executable, "-m", "seqlab", "train", str(data), *ORIGINAL, "--out", str(run)]
+    proc = subprocess.Popen([*command, "--max-steps", "100000"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last" / "trainer_state.pt").exists():  # its first checkpoint
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)  # further into training, perhaps past a second checkpoint
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    stopped = max(r["step"] for r in metrics(run))
+    assert stopped < 100000
+    resumed = subprocess.run([*command, "--max-steps", str(stopped + 12), "--resume"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = tmp_path / "whole"
+    assert train(data, *ORIGINAL, "--max-steps", str(stopped + 12), "--out", whole) == 0
+    assert untimed(metrics(run)) == untimed(metrics(whole))
