@@ -5,17 +5,23 @@ ops: every gate has its own weight block, sliced by name from the packed torch.n
 its own matrix product; padding is handled one sequence at a time. Nothing here imports seqlab
 or uses a torch.nn recurrent module, so a shared mistake cannot hide.
 
+:data:`REFERENCES` holds one naive step per cell name, the oracle of the shared suites; a test
+that registers a cell of its own registers its reference here beside it
+(``cell_suite.registered``).
+
 Shapes: B batch, T time, I input, H hidden, L layers.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 LSTM_GATES = ("i", "f", "g", "o")  # packed order of torch.nn.LSTM
 GRU_GATES = ("r", "z", "n")  # packed order of torch.nn.GRU
-NONLINEARITY = {"rnn": "tanh", "irnn": "relu"}
 
 
 def _affine(v: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
@@ -74,52 +80,73 @@ def ref_gru_step(x: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Te
     return h, {"r": r, "z": z, "n": n}
 
 
-def _ref_step(cell: str, x: Tensor, h: Tensor, c: Tensor | None, weights
-              ) -> tuple[Tensor, Tensor | None]:
-    if cell == "lstm":
-        h, c, _ = ref_lstm_step(x, h, c, *weights)
-        return h, c
-    if cell == "gru":
-        return ref_gru_step(x, h, *weights)[0], None
-    return ref_rnn_step(x, h, *weights, nonlinearity=NONLINEARITY[cell]), None
+class Reference(NamedTuple):
+    """A cell's naive step: step(x, state, w_ih, w_hh, b_ih, b_hh) -> (state, gates); the state a
+    tuple of (B, H) tensors, (h,) or (h, c), the gates a dict by name."""
+
+    step: Callable[..., tuple[tuple[Tensor, ...], dict[str, Tensor]]]
+    states: int = 1  # tensors in the state: 1 (h) or 2 (h, c)
+
+
+def elman(nonlinearity: str) -> Reference:
+    def step(x, state, *weights):
+        return (ref_rnn_step(x, state[0], *weights, nonlinearity=nonlinearity),), {}
+
+    return Reference(step)
+
+
+def _lstm(x, state, *weights):
+    h, c, gates = ref_lstm_step(x, *state, *weights)
+    return (h, c), gates
+
+
+def _gru(x, state, *weights):
+    h, gates = ref_gru_step(x, state[0], *weights)
+    return (h,), gates
+
+
+REFERENCES: dict[str, Reference] = {
+    "rnn": elman("tanh"),
+    "irnn": elman("relu"),
+    "lstm": Reference(_lstm, states=2),
+    "gru": Reference(_gru),
+}
 
 
 def ref_run(cell: str, layers_weights, x: Tensor, h0: Tensor, c0: Tensor | None = None,
             lengths: Tensor | None = None):
     """Run a stack of cells over a batch-first sequence, one sequence at a time.
 
-    cell: "rnn", "irnn", "lstm" or "gru"; layers_weights: per layer (W_ih, W_hh, b_ih, b_hh);
+    cell: a name of :data:`REFERENCES`; layers_weights: per layer (W_ih, W_hh, b_ih, b_hh);
     x (B, T, I); h0 and c0 (L, B, H). Sequence b runs for lengths[b] steps (T if no lengths);
     past its end its output is zero and its state is carried unchanged to the final state.
-    Returns (output (B, T, H), h_n) or, for "lstm", (output, (h_n, c_n)).
+    Returns (output (B, T, H), h_n) or, for a cell whose state is (h, c), (output, (h_n, c_n)).
     """
-    if cell not in ("rnn", "irnn", "lstm", "gru"):
+    if cell not in REFERENCES:
         raise ValueError(f"ref_run: unknown cell {cell!r}")
-    if cell == "lstm" and c0 is None:
-        raise ValueError("ref_run: the LSTM needs c0")
+    reference = REFERENCES[cell]
+    if (reference.states == 2) != (c0 is not None):
+        raise ValueError(f"ref_run: the {cell} state has {reference.states} tensor(s): "
+                         f"{'it needs' if reference.states == 2 else 'no'} c0")
     batch, steps = x.shape[:2]
     hidden = h0.shape[-1]
-    outputs, h_n, c_n = [], [], []
+    initial = (h0,) if c0 is None else (h0, c0)
+    outputs, finals = [], []
     for b in range(batch):
         valid = steps if lengths is None else int(lengths[b])
         layer_input = x[b:b + 1, :valid]  # (1, valid, I)
-        h_b, c_b = [], []
+        final_b = []
         for layer, weights in enumerate(layers_weights):
-            h = h0[layer, b:b + 1]
-            c = None if c0 is None else c0[layer, b:b + 1]
+            state = tuple(s[layer, b:b + 1] for s in initial)
             outs = []
             for t in range(valid):
-                h, c = _ref_step(cell, layer_input[:, t], h, c, weights)
-                outs.append(h)
+                state, _ = reference.step(layer_input[:, t], state, *weights)
+                outs.append(state[0])
             layer_input = torch.stack(outs, dim=1)  # (1, valid, H)
-            h_b.append(h)
-            c_b.append(c)
+            final_b.append(state)
         pad = layer_input.new_zeros(1, steps - valid, hidden)
         outputs.append(torch.cat([layer_input, pad], dim=1))
-        h_n.append(torch.stack(h_b))  # (L, 1, H)
-        c_n.append(None if c0 is None else torch.stack(c_b))
+        finals.append(tuple(torch.stack(part) for part in zip(*final_b, strict=True)))  # (L, 1, H)
     output = torch.cat(outputs, dim=0)
-    h_final = torch.cat(h_n, dim=1)
-    if cell == "lstm":
-        return output, (h_final, torch.cat(c_n, dim=1))
-    return output, h_final
+    final = tuple(torch.cat(part, dim=1) for part in zip(*finals, strict=True))
+    return output, (final if c0 is not None else final[0])

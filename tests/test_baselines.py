@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import seqlab
+from seqlab import encoders
 from seqlab.cli import main
 from seqlab.config import MODEL_NAMES, ModelConfig
+from seqlab.encoders import BagEncoder, WindowEncoder
 from seqlab.models import MODELS, build_model, count_parameters
-from seqlab.models.baselines import BagEncoder, WindowEncoder
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 B, T, I, H = 3, 9, 4, 5
@@ -36,10 +37,28 @@ IDS = ["window3", "window1", "bag_mean", "bag_counts", "window3_2layers"]
 
 
 def test_registry_matches_config_names_and_readme():
-    assert tuple(MODELS) == MODEL_NAMES
+    # one registry: the config's choices, the models and the encoders are one object
+    assert MODELS is MODEL_NAMES is encoders.ENCODERS
+    assert tuple(MODELS) == ("rnn", "irnn", "lstm", "gru", "window-mlp", "bow")
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\| `([\w-]+)` \|", readme, flags=re.M))
     assert set(MODELS) <= listed
+
+
+@pytest.mark.parametrize("name", ["rnn", "irnn", "lstm", "gru", "window-mlp", "bow"])
+def test_state_dict_keys_are_those_runs_were_saved_with(name):
+    """One LanguageModel for every name, with the keys of the two classes it replaced."""
+    model = build_model(ModelConfig(model=name, vocab_size=5, embedding_size=4, hidden_size=6))
+    head = {"embedding.weight", "to_logits.weight", "to_logits.bias"}
+    if name in ("window-mlp", "bow"):
+        body = {"encoder.to_hidden.0.weight", "encoder.to_hidden.0.bias"}
+        assert model.recurrent is None
+    else:
+        body = {f"recurrent.core.{n}_l0" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    assert set(model.state_dict()) == head | body
+    one_hot = build_model(ModelConfig(model="bow", bow_mode="counts", vocab_size=5))
+    assert set(one_hot.state_dict()) == {"encoder.to_hidden.0.weight", "encoder.to_hidden.0.bias",
+                                         "to_logits.weight", "to_logits.bias"}
 
 
 def test_window_sees_exactly_the_last_n_inputs():

@@ -1,10 +1,12 @@
-"""seqlab.cells against torch.nn's cells, the naive reference and its own equations (float64)."""
+"""seqlab.cells: every registered cell module through the shared suite (cell_suite.py) against
+torch.nn's cells, the naive reference and autograd (float64), then each cell's own equations,
+gate order and initialisation."""
 
 from __future__ import annotations
 
 import itertools
 import math
-import re
+from functools import partial
 
 import pytest
 import torch
@@ -12,139 +14,74 @@ from torch import nn
 from torch.func import functional_call
 from torch.testing import assert_close
 
-from reference import GRU_GATES, LSTM_GATES, ref_gru_step, ref_lstm_step, ref_rnn_step
-from seqlab.cells import GRUCell, LSTMCell, RNNCell
+from cell_suite import (
+    B,
+    CellModuleSuite,
+    H,
+    I,
+    fill_asymmetric,
+    make,
+    random_input,
+    random_state,
+    registered,
+    torch_step,
+)
+from reference import GRU_GATES, LSTM_GATES, elman, ref_gru_step, ref_lstm_step
+from seqlab.cells import CELLS, CellSpec, GRUCell, LSTMCell, RNNCell, register_cell
+from seqlab.cells.rnn import elman_step
 
 # tiny tensors: one thread avoids oversubscribing two shared cores (see conftest.py)
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-I, H, B = 3, 5, 4
-
-# name -> (seqlab cell, torch.nn twin); both take (input_size, hidden_size, bias=...)
-CELLS = {
-    "rnn_tanh": (lambda i, h, **kw: RNNCell(i, h, nonlinearity="tanh", **kw),
-                 lambda i, h, **kw: nn.RNNCell(i, h, nonlinearity="tanh", **kw)),
-    "rnn_relu": (lambda i, h, **kw: RNNCell(i, h, nonlinearity="relu", **kw),
-                 lambda i, h, **kw: nn.RNNCell(i, h, nonlinearity="relu", **kw)),
-    "irnn": (lambda i, h, **kw: RNNCell(i, h, nonlinearity="relu", identity_init=True, **kw),
-             lambda i, h, **kw: nn.RNNCell(i, h, nonlinearity="relu", **kw)),
-    "lstm": (LSTMCell, nn.LSTMCell),
-    "gru": (GRUCell, nn.GRUCell),
-}
-NAMES = list(CELLS)
+# RNNCell's third setting, ReLU without the identity init, is no registered model; registered
+# for the duration of one test, it goes through the same suite
+RNN_RELU = CellSpec(name="rnn_relu", module=partial(RNNCell, nonlinearity="relu"),
+                    step=partial(elman_step, nonlinearity="relu"),
+                    kernel=partial(nn.RNN, nonlinearity="relu"),
+                    torch_cell=partial(nn.RNNCell, nonlinearity="relu"))
 
 
-def make(name: str, bias: bool = True, seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    """A seqlab cell and its torch.nn twin in float64, independently initialised."""
-    ours, theirs = CELLS[name]
-    torch.manual_seed(seed)
-    cell = ours(I, H, bias=bias).double()
-    twin = theirs(I, H, bias=bias).double()
-    return cell, twin
+@pytest.fixture(params=[*CELLS, RNN_RELU.name])
+def cell(request):
+    if request.param != RNN_RELU.name:
+        yield request.param
+        return
+    with registered(RNN_RELU, elman("relu")) as name:
+        yield name
 
 
-def random_state(name: str, seed: int = 1, batch: int = B):
-    g = torch.Generator().manual_seed(seed)
-    h = torch.randn(batch, H, generator=g, dtype=torch.float64)
-    if name == "lstm":
-        return h, torch.randn(batch, H, generator=g, dtype=torch.float64)
-    return h
+class TestCellModule(CellModuleSuite):
+    """The shared suite, once per registered cell (and RNNCell with plain ReLU)."""
 
 
-def random_input(seed: int = 2, batch: int = B) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, I, generator=g, dtype=torch.float64)
+def test_registry_names_and_kinds():
+    assert list(CELLS) == ["rnn", "irnn", "lstm", "gru"]
+    assert {n: (s.state, s.blocks, s.gates) for n, s in CELLS.items()} == {
+        "rnn": (("h",), 1, ()), "irnn": (("h",), 1, ()),
+        "lstm": (("h", "c"), 4, ("i", "f", "g", "o")), "gru": (("h",), 3, ("r", "z", "n"))}
+    assert [n for n, s in CELLS.items() if s.elman] == ["rnn", "irnn"]
+    assert CELLS["lstm"].block_names == ("i", "f", "g", "o")
+    assert CELLS["rnn"].block_names == ("W_hh",)
 
 
-def torch_step(name: str, twin: nn.Module, x, state):
-    """torch.nn's cell call in seqlab's contract: (h_t, state_t)."""
-    if name == "lstm":
-        h, c = twin(x, state)
-        return h, (h, c)
-    h = twin(x, state)
-    return h, h
-
-
-@torch.no_grad()
-def fill_asymmetric(cell: nn.Module, scale: float = 0.8) -> None:
-    """Deterministic, non-symmetric weights: no two entries, rows or gate blocks alike.
-
-    Constant weights would make every unit (and every gate block of one kind) identical and so
-    hide a swapped gate order; sin of distinct arguments does not.
-    """
-    for k, p in enumerate(cell.parameters()):
-        idx = torch.arange(p.numel(), dtype=torch.float64)
-        p.copy_((scale * torch.sin(0.73 * idx + 1.9 * k + 0.4)).reshape(p.shape))
-
-
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("name", NAMES)
-def test_parameter_names_and_shapes_match_torch(name, bias):
-    cell, twin = make(name, bias)
-    ours = {k: tuple(v.shape) for k, v in cell.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in twin.state_dict().items()}
-    assert ours == theirs
-
-
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("name", NAMES)
-def test_parity_seqlab_weights_into_torch(name, bias):
-    cell, twin = make(name, bias, seed=3)
-    twin.load_state_dict(cell.state_dict(), strict=True)
-    x, state = random_input(), random_state(name)
-    for s in (state, None):
-        h, new_state = cell(x, s)
-        h_ref, state_ref = torch_step(name, twin, x, s)
-        assert_close(h, h_ref)
-        assert_close(new_state, state_ref)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_parity_torch_weights_into_seqlab(name):
-    cell, twin = make(name, seed=4)
-    cell.load_state_dict(twin.state_dict(), strict=True)
-    x, state = random_input(5), random_state(name, 6)
-    h, new_state = cell(x, state)
-    h_ref, state_ref = torch_step(name, twin, x, state)
-    assert_close(h, h_ref)
-    assert_close(new_state, state_ref)
-
-
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("name", NAMES)
-def test_parity_with_reference(name, bias):
-    cell, _ = make(name, bias, seed=7)
-    fill_asymmetric(cell)  # also covers the identity-initialised IRNN with generic weights
-    x, state = random_input(8), random_state(name, 9)
-    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
-    h, new_state = cell(x, state)
-    if name == "lstm":
-        h_ref, c_ref, _ = ref_lstm_step(x, *state, *weights)
-        assert_close(new_state, (h_ref, c_ref))
-    elif name == "gru":
-        h_ref, _ = ref_gru_step(x, state, *weights)
-    else:
-        h_ref = ref_rnn_step(x, state, *weights, nonlinearity=cell.nonlinearity)
-    assert_close(h, h_ref)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_gradcheck(name):
-    cell, _ = make(name, seed=10)
-    params = {k: v.detach().clone().requires_grad_() for k, v in cell.named_parameters()}
-    x = random_input(11, batch=2).requires_grad_()
-    state = random_state(name, 12, batch=2)
-    state = tuple(s.requires_grad_() for s in state) if name == "lstm" else state.requires_grad_()
-    keys = list(params)
-    flat_state = state if name == "lstm" else (state,)
-
-    def f(x, *rest):
-        p = dict(zip(keys, rest[:len(keys)], strict=True))
-        s = rest[len(keys):]
-        h, new_state = functional_call(cell, p, (x, s if name == "lstm" else s[0]))
-        return new_state if name == "lstm" else h
-
-    assert torch.autograd.gradcheck(f, (x, *params.values(), *flat_state))
+def test_register_errors():
+    with pytest.raises(ValueError, match=r"^register_cell: a cell named 'lstm' is already "
+                                         r"registered$"):
+        register_cell(CELLS["lstm"])
+    with pytest.raises(TypeError, match=r"^register_cell: expected a CellSpec, got str$"):
+        register_cell("lstm")
+    with pytest.raises(ValueError, match=r"^CellSpec x: state must be \('h',\) or \('h', 'c'\), "
+                                         r"got \('h', 'c', 'm'\)$"):
+        CellSpec(name="x", module=RNNCell, step=elman_step, state=("h", "c", "m"))
+    with pytest.raises(ValueError, match=r"^CellSpec x: sigmoid_gates \['q'\] are not all "
+                                         r"among its gates \('z',\)$"):
+        CellSpec(name="x", module=RNNCell, step=elman_step, gates=("z",),
+                 sigmoid_gates=frozenset({"q"}))
+    with pytest.raises(ValueError, match=r"^CellSpec x: blocks must be a positive int, got 0$"):
+        CellSpec(name="x", module=RNNCell, step=elman_step, blocks=0)
+    with registered(RNN_RELU, elman("relu")):
+        assert "rnn_relu" in CELLS
+    assert "rnn_relu" not in CELLS
 
 
 def test_irnn_identity_init():
@@ -234,7 +171,7 @@ def test_gate_order(name):
         h, gates = cell.step_with_gates(x, state)
         _, ref = ref_gru_step(x, state, *weights)
         names, out = GRU_GATES, h
-    assert gates._fields == names
+    assert gates._fields == names == CELLS[name].gates
     for gate in names:
         assert_close(getattr(gates, gate), ref[gate], msg=f"gate {gate}")
     h_torch, s_torch = torch_step(name, twin, x, state)
@@ -290,28 +227,6 @@ def test_gru_gate_roles():
     h, _ = cell(x, h_prev)
     w_in, b_in = cell.weight_ih[2 * H:], cell.bias_ih[2 * H:]
     assert_close(h, torch.tanh(x @ w_in.T + b_in))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_initial_state_is_zero(name):
-    cell, _ = make(name, seed=26)
-    x = random_input(27)
-    state = cell.initial_state(B)
-    for s in state if name == "lstm" else (state,):
-        assert s.shape == (B, H) and s.dtype == torch.float64
-        assert not s.any()
-    assert_close(cell(x)[0], cell(x, state)[0])
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("shape", [(B, I + 1), (B,), (B, 1, I)])
-def test_wrong_input_shape(name, shape):
-    cell, _ = make(name)
-    kind = type(cell).__name__
-    x = torch.zeros(shape, dtype=torch.float64)
-    with pytest.raises(ValueError, match=rf"^{kind}: expected input of shape \(B, {I}\), "
-                                         rf"got {re.escape(str(shape))}$"):
-        cell(x)
 
 
 @pytest.mark.parametrize("cls", [RNNCell, LSTMCell, GRUCell])

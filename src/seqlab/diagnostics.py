@@ -23,11 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqlab.cells import gru_step, lstm_step, rnn_step
 from seqlab.data import IGNORE
-from seqlab.recurrent import CELLS, GATE_NAMES, Recurrent, Trace
-
-SIGMOID_GATES = {"i", "f", "o", "r", "z"}  # the others (g, n) are tanh candidates
+from seqlab.recurrent import Recurrent, Trace
 
 
 @dataclass(frozen=True)
@@ -55,19 +52,15 @@ def recurrent_of(model: nn.Module) -> Recurrent:
 
 
 def encoder_input(model: nn.Module, inputs: Tensor) -> Tensor:
-    """What the recurrent stack reads: (B, T, I)."""
-    if hasattr(model, "embed"):
-        return model.embed(inputs)
-    return model.embedding(inputs)
+    """What the recurrent stack reads: (B, T, I) (every model's ``embed``)."""
+    return model.embed(inputs)
 
 
 def traced(model: nn.Module, probe: Probe) -> tuple[Tensor, Trace]:
-    """Outputs (B, T, O) and the trace of every state, still in the graph."""
-    recurrent = recurrent_of(model)
-    if hasattr(model, "trace"):
-        return model.trace(probe.inputs, probe.lengths)
-    trace = recurrent.trace(encoder_input(model, probe.inputs), None, probe.lengths)
-    return model.to_logits(trace.output), trace
+    """Outputs (B, T, O) and the trace of every state, still in the graph (every model with a
+    recurrent encoder offers ``trace(inputs, lengths)``)."""
+    recurrent_of(model)
+    return model.trace(probe.inputs, probe.lengths)
 
 
 def sequence_losses(outputs: Tensor, probe: Probe, reduce: str) -> Tensor:
@@ -134,19 +127,7 @@ def gradients_through_time(model: nn.Module, probe: Probe, reduces=("last", "sum
 
 def _step_function(recurrent: Recurrent, layer: int):
     """f(state (S,), x (I,)) -> next state (S,), S = H, or 2H for an LSTM's (h, c)."""
-    weights = recurrent.layer_weights(layer)
-    hidden = recurrent.hidden_size
-
-    def step(state: Tensor, x: Tensor) -> Tensor:
-        if recurrent.cell == "lstm":
-            h, c = state[None, :hidden], state[None, hidden:]
-            h_new, c_new, _ = lstm_step(x[None], h, c, *weights)
-            return torch.cat([h_new, c_new], dim=-1)[0]
-        if recurrent.cell == "gru":
-            return gru_step(x[None], state[None], *weights)[0][0]
-        return rnn_step(x[None], state[None], *weights, nonlinearity=CELLS[recurrent.cell][1])[0]
-
-    return step
+    return recurrent.state_step(layer)
 
 
 @torch.no_grad()
@@ -191,7 +172,7 @@ def spectral_radius(model: nn.Module) -> dict[str, dict[str, float]]:
     result = {}
     for layer in range(recurrent.num_layers):
         w_hh = recurrent.layer_weights(layer)[1].detach().double().cpu()
-        names = GATE_NAMES.get(recurrent.cell, ("W_hh",))
+        names = recurrent.spec.block_names
         blocks = w_hh.chunk(len(names), dim=0)
         result[f"layer{layer}"] = {name: float(torch.linalg.eigvals(block).abs().max())
                                    for name, block in zip(names, blocks, strict=True)}
@@ -205,10 +186,11 @@ def gate_statistics(model: nn.Module, probe: Probe, layer: int = -1, low: float 
     below ``low`` or above ``high``; tanh candidates with |value| above ``high``).
 
     For an LSTM the forget gate f's mean near 1 means the cell keeps its memory; for a GRU the
-    update gate z plays that part (h_t = (1 - z) n + z h_{t-1}). Empty for rnn and irnn.
+    update gate z plays that part (h_t = (1 - z) n + z h_{t-1}). Empty for a cell without
+    gates (rnn, irnn).
     """
-    recurrent = recurrent_of(model)
-    if recurrent.cell not in GATE_NAMES:
+    spec = recurrent_of(model).spec
+    if not spec.gates:
         return {}
     was = _eval_mode(model)
     try:
@@ -218,7 +200,7 @@ def gate_statistics(model: nn.Module, probe: Probe, layer: int = -1, low: float 
     stats = {}
     for name, per_layer in trace.gates.items():
         values = torch.stack(per_layer[layer], dim=1)  # (B, T, H)
-        if name in SIGMOID_GATES:
+        if name in spec.sigmoid_gates:
             saturated = (values < low) | (values > high)
         else:
             saturated = values.abs() > high
@@ -240,43 +222,6 @@ def grad_norm_history(metrics: list[dict], clip_norm: float, clip_value: float =
     else:
         post = list(pre)
     return {"step": [m["step"] for m in logs], "pre_clip": pre, "post_clip": post}
-
-
-# a run directory ---------------------------------------------------------------------------
-def run_probe(run_dir, batch: int, device) -> tuple[nn.Module, nn.Module, Probe, dict]:
-    """(trained model, the same model at initialisation, probe, config) of a run directory.
-
-    The initial weights are rebuilt from the run's seed, as training built them. The probe is
-    validation data: the task's first validation sequences, or B windows of the language
-    model's validation split, evenly spaced.
-    """
-    from seqlab.checkpoint import RunDir
-
-    config = RunDir(run_dir).read_config()
-    task = config.get("task", "lm")
-    if task == "synthetic":
-        from seqlab import synthetic_task
-
-        loaded = synthetic_task.load(run_dir, device)
-        _, model_config, train_config, synthetic, data = synthetic_task.restore(run_dir)
-        probe = synthetic_task.probe_of(data, data.batch(batch, synthetic_task.VALIDATION, 0),
-                                        device)
-        initial = synthetic_task.initial_model(model_config, train_config, synthetic, data)
-    elif task == "lm":
-        from seqlab.api import initial_model, load_data
-        from seqlab.checkpoint import load_run
-        from seqlab.recording import token_probe
-
-        loaded = load_run(run_dir, device)
-        train = loaded.run.train_config()
-        tokens = load_data(config["data"]["source"], train, vocab=loaded.vocab).val_tokens
-        probe = token_probe(tokens, train.seq_len, batch, device)
-        initial = initial_model(loaded.run.model_config(), train)
-    else:
-        raise ValueError(f"diagnose works on language-model and synthetic-task runs; "
-                         f"{run_dir} is a {task!r} run")
-    recurrent_of(loaded.model)
-    return loaded.model, initial.to(device).eval(), probe, config
 
 
 def measure(model: nn.Module, probe: Probe, jacobian: bool = True) -> dict:
@@ -303,69 +248,3 @@ def in_float64(model: nn.Module, probe: Probe) -> tuple[nn.Module, Probe]:
                     for x in (probe.inputs, probe.targets)), probe.loss, probe.scored,
                   probe.lengths)
     return copy.deepcopy(model).double(), probe
-
-
-def diagnose_run(run_dir, out=None, batch: int = 16, device: str = "cpu",
-                 jacobian: bool = True) -> dict:
-    """Measure a run at initialisation and at its best weights, read what training recorded,
-    and write diagnostics.json and PNG figures into ``out`` (default RUN/diagnostics)."""
-    from pathlib import Path
-
-    from seqlab.checkpoint import RunDir
-    from seqlab.io import atomic_write_json
-    from seqlab.recording import read_gradients
-
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    trained, initial, probe, config = run_probe(run_dir, batch, torch.device(device))
-    out = Path(out) if out is not None else Path(run_dir) / "diagnostics"
-    train = config["train"]
-    report = {"run": str(run_dir), "model": config["model"]["model"],
-              "init": measure(initial, probe, jacobian),
-              "trained": measure(trained, probe, jacobian),
-              "recorded": read_gradients(run_dir),
-              "grad_norms": grad_norm_history(RunDir(run_dir).read_metrics(),
-                                              train["clip_norm"], train["clip_value"])}
-    report["files"] = [str(f) for f in write_figures(report, out)]
-    atomic_write_json(out / "diagnostics.json", report)
-    return report
-
-
-def write_figures(report: dict, out) -> list:
-    """The PNG figures of a diagnose_run report; returns their paths."""
-    from seqlab import plots
-
-    name, history, jacobian = report["model"], report["recorded"], "jacobian" in report["init"]
-    # one scored step (adding, order): the two losses are one, and so are their curves
-    same = all(report[w]["grad_last"] == report[w]["grad_sum"] for w in ("init", "trained"))
-    reduces = ("last",) if same else ("last", "sum")
-    files = [plots.curves(out / "gradient_through_time.png",
-                          {f"{when}, loss {r}": report[when][f"grad_{r}"]
-                           for when in ("init", "trained") for r in reduces},
-                          f"{name}: ||dL/dh_t|| through time", "time step t", "norm")]
-    if jacobian:
-        files.append(plots.curves(out / "jacobian.png",
-                                  {w: report[w]["jacobian"] for w in ("init", "trained")},
-                                  f"{name}: ||prod dh_k/dh_(k-1)|| over distance",
-                                  "distance d (steps back from the last)", "spectral norm",
-                                  x={w: list(range(1, len(report[w]["jacobian"]) + 1))
-                                     for w in ("init", "trained")}))
-    if history:
-        files.append(plots.heatmap(out / "gradient_heatmap.png", [r["last"] for r in history],
-                                   [r["step"] for r in history],
-                                   f"{name}: ||dL/dh_t|| (loss at the last step) in training",
-                                   "time step t", "training step"))
-    if report["trained"]["gates"]:
-        files.append(plots.curves(out / "gates.png",
-                                  {f"{g} mean": s["mean"] for g, s in
-                                   report["trained"]["gates"].items()},
-                                  f"{name}: mean gate value per step (trained)", "time step t",
-                                  "mean activation", log=False))
-    if report["grad_norms"]["step"]:
-        norms = report["grad_norms"]
-        files.append(plots.curves(out / "grad_norms.png",
-                                  {"pre-clip": norms["pre_clip"], "post-clip": norms["post_clip"]},
-                                  f"{name}: global gradient norm in training", "training step",
-                                  "norm", x={"pre-clip": norms["step"],
-                                             "post-clip": norms["step"]}))
-    return files

@@ -1,11 +1,16 @@
 """A stack of recurrent cells run over a sequence: one set of weights reused at every step.
 
-:class:`Recurrent` owns a torch.nn.RNN / LSTM / GRU (``core``), so its parameters have torch.nn's
-names and layout (``core.weight_ih_l0`` ...) and load both ways. It runs them in one of two ways:
+:class:`Recurrent` reads everything about its cell from the registry (:data:`CELLS`, a
+:class:`~seqlab.cells.CellSpec`), never a cell's name. Its parameters sit in ``core`` with
+torch.nn's names and layout (``core.weight_ih_l0`` ...), so they load both ways. It runs them in
+one of two ways:
 
-- ``fused`` (default): the torch.nn module itself, which uses oneDNN on CPU and cuDNN on GPU;
-- ``explicit``: the step functions of :mod:`seqlab.cells` in a Python loop over time, which can
-  also return every h_t, c_t and gate activation (:meth:`Recurrent.trace`).
+- ``fused`` (default): the cell's torch.nn kernel (nn.RNN / LSTM / GRU), which uses oneDNN on
+  CPU and cuDNN on GPU; then ``core`` *is* that torch.nn module. A cell without a kernel has a
+  plain ``core`` holding the same parameter names, and ``fused`` runs the explicit loop: fused
+  means the fastest path the cell has (:attr:`Recurrent.fused` says which);
+- ``explicit``: the cell's step function in a Python loop over time, which can also return
+  every h_t, c_t and gate activation (:meth:`Recurrent.trace`).
 
 Both take a ``lengths`` tensor for padded batches: nothing past a sequence's end reaches its
 output (zeros there) or its final state. Shapes: B batch, T time, I input, H hidden, L layers.
@@ -13,33 +18,37 @@ output (zeros there) or its final state. Shapes: B batch, T time, I input, H hid
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqlab.cells import (
-    gru_step,
-    init_chrono,
-    init_forget_bias,
-    init_identity,
-    lstm_step,
-    rnn_step,
-)
+from seqlab.cells import CELLS, CellSpec, InitOptions, LayerWeights
 
 State = Tensor | tuple[Tensor, Tensor]
-
-# name -> (torch.nn class, nonlinearity for Elman cells); a new cell is one entry here plus
-# one branch in _step.
-CELLS: dict[str, tuple[type[nn.RNNBase], str | None]] = {
-    "rnn": (nn.RNN, "tanh"),
-    "irnn": (nn.RNN, "relu"),
-    "lstm": (nn.LSTM, None),
-    "gru": (nn.GRU, None),
-}
 MODES = ("fused", "explicit")
-GATE_NAMES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+class _GateNames(Mapping):
+    """Cell name -> its gate names, for the gated cells, read live from :data:`CELLS`."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        if name not in CELLS or not CELLS[name].gates:
+            raise KeyError(name)
+        return CELLS[name].gates
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, spec in CELLS.items() if spec.gates)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+GATE_NAMES: Mapping[str, tuple[str, ...]] = _GateNames()
 
 
 @dataclass
@@ -63,12 +72,34 @@ class Trace:
         return torch.stack([torch.stack(layer, dim=1) for layer in steps])
 
 
+class StackWeights(nn.Module):
+    """The ``core`` of a cell without a fused kernel: torch.nn's parameter names and packed
+    layout (``weight_ih_l0`` (blocks H, I) ...) and its uniform init, without its kernel."""
+
+    def __init__(self, spec: CellSpec, input_size: int, hidden_size: int, num_layers: int
+                 ) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        rows = spec.blocks * hidden_size
+        for layer in range(num_layers):
+            width = input_size if layer == 0 else hidden_size
+            shapes = ((rows, width), (rows, hidden_size), (rows,), (rows,))
+            for name, shape in zip(WEIGHT_NAMES, shapes, strict=True):
+                self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape)))
+
+    def reset_parameters(self) -> None:
+        """torch.nn's default: every parameter from U(-1/sqrt(H), 1/sqrt(H))."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+
 class Recurrent(nn.Module):
     """Recurrent stack, batch first: ``forward(x, state=None, lengths=None) -> (output, state)``.
 
     Args:
-        cell: ``rnn`` (tanh), ``irnn`` (ReLU, identity-initialised W_hh, zero biases),
-            ``lstm`` or ``gru``.
+        cell: a registered cell (:data:`CELLS`): ``rnn`` (tanh), ``irnn`` (ReLU,
+            identity-initialised W_hh, zero biases), ``lstm``, ``gru``, or one added later.
         input_size, hidden_size, num_layers: sizes I, H and L.
         dropout: dropout on the outputs of every layer but the last, in training mode.
         forget_bias: LSTM only; b_if + b_hf at initialisation (None keeps torch.nn's init).
@@ -76,7 +107,8 @@ class Recurrent(nn.Module):
             steps (:func:`seqlab.cells.init_chrono`), in place of ``forget_bias``.
         mode: ``fused`` or ``explicit`` (see the module docstring); may be changed at any time.
 
-    The state is torch.nn's: h (L, B, H) for rnn, irnn and gru; (h, c) for lstm.
+    The state is torch.nn's: h (L, B, H) for a cell whose state is h (rnn, irnn, gru); the
+    tuple (h, c) for one whose state is (h, c) (lstm).
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -91,17 +123,17 @@ class Recurrent(nn.Module):
                 raise ValueError(f"Recurrent: {name} must be a positive int, got {value!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Recurrent: dropout must be in [0, 1), got {dropout}")
-        self.cell = cell
+        self.cell, self.spec = cell, CELLS[cell]
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.dropout = dropout
         self.forget_bias = forget_bias
         self.chrono = chrono
         self.mode = mode
-        module, nonlinearity = CELLS[cell]
-        kwargs = {"nonlinearity": nonlinearity} if nonlinearity else {}
-        # torch.nn warns when dropout is set on a single layer; it would be a no-op there anyway
-        self.core = module(input_size, hidden_size, num_layers, batch_first=True,
-                           dropout=dropout if num_layers > 1 else 0.0, **kwargs)
+        if self.spec.kernel is None:
+            self.core = StackWeights(self.spec, input_size, hidden_size, num_layers)
+        else:  # torch.nn warns when dropout is set on a single layer, a no-op there anyway
+            self.core = self.spec.kernel(input_size, hidden_size, num_layers, batch_first=True,
+                                         dropout=dropout if num_layers > 1 else 0.0)
         self.reset_parameters()
 
     @property
@@ -114,34 +146,52 @@ class Recurrent(nn.Module):
             raise ValueError(f"Recurrent: mode must be one of {MODES}, got {value!r}")
         self._mode = value
 
-    def reset_parameters(self) -> None:
-        self.core.reset_parameters()
-        for layer in range(self.num_layers):
-            w_hh, b_ih, b_hh = (getattr(self.core, f"{n}_l{layer}")
-                                for n in ("weight_hh", "bias_ih", "bias_hh"))
-            if self.cell == "irnn":
-                init_identity(w_hh, b_ih, b_hh)
-            elif self.cell == "lstm" and self.chrono:
-                init_chrono(b_ih, b_hh, self.chrono)
-            elif self.cell == "lstm" and self.forget_bias is not None:
-                init_forget_bias(b_ih, b_hh, self.forget_bias)
+    @property
+    def fused(self) -> bool:
+        """Whether forward runs a fused torch.nn kernel (mode fused and the cell has one)."""
+        return self.mode == "fused" and self.spec.kernel is not None
 
-    def layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    @property
+    def paired(self) -> bool:
+        """Whether the state is the tuple (h, c) rather than one tensor h."""
+        return len(self.spec.state) == 2
+
+    def reset_parameters(self) -> None:
+        """torch.nn's uniform init, then the cell's own per layer (identity, gate biases)."""
+        self.core.reset_parameters()
+        if self.spec.reset is None:
+            return
+        options = InitOptions(forget_bias=self.forget_bias, chrono=self.chrono)
+        for layer in range(self.num_layers):
+            self.spec.reset(self.layer_weights(layer), options)
+
+    def layer_weights(self, layer: int) -> LayerWeights:
         """(W_ih, W_hh, b_ih, b_hh) of one layer."""
-        return tuple(getattr(self.core, f"{n}_l{layer}")
-                     for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        return LayerWeights(*(getattr(self.core, f"{n}_l{layer}") for n in WEIGHT_NAMES))
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> State:
         ref = self.core.weight_ih_l0
         h = torch.zeros(self.num_layers, batch_size, self.hidden_size,
                         device=device or ref.device, dtype=dtype or ref.dtype)
-        return (h, torch.zeros_like(h)) if self.cell == "lstm" else h
+        return (h, torch.zeros_like(h)) if self.paired else h
+
+    def state_step(self, layer: int):
+        """f(state (S,), x (I,)) -> next state (S,): one step of one layer on one sequence, the
+        state's tensors concatenated (S = H, or 2H for (h, c)). For Jacobians through time."""
+        weights = self.layer_weights(layer)
+        parts = len(self.spec.state)
+
+        def step(state: Tensor, x: Tensor) -> Tensor:
+            new, _ = self.spec.step(x[None], state[None].chunk(parts, dim=-1), *weights)
+            return torch.cat(new, dim=-1)[0]
+
+        return step
 
     def forward(self, x: Tensor, state: State | None = None, lengths: Tensor | None = None
                 ) -> tuple[Tensor, State]:
         """x (B, T, I) -> output (B, T, H) of the top layer, and the final state."""
         self._check(x, state, lengths)
-        if self.mode == "fused":
+        if self.fused:
             return self._fused(x, state, lengths)
         trace = self._explicit(x, state, lengths, keep=False)
         return trace.output, trace.state
@@ -165,9 +215,9 @@ class Recurrent(nn.Module):
                 raise ValueError(f"Recurrent: lengths must lie in [1, {x.shape[1]}], got "
                                  f"{int(lengths.min())}..{int(lengths.max())}")
         if state is not None:
-            if (self.cell == "lstm") != isinstance(state, tuple):
+            if self.paired != isinstance(state, tuple):
                 raise TypeError(f"Recurrent: a {self.cell} state is "
-                                f"{'a tuple (h, c)' if self.cell == 'lstm' else 'one tensor h'}")
+                                f"{'a tuple (h, c)' if self.paired else 'one tensor h'}")
             want = (self.num_layers, x.shape[0], self.hidden_size)
             for part in state if isinstance(state, tuple) else (state,):
                 if tuple(part.shape) != want:
@@ -188,61 +238,52 @@ class Recurrent(nn.Module):
         batch, steps = x.shape[:2]
         if state is None:
             state = self.initial_state(batch, x.device, x.dtype)
-        h0, c0 = state if self.cell == "lstm" else (state, None)
+        parts = state if self.paired else (state,)  # each (L, B, H)
         # alive[t]: (B, 1) mask of sequences still running at step t
         alive = None if lengths is None else (
             torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]
         ).unsqueeze(-1)
         if alive is not None:  # padding never enters the graph, even NaN (0 * NaN is NaN)
             x = torch.where(alive.transpose(0, 1), x, torch.zeros((), dtype=x.dtype))
-        gate_names = GATE_NAMES.get(self.cell, ())
-        trace = Trace(output=x, state=state, h=[], c=[] if c0 is not None else None,
-                      gates={g: [] for g in gate_names})
-        final_h, final_c, layer_input = [], [], x
+        trace = Trace(output=x, state=state, h=[], c=[] if self.paired else None,
+                      gates={g: [] for g in self.spec.gates})
+        finals, layer_input = [], x
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0 and self.training:
                 layer_input = nn.functional.dropout(layer_input, self.dropout, training=True)
-            weights = self.layer_weights(layer)
-            h, c = h0[layer], (c0[layer] if c0 is not None else None)
-            hs, cs, gates, outs = [], [], {g: [] for g in gate_names}, []
-            for t in range(steps):
-                h_new, c_new, step_gates = self._step(layer_input[:, t], h, c, weights)
-                if alive is not None:  # past a sequence's end its state is carried unchanged
-                    h = torch.where(alive[t], h_new, h)
-                    c = None if c is None else torch.where(alive[t], c_new, c)
-                    outs.append(torch.where(alive[t], h_new, torch.zeros_like(h_new)))
-                else:
-                    h, c = h_new, c_new
-                    outs.append(h_new)
-                if keep:
-                    hs.append(h)
-                    if c is not None:
-                        cs.append(c)
-                    for name, value in zip(gate_names, step_gates, strict=True):
-                        gates[name].append(value)
-            layer_input = torch.stack(outs, dim=1)  # (B, T, H)
-            final_h.append(h)
-            final_c.append(c)
-            if keep:
-                trace.h.append(hs)
-                if trace.c is not None:
-                    trace.c.append(cs)
-                for name in gate_names:
-                    trace.gates[name].append(gates[name])
+            carried = tuple(p[layer] for p in parts)
+            layer_input, carried = self._layer(layer, layer_input, carried, alive, trace, keep)
+            finals.append(carried)
         trace.output = layer_input
-        h_n = torch.stack(final_h)
-        trace.state = (h_n, torch.stack(final_c)) if self.cell == "lstm" else h_n
+        final = tuple(torch.stack(p) for p in zip(*finals, strict=True))
+        trace.state = final if self.paired else final[0]
         return trace
 
-    def _step(self, x_t: Tensor, h: Tensor, c: Tensor | None,
-              weights: tuple[Tensor, Tensor, Tensor, Tensor]):
-        """(h_t, c_t or None, gates) for one layer and one step."""
-        if self.cell == "lstm":
-            return lstm_step(x_t, h, c, *weights)
-        if self.cell == "gru":
-            h_new, gates = gru_step(x_t, h, *weights)
-            return h_new, None, gates
-        return rnn_step(x_t, h, *weights, nonlinearity=CELLS[self.cell][1]), None, ()
+    def _layer(self, layer: int, x: Tensor, carried: tuple[Tensor, ...], alive: Tensor | None,
+               trace: Trace, keep: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One layer over every step: (output (B, T, H), final state); appends to the trace."""
+        weights, step = self.layer_weights(layer), self.spec.step
+        kept, gates, outs = [], {g: [] for g in self.spec.gates}, []
+        for t in range(x.shape[1]):
+            new, step_gates = step(x[:, t], carried, *weights)
+            if alive is not None:  # past a sequence's end its state is carried unchanged
+                carried = tuple(torch.where(alive[t], n, c)
+                                for n, c in zip(new, carried, strict=True))
+                outs.append(torch.where(alive[t], new[0], torch.zeros_like(new[0])))
+            else:
+                carried = new
+                outs.append(new[0])
+            if keep:
+                kept.append(carried)
+                for name, value in zip(self.spec.gates, step_gates, strict=True):
+                    gates[name].append(value)
+        if keep:
+            trace.h.append([s[0] for s in kept])
+            if trace.c is not None:
+                trace.c.append([s[1] for s in kept])
+            for name, values in gates.items():
+                trace.gates[name].append(values)
+        return torch.stack(outs, dim=1), carried  # (B, T, H)
 
     def extra_repr(self) -> str:
         return (f"cell={self.cell}, {self.input_size}, {self.hidden_size}, "

@@ -27,6 +27,7 @@ from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_t
 from seqlab.diagnostics import Probe
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
 from seqlab.models.sequence import SequenceModel
+from seqlab.recurrent import CELLS
 from seqlab.tasks import token_nll
 
 TRAIN, VALIDATION, TEST = 0, 1, 2  # the streams of TaskData.batch
@@ -142,8 +143,9 @@ def build(model_config: ModelConfig, data: TaskData, init_radius: float = 0.0
     model = SequenceModel(model_config, spec.inputs, spec.input_size, spec.output_size)
     if init_radius > 0:
         recurrent = model.recurrent
-        if recurrent is None or recurrent.cell not in ("rnn", "irnn"):
-            raise ValueError(f"init_radius applies to rnn and irnn, not {model_config.model}")
+        if recurrent is None or not recurrent.spec.elman:
+            elman = " and ".join(name for name, cell in CELLS.items() if cell.elman)
+            raise ValueError(f"init_radius applies to {elman}, not {model_config.model}")
         with torch.no_grad():
             for layer in range(recurrent.num_layers):
                 w_hh = recurrent.layer_weights(layer)[1]

@@ -1,37 +1,26 @@
-"""Model registry: a name -> a builder taking a ModelConfig.
+"""Models over the encoder registry: every name of :data:`MODELS` builds a language model.
 
 Every language model shares one contract, ``forward(tokens, state=None) -> (logits, state)``,
-so one trainer, one ``generate`` and one ``evaluate`` serve them all. A new model is one entry
-here and one module.
+so one trainer, one ``generate`` and one ``evaluate`` serve them all. :data:`MODELS` is
+:data:`seqlab.encoders.ENCODERS` itself (every registered cell, then window-mlp and bow), and
+``ModelConfig.model`` chooses from the same object: a new cell or encoder, once registered, is
+a model name everywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
 from seqlab.config import ModelConfig
-from seqlab.models.baselines import BaselineLM
-from seqlab.models.lm import RecurrentLM
+from seqlab.encoders import ENCODERS, encoder_spec
+from seqlab.models.lm import LanguageModel
 
-MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "rnn": RecurrentLM,
-    "irnn": RecurrentLM,
-    "lstm": RecurrentLM,
-    "gru": RecurrentLM,
-    "window-mlp": BaselineLM,
-    "bow": BaselineLM,
-}
+MODELS = ENCODERS
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    try:
-        builder = MODELS[config.model]
-    except KeyError:
-        names = ", ".join(MODELS)
-        raise ValueError(f"unknown model {config.model!r}; choose from {names}") from None
-    return builder(config)
+    encoder_spec(config.model)  # ValueError naming the choices for an unknown model
+    return LanguageModel(config)
 
 
 def count_parameters(model: nn.Module) -> int:

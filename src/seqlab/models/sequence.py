@@ -1,9 +1,9 @@
 """Sequence model for tasks whose inputs are not a token stream to predict: an output per step.
 
 ``forward(inputs, state=None, lengths=None) -> (outputs, state)``: inputs (B, T) token ids or
-(B, T, C) real channels; outputs (B, T, O). The encoder is a recurrent stack (rnn, irnn, lstm,
-gru) or a feed-forward baseline (window-mlp, bow), chosen by ``ModelConfig.model``, so every
-architecture runs on the same tasks behind one contract.
+(B, T, C) real channels; outputs (B, T, O). The encoder is any of :data:`seqlab.encoders.ENCODERS`
+(a recurrent stack of a registered cell, or a feed-forward baseline: window-mlp, bow), chosen by
+``ModelConfig.model``, so every architecture runs on the same tasks behind one contract.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from seqlab.config import ModelConfig
-from seqlab.models.baselines import build_baseline_encoder
-from seqlab.recurrent import CELLS, Recurrent, Trace
+from seqlab.encoders import build_encoder
+from seqlab.recurrent import Recurrent, Trace
 
 
 class SequenceModel(nn.Module):
@@ -27,12 +27,7 @@ class SequenceModel(nn.Module):
         self.embedding = nn.Embedding(input_size, config.embedding_size) if inputs == "tokens" \
             else None
         width = config.embedding_size if inputs == "tokens" else input_size
-        if config.model in CELLS:
-            self.encoder = Recurrent(config.model, width, config.hidden_size, config.num_layers,
-                                     dropout=config.dropout, forget_bias=config.forget_bias,
-                                     chrono=config.chrono_steps)
-        else:
-            self.encoder = build_baseline_encoder(config, width)
+        self.encoder = build_encoder(width, config)
         self.drop = nn.Dropout(config.dropout)
         self.to_outputs = nn.Linear(config.hidden_size, output_size)
 

@@ -1,0 +1,115 @@
+"""The cell registry: a name -> everything about one recurrent cell, in one :class:`CellSpec`.
+
+Shared code (:class:`seqlab.recurrent.Recurrent`, the encoders, diagnostics, the test suites)
+reads only the spec, never a cell's name, so a new cell is one file and one registration::
+
+    register_cell(CellSpec(name="mine", module=MyCell, step=my_step, ...))
+
+Every registered cell is also a model name (``--model mine``), through
+:data:`seqlab.encoders.ENCODERS`. Shapes: B batch, I input size, H hidden size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+
+class LayerWeights(NamedTuple):
+    """One layer's parameters in torch.nn's packed layout: gate blocks stacked along the rows."""
+
+    w_ih: Tensor  # (blocks H, I)
+    w_hh: Tensor  # (blocks H, H)
+    b_ih: Tensor | None  # (blocks H,)
+    b_hh: Tensor | None  # (blocks H,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitOptions:
+    """Initialisation choices a cell may honour (the others ignore them)."""
+
+    forget_bias: float | None = 1.0  # LSTM: b_if + b_hf (None: torch.nn's init unchanged)
+    chrono: int = 0  # LSTM: chrono initialisation up to this many steps (0: off)
+
+
+# step(x (B, I), state, w_ih, w_hh, b_ih, b_hh) -> (new state, gate activations); the state is
+# a tuple of (B, H) tensors in the order of CellSpec.state, the gates a tuple in CellSpec.gates
+Step = Callable[..., tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]
+Reset = Callable[[LayerWeights, InitOptions], None]
+STATE_KINDS = (("h",), ("h", "c"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellSpec:
+    """Everything shared code needs to know about one cell.
+
+    The explicit path calls ``step`` once per layer and time step; the fused path runs
+    ``kernel`` when there is one. Both read the same parameters, named as torch.nn names them
+    (``weight_ih_l0`` ...), ``blocks`` gate blocks of H rows each.
+    """
+
+    name: str
+    module: Callable[..., nn.Module]  # the one-step module: module(input_size, hidden_size, bias=)
+    step: Step  # one step, weights as arguments: the one implementation of the equations
+    state: tuple[str, ...] = ("h",)  # the state's tensors: ("h",) or ("h", "c"); h is the output
+    blocks: int = 1  # gate blocks packed along the rows of every weight: W_ih is (blocks H, I)
+    gates: tuple[str, ...] = ()  # names of the gate activations ``step`` returns, in order
+    sigmoid_gates: frozenset[str] = field(default_factory=frozenset)  # in (0, 1); others tanh
+    reset: Reset | None = None  # per layer, after torch.nn's uniform init: the cell's own init
+    kernel: Callable[..., nn.RNNBase] | None = None  # fused torch.nn stack, called as
+    # kernel(input_size, hidden_size, num_layers, batch_first=True, dropout=p); None: none
+    torch_cell: Callable[..., nn.Module] | None = None  # torch.nn's one-step twin, for tests
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"CellSpec: name must be a non-empty str, got {self.name!r}")
+        if self.state not in STATE_KINDS:
+            raise ValueError(f"CellSpec {self.name}: state must be ('h',) or ('h', 'c'), "
+                             f"got {self.state!r}")
+        if not isinstance(self.blocks, int) or isinstance(self.blocks, bool) or self.blocks < 1:
+            raise ValueError(f"CellSpec {self.name}: blocks must be a positive int, "
+                             f"got {self.blocks!r}")
+        if not set(self.sigmoid_gates) <= set(self.gates):
+            raise ValueError(f"CellSpec {self.name}: sigmoid_gates {sorted(self.sigmoid_gates)} "
+                             f"are not all among its gates {self.gates}")
+
+    def __deepcopy__(self, memo) -> CellSpec:
+        return self  # immutable: a copied model keeps the very spec it was built from
+
+    @property
+    def block_names(self) -> tuple[str, ...]:
+        """A name per row block of W_hh: its gate when each block is one gate (LSTM i, f, g, o;
+        GRU r, z, n), else ``W_hh`` for a single block or ``W_hh[k]``."""
+        if self.gates and len(self.gates) == self.blocks:
+            return self.gates
+        return ("W_hh",) if self.blocks == 1 else tuple(f"W_hh[{k}]" for k in range(self.blocks))
+
+    @property
+    def elman(self) -> bool:
+        """One W_hh block acting on a lone state h, h_t = act(W_ih x_t + W_hh h_{t-1} + b): the
+        recurrence whose spectral radius alone sets how a signal grows or fades through time."""
+        return self.blocks == 1 and self.state == ("h",)
+
+
+CELLS: dict[str, CellSpec] = {}
+
+
+def register_cell(spec: CellSpec) -> CellSpec:
+    """Add a cell to :data:`CELLS` (and so to the model names); its name must be new."""
+    if not isinstance(spec, CellSpec):
+        raise TypeError(f"register_cell: expected a CellSpec, got {type(spec).__name__}")
+    if spec.name in CELLS:
+        raise ValueError(f"register_cell: a cell named {spec.name!r} is already registered")
+    CELLS[spec.name] = spec
+    return spec
+
+
+def unregister_cell(name: str) -> CellSpec:
+    """Remove a cell from :data:`CELLS`; returns its spec (to register it again)."""
+    if name not in CELLS:
+        raise ValueError(f"unregister_cell: no cell named {name!r}; registered: "
+                         f"{', '.join(CELLS)}")
+    return CELLS.pop(name)
