@@ -265,3 +265,36 @@ def test_run_files_are_readable_by_others(tmp_path, umask_022):
 def test_weights_are_readable_by_others(tmp_path, umask_022, name):
     run = write_every_file(tmp_path / "run")
     assert (run.path / name).stat().st_mode & 0o044 == 0o044
+
+
+@pytest.mark.parametrize("window", ["writing staging", "after last moved away",
+                                    "before old removed"])
+def test_a_kill_while_last_is_replaced_leaves_a_matching_pair(tmp_path, window):
+    """save_last writes weights and trainer state of one step together; a kill inside any of
+    its windows leaves a complete pair of one step where resume finds it."""
+    run = RunDir.create(tmp_path / "run")
+    old = build_model(ModelConfig(model="gru", vocab_size=5, hidden_size=4, embedding_size=3))
+    new = build_model(ModelConfig(model="gru", vocab_size=5, hidden_size=4, embedding_size=3))
+    run.save_last(old, {"step": 10})
+    run.save_last(new, {"step": 20})
+    last, staging, previous = (run.path / n for n in ("last", "last.new", "last.old"))
+    if window == "writing staging":  # step 30 half written: its weights, no state yet
+        shutil.copytree(last, staging)
+        (staging / "trainer_state.pt").unlink()
+        want, weights = 20, new
+    elif window == "after last moved away":  # last -> last.old done, last.new -> last not yet
+        os.replace(last, previous)
+        shutil.copytree(previous, staging)
+        want, weights = 20, new
+    else:  # last.new -> last done, last.old still there (holding step 10)
+        shutil.copytree(last, previous)
+        torch.save({"step": 10}, previous / "trainer_state.pt")
+        want, weights = 20, new
+    assert run.load_trainer_state()["step"] == want
+    loaded = build_model(ModelConfig(model="gru", vocab_size=5, hidden_size=4, embedding_size=3))
+    run.load_weights(loaded, last=True)
+    for name, tensor in weights.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    run.save_last(old, {"step": 30})  # the next save cleans up whatever was left
+    assert sorted(p.name for p in run.path.iterdir()) == ["last"]
+    assert run.load_trainer_state()["step"] == 30

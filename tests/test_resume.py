@@ -7,7 +7,6 @@ differs, and may not change, is an error naming the key with its old and new val
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from seqlab.checkpoint import RunDir
 from seqlab.cli import build_parser, main
 
 # the command a user typed; --decay-steps fixes the learning-rate schedule, so that a resumed
@@ -33,8 +33,8 @@ def untimed(records: list[dict]) -> list[dict]:
 
 
 def metrics(run: Path) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
+    """The run's records; a kill may leave a torn last line, which readers skip."""
+    return RunDir(run).read_metrics()
 
 
 @pytest.fixture

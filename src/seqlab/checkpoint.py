@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 from seqlab.config import ModelConfig, TrainConfig
 from seqlab.data.vocab import Vocab, load_vocab
@@ -32,6 +33,7 @@ from seqlab.io import atomic_write, atomic_write_json, read_jsonl, truncate_json
 
 CONFIG, WEIGHTS, METRICS, LAST, TRAINER_STATE = (
     "config.json", "model.safetensors", "metrics.jsonl", "last", "trainer_state.pt")
+STAGING, PREVIOUS = "last.new", "last.old"  # save_last's folders while it replaces last/
 FORMAT_VERSION = 1
 
 
@@ -89,14 +91,12 @@ class RunDir:
 
     # weights ---------------------------------------------------------------------------
     def save_weights(self, model: nn.Module, last: bool = False) -> None:
-        path = self.path / (f"{LAST}/{WEIGHTS}" if last else WEIGHTS)
-        state = model.state_dict()
-        tensors = {group[0]: state[group[0]].detach().to("cpu", copy=True)
-                   for group in tensor_groups(model)}
+        path = (self.last_dir() if last else self.path) / WEIGHTS
+        tensors = weight_tensors(model)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
     def load_weights(self, model: nn.Module, last: bool = False) -> nn.Module:
-        path = self._require(f"{LAST}/{WEIGHTS}" if last else WEIGHTS)
+        path = self._require(f"{self.last_dir().name}/{WEIGHTS}" if last else WEIGHTS)
         device = next(model.parameters()).device
         try:
             state = load_file(path, device=str(device))
@@ -114,11 +114,38 @@ class RunDir:
         return model
 
     # resumable state -------------------------------------------------------------------
+    def save_last(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Weights and trainer state of one step, as one unit: both are written into a staging
+        folder that then replaces ``last/``, so a kill at any moment leaves a complete pair of
+        the same step (in ``last/``, or in the staging or previous folder, see
+        :meth:`last_dir`), never the weights of one step beside the state of another."""
+        staging, old, last = (self.path / name for name in (STAGING, PREVIOUS, LAST))
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        tensors = weight_tensors(model)
+        atomic_write(staging / WEIGHTS,
+                     lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+        atomic_write(staging / TRAINER_STATE, lambda tmp: torch.save(state, tmp))
+        shutil.rmtree(old, ignore_errors=True)
+        if last.exists():
+            os.replace(last, old)
+        os.replace(staging, last)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def last_dir(self) -> Path:
+        """The folder of the resumable state: ``last/``, unless a kill between the renames of
+        :meth:`save_last` left only the staging or the previous folder complete."""
+        for name in (LAST, STAGING, PREVIOUS):
+            folder = self.path / name
+            if (folder / WEIGHTS).is_file() and (folder / TRAINER_STATE).is_file():
+                return folder
+        return self.path / LAST
+
     def save_trainer_state(self, state: dict[str, Any]) -> None:
-        atomic_write(self.path / LAST / TRAINER_STATE, lambda tmp: torch.save(state, tmp))
+        atomic_write(self.last_dir() / TRAINER_STATE, lambda tmp: torch.save(state, tmp))
 
     def load_trainer_state(self) -> dict[str, Any]:
-        path = self._require(f"{LAST}/{TRAINER_STATE}")
+        path = self._require(f"{self.last_dir().name}/{TRAINER_STATE}")
         try:
             return torch.load(path, weights_only=True, map_location="cpu")
         except Exception as err:  # torch.load raises many types for a damaged file
@@ -145,6 +172,13 @@ class RunDir:
         if not path.is_file():
             raise ValueError(f"{self.path}: not a complete run (missing {name})")
         return path
+
+
+def weight_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """The model's state on the CPU, each tensor once (tied weights under one name)."""
+    state = model.state_dict()
+    return {group[0]: state[group[0]].detach().to("cpu", copy=True)
+            for group in tensor_groups(model)}
 
 
 def tensor_groups(model: nn.Module) -> list[list[str]]:

@@ -244,8 +244,7 @@ class Trainer:
             if improved:
                 self.run.save_weights(self.model)
             self.run.append_metrics(record)
-            self.run.save_weights(self.model, last=True)
-            self.run.save_trainer_state(self.state_dict())
+            self.run.save_last(self.model, self.state_dict())
         self._evaluated_step = self.step
         self.on_event("eval", record)
         patience = self.config.patience
