@@ -112,3 +112,45 @@ def test_resume_after_kill_9_gives_the_losses_of_a_run_never_stopped(data, tmp_p
     whole = tmp_path / "whole"
     assert train(data, *ORIGINAL, "--max-steps", str(stopped + 12), "--out", whole) == 0
     assert untimed(metrics(run)) == untimed(metrics(whole))
+
+
+def test_the_original_command_with_its_config_file_resumes(data, tmp_path, single_thread,
+                                                            capsys):
+    toml = tmp_path / "run.toml"
+    toml.write_text("hidden_size = 16\nembedding_size = 8\nlr = 0.003\n", encoding="utf-8")
+    run = tmp_path / "run"
+    keys = ["--seq-len", "8", "--batch-size", "4", "--eval-every", "5", "--device", "cpu"]
+    assert train(data, "--config", toml, *keys, "--max-steps", "5", "--out", run) == 0
+    assert train(data, "--config", toml, *keys, "--max-steps", "10", "--out", run,
+                 "--resume") == 0
+    assert max(r["step"] for r in metrics(run)) == 10
+    toml.write_text("hidden_size = 16\nembedding_size = 8\nlr = 1\n", encoding="utf-8")
+    capsys.readouterr()
+    assert train(data, "--config", toml, *keys, "--max-steps", "15", "--out", run,
+                 "--resume") == 2
+    err = capsys.readouterr().err
+    assert "cannot change: lr (0.003 -> 1.0)" in err and "drop --config" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "RUN"], "train needs DATA"),
+    (["DATA", "--task", "seq2seq", "--chrono-steps", "5", "--out", "X"],
+     "chrono_steps does not apply to the seq2seq task"),
+    (["DATA", "--out", "RUN", "--resume", "--task", "seq2seq"],
+     "is a 'lm' run, not 'seq2seq'"),
+    (["--out", "RUN", "--resume", "--attention", "dot"],
+     "attention does not apply to the lm task"),
+    (["--out", "RUN", "--resume", "--hidden-size", "0"], "hidden_size must be positive"),
+    (["--out", "nowhere", "--resume"], "no such run directory"),
+])
+def test_bad_train_and_resume_input_is_one_line(data, tmp_path, single_thread, capsys, argv,
+                                                 message):
+    run = tmp_path / "run"
+    assert train(data, *ORIGINAL, "--max-steps", "5", "--out", run) == 0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    argv = [str(data) if a == "DATA" else str(run) if a == "RUN" else a for a in argv]
+    assert main(["train", *argv]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("seqlab: error: ") and message in err[0]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

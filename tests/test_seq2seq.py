@@ -412,3 +412,11 @@ def test_show_attention_without_attention_is_an_error(capsys, tmp_path, pairs_fi
                            tmp_path / "a.png")
     assert code == 2 and "this run has no attention (--attention none)" in err
     assert not (tmp_path / "a.png").exists()
+
+
+def test_diagnose_refuses_a_seq2seq_run_in_one_line(capsys, reverse_run):
+    code, out, err = run_cli(capsys, "diagnose", reverse_run)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [f"seqlab: error: diagnose needs a run whose task offers a probe "
+                                f"of its recurrent state; {reverse_run} is a 'seq2seq' run"]
+    assert not (reverse_run / "diagnostics").exists()

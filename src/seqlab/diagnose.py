@@ -23,8 +23,8 @@ from seqlab.recording import read_gradients
 def run_probe(run_dir, batch: int, device) -> tuple[nn.Module, nn.Module, Probe, dict]:
     """(trained model, the same model at initialisation, probe, config) of a run directory."""
     loaded = runner.load_run(run_dir, device)
-    recurrent_of(loaded.model)
     probe = runner.probe(loaded, batch, device)
+    recurrent_of(loaded.model)
     initial = runner.initial_model(loaded.family, loaded.configs, loaded.vocab)
     return loaded.model, initial.to(device).eval(), probe, loaded.config
 
