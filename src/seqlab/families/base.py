@@ -138,9 +138,13 @@ class Family(ABC):
         names = {f.name for cls in self.config_classes() for f in fields_of(cls)}
         return names - self.ignores
 
+    def normalize(self, keys: Mapping[str, Any]) -> dict[str, Any]:
+        """Flat keys as the config classes take them (a family may accept looser forms)."""
+        return dict(keys)
+
     def configs(self, keys: Mapping[str, Any]) -> Configs:
-        """Typed configs from flat keys; a key of another family is an error naming this one."""
-        keys = dict(keys)
+        """Typed configs from flat keys (checked against this family by the registry)."""
+        keys = self.normalize(keys)
         check_types(keys, self.config_classes())
         own = build(self.config_class, keys) if self.config_class else None
         return Configs(build(ModelConfig, keys), build(TrainConfig, keys), own)

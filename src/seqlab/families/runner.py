@@ -122,13 +122,15 @@ def resume_configs(out: str | Path, keys: dict[str, Any]) -> Configs:
     run = RunDir(out)
     config = run.read_config()
     family = registry.of_config(config)
-    return changed(family, family.configs_of(config, run.path), keys)
+    return changed(family, family.configs_of(config, run.path),
+                   {k: v for k, v in keys.items() if k != "task"})
 
 
 def changed(family: Family, configs: Configs, keys: dict[str, Any]) -> Configs:
     """``configs`` with ``keys`` put in; a key whose value differs and may not change is an
     error naming it with its old and new value."""
     registry.check_keys(family, keys)
+    keys = family.normalize(keys)
     family.configs(keys)  # types and ranges, as for a new run
     new = replace_keys(configs, keys)
     old_flat, new_flat = configs.flat(), new.flat()

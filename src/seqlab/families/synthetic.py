@@ -169,11 +169,11 @@ class SyntheticFamily(Family):
     def claims(self, source: str) -> bool:
         return source in TASKS and not Path(source).exists()
 
-    def configs(self, keys) -> Configs:
+    def normalize(self, keys) -> dict[str, Any]:
         keys = dict(keys)
         if isinstance(keys.get("length"), int) and not isinstance(keys["length"], bool):
             keys["length"] = str(keys["length"])  # the Python API may say length=200
-        return super().configs(keys)
+        return keys
 
     def own_config_of(self, config: dict[str, Any], path: Path) -> SyntheticConfig:
         """The run's synthetic keys; runs before 0.1.0 kept the length under "data" only."""
