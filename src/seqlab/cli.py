@@ -57,18 +57,24 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=list(registry.FAMILIES), default=None,
                    help="what to train (default: what DATA names, else lm): " + "; ".join(
                        f"{name}: {family.help}" for name, family in registry.FAMILIES.items()))
-    for f in registry.all_fields():
-        flag = "--" + f.name.replace("_", "-")
-        meta = f.metadata
-        default = f"(default: {f.default})"
-        if f.type == "bool":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+    for title, fields in registry.field_groups():
+        group = p.add_argument_group(title)
+        for f in fields:
+            add_key(group, f)
+
+
+def add_key(group, f) -> None:
+    """One config key as a flag: its help, type, choices and default from the field."""
+    flag = "--" + f.name.replace("_", "-")
+    meta = f.metadata
+    default = f"(default: {f.default})"
+    if f.type == "bool":
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                            help=f"{meta['help']} {default}")
-            continue
-        kind = {"int": int, "float": float, "str": str}[f.type]
-        choices = meta.get("choices")
-        choices = list(choices()) if callable(choices) else choices
-        p.add_argument(flag, type=kind, default=None, choices=choices,
+        return
+    kind = {"int": int, "float": float, "str": str}[f.type]
+    choices = meta.get("choices")
+    group.add_argument(flag, type=kind, default=None, choices=choices,
                        metavar=None if choices else f.name.split("_")[-1].upper(),
                        help=f"{meta['help']} {default}")
 

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from seqlab.config import fields_of
+from seqlab.config import ModelConfig, TrainConfig, fields_of
 from seqlab.families.base import Family
 from seqlab.families.seq2seq import SEQ2SEQ
 from seqlab.families.synthetic import SYNTHETIC
@@ -73,11 +73,27 @@ def check_keys(family: Family, keys: Mapping[str, Any]) -> None:
                          f"apply to the {family.name} task ({family.help})")
 
 
-def all_fields() -> list:
-    """Every user key once, with the field that first declares it (for the command line)."""
-    seen: dict[str, Any] = {}
+SHARED_TITLES = {ModelConfig: "model keys (every task; each says where it applies)",
+                 TrainConfig: "training keys (every task; each says where it applies)"}
+
+
+def field_groups() -> list[tuple[str, list]]:
+    """(title, fields) per config class: the shared keys, then each family's own; a key
+    declared by two families is listed once, with the first (for the command line)."""
+    seen: set[str] = set()
+    groups: list[tuple[str, list]] = []
     for family in FAMILIES.values():
         for cls in family.config_classes():
-            for f in fields_of(cls):
-                seen.setdefault(f.name, f)
-    return list(seen.values())
+            if cls in [c for c, _ in groups]:
+                continue
+            new = [f for f in fields_of(cls) if f.name not in seen]
+            seen |= {f.name for f in new}
+            title = (SHARED_TITLES[cls] if cls in SHARED_TITLES
+                     else f"{family.name} keys: {family.help}")
+            groups.append((cls, (title, new)))
+    return [group for _, group in groups]
+
+
+def all_fields() -> list:
+    """Every user key once, with the field that first declares it."""
+    return [f for _, fields in field_groups() for f in fields]
