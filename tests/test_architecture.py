@@ -13,8 +13,8 @@ from seqlab.families import registry
 SRC = Path(__file__).resolve().parents[1] / "src"
 MODULES = sorted(SRC.rglob("*.py"))
 # shared code: it asks the family, never which family it holds
-SHARED = ["cli.py", "cli_base.py", "cli_use.py", "api.py", "checkpoint.py", "training.py",
-          "diagnostics.py", "diagnose.py", "lab.py", "lab_report.py", "recording.py",
+SHARED = ["cli.py", "cli_base.py", "cli_train.py", "cli_use.py", "api.py", "checkpoint.py",
+          "training.py", "diagnostics.py", "diagnose.py", "lab.py", "lab_report.py", "recording.py",
           "families/runner.py"]
 # the figures of an evaluation that belong to one family or another (val_loss is everyone's)
 FAMILY_METRICS = {"val_bpc", "val_ppl", "val_baseline", "val_ratio", "val_accuracy",

@@ -154,3 +154,107 @@ def test_bad_train_and_resume_input_is_one_line(data, tmp_path, single_thread, c
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("seqlab: error: ") and message in err[0]
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def spawn_training(data: Path, run: Path, *extra) -> subprocess.Popen:
+    """A real `seqlab train` process, long enough to be stopped while it trains."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    return subprocess.Popen([sys.executable, "-m", "seqlab", "train", str(data), *ORIGINAL,
+                             "--out", str(run), "--max-steps", "100000", *extra], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, run: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (run / "last" / "trainer_state.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_sigterm_checkpoints_and_exits_143(data, tmp_path, single_thread):
+    """`kill`, `timeout` and schedulers send SIGTERM: the step ends, a checkpoint is written at
+    that step, and the run resumes from it."""
+    run = tmp_path / "run"
+    proc = spawn_training(data, run)
+    try:
+        wait_for_checkpoint(proc, run)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "stopping after this step" in err and "(interrupted)" in err
+    stopped = max(r["step"] for r in metrics(run))
+    assert RunDir(run).load_trainer_state()["step"] == stopped  # checkpointed where it stopped
+    assert train(data, *ORIGINAL, "--max-steps", str(stopped + 3), "--out", run,
+                 "--resume") == 0
+
+
+def test_a_second_writer_is_refused_while_the_first_trains(data, tmp_path, single_thread,
+                                                            capsys):
+    run = tmp_path / "run"
+    proc = spawn_training(data, run)
+    try:
+        wait_for_checkpoint(proc, run)
+        capsys.readouterr()
+        code = train(data, *ORIGINAL, "--max-steps", "200000", "--out", run, "--resume")
+        err = capsys.readouterr().err.splitlines()
+        assert proc.poll() is None  # the first writer is untouched, still training
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"seqlab: error: {run} is being written by process {proc.pid} on ")
+    assert not (run / ".seqlab-writer").exists()  # released when the first writer stopped
+    assert train(data, *ORIGINAL, "--max-steps", "200000", "--time-budget", "1", "--out", run,
+                 "--resume") == 0  # and the run is free again
+
+
+def test_resume_that_would_train_nothing_changes_nothing(data, tmp_path, single_thread,
+                                                          capsys):
+    run = tmp_path / "run"
+    assert train(data, *ORIGINAL, "--max-steps", "10", "--out", run) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert train(data, *ORIGINAL, "--max-steps", "8", "--out", run, "--resume") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"seqlab: error: {run} is at step 10 already and max_steps is 8: nothing to "
+                   "train, nothing changed; give a larger --max-steps"]
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_the_same_data_by_another_path_resumes(data, tmp_path, single_thread, monkeypatch):
+    monkeypatch.chdir(data.parent)
+    run = tmp_path / "run"
+    assert train(data.name, *ORIGINAL, "--max-steps", "5", "--out", run) == 0
+    assert train(f"./{data.name}", *ORIGINAL, "--max-steps", "8", "--out", run,
+                 "--resume") == 0
+    assert train(data.resolve(), *ORIGINAL, "--max-steps", "10", "--out", run,
+                 "--resume") == 0
+
+
+def test_a_clip_value_alone_replaces_the_default_norm(data, tmp_path, single_thread):
+    run = tmp_path / "run"
+    assert train(data, *ORIGINAL, "--max-steps", "3", "--clip-value", "0.5", "--out", run) == 0
+    saved = RunDir(run).read_config()["train"]
+    assert (saved["clip_value"], saved["clip_norm"]) == (0.5, 0.0)
+
+
+def test_a_command_line_option_in_the_config_file_is_one_line(data, tmp_path, capsys):
+    toml = tmp_path / "c.toml"
+    toml.write_text('out = "elsewhere"\nhidden_size = 16\n', encoding="utf-8")
+    assert train(data, "--config", toml, "--out", tmp_path / "run") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"seqlab: error: {toml}: out is a command-line option, not a config key; give it as "
+        "a flag (--out DIR, ...)"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_command_prints_the_short_usage_and_how_to_get_help(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("usage: seqlab ")
+    assert err[-1] == ("seqlab: error: no command given; `seqlab --help` lists the commands, "
+                       "`seqlab COMMAND --help` describes one")
+    assert len(err) <= 3

@@ -420,3 +420,14 @@ def test_diagnose_refuses_a_seq2seq_run_in_one_line(capsys, reverse_run):
     assert err.splitlines() == [f"seqlab: error: diagnose needs a run whose task offers a probe "
                                 f"of its recurrent state; {reverse_run} is a 'seq2seq' run"]
     assert not (reverse_run / "diagnostics").exists()
+
+
+def test_translate_takes_options_before_and_after_the_inputs(capsys, reverse_run):
+    code, after, err = run_cli(capsys, "translate", reverse_run, "abc", "ba", "--beam", "2")
+    assert code == 0, err
+    code, before, err = run_cli(capsys, "translate", reverse_run, "--beam", "2", "abc", "ba")
+    assert code == 0, err
+    assert before == after and len(before.splitlines()) == 2
+    code, _, err = run_cli(capsys, "translate", reverse_run, "--beam", "2", "abc", "--bogus")
+    assert code == 2 and err.splitlines() == ["seqlab: error: unrecognized arguments: abc "
+                                              "--bogus"]

@@ -16,9 +16,13 @@ atomically; metrics.jsonl only grows by whole lines, and a torn last line is ign
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,11 @@ from seqlab.io import atomic_write, atomic_write_json, read_jsonl, truncate_json
 CONFIG, WEIGHTS, METRICS, LAST, TRAINER_STATE = (
     "config.json", "model.safetensors", "metrics.jsonl", "last", "trainer_state.pt")
 STAGING, PREVIOUS = "last.new", "last.old"  # save_last's folders while it replaces last/
+WRITER = ".seqlab-writer"  # who holds the run folder for writing (RunDir.writing)
+
+
+class RunInUse(ValueError):
+    """Another process is writing to the run folder."""
 FORMAT_VERSION = 1
 
 
@@ -42,6 +51,38 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[RunDir]:
+        """Hold the run folder for writing while the block runs; a second writer (a second
+        ``train --resume`` on the same run) is refused, naming the holder.
+
+        The lock is ``flock`` on the folder itself, which the kernel releases when the holder
+        exits or is killed, so a lock is never stale; ``.seqlab-writer`` beside it names the
+        holder (process and host) for the message, and is removed on release.
+        """
+        handle = os.open(self.path, os.O_RDONLY)
+        holder = self.path / WRITER
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunInUse(f"{self.path} is being written by {self._holder()}; wait for it "
+                               "to finish, or stop it (Ctrl-C or kill), then resume") from None
+            atomic_write_json(holder, {"pid": os.getpid(), "host": socket.gethostname()})
+            try:
+                yield self
+            finally:
+                holder.unlink(missing_ok=True)
+        finally:
+            os.close(handle)
+
+    def _holder(self) -> str:
+        try:
+            who = json.loads((self.path / WRITER).read_text(encoding="utf-8"))
+            return f"process {who['pid']} on {who['host']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
 
     @classmethod
     def create(cls, path: str | Path) -> RunDir:

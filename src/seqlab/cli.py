@@ -13,15 +13,12 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from seqlab.cli_base import Parser, UsageError, WarningLines
+from seqlab.cli_train import add_train, run_train
 from seqlab.cli_use import add_generate, add_translate, run_generate, run_translate
 
 EXAMPLES = """examples:
@@ -32,168 +29,6 @@ EXAMPLES = """examples:
   seqlab diagnose runs/tunes --out runs/tunes-diagnostics
   seqlab lab --quick --out lab
 """
-
-
-# train ---------------------------------------------------------------------------------
-def add_train(p: argparse.ArgumentParser) -> None:
-    from seqlab.families import registry
-    from seqlab.families.base import RESUMABLE
-
-    p.add_argument("data", metavar="DATA", nargs="?",
-                   help="a UTF-8 text file, a folder of them, a bundled corpus (oneills, ryans), "
-                        "a synthetic task (adding, copy, order, delay), a TSV file of pairs or a "
-                        "built-in pair task (dates, reverse, sort, addition); with --resume it "
-                        "may be left out (the run knows its source)")
-    p.add_argument("--out", metavar="DIR", help="run directory to create (default: "
-                   "runs/NAME-MODEL-TIME); with --resume, the run to continue")
-    may_change = ", ".join("--" + k.replace("_", "-") for k in sorted(RESUMABLE))
-    p.add_argument("--resume", action="store_true",
-                   help="continue the stopped run in --out from its last checkpoint; the "
-                        "original command may be repeated as it was, and only these keys may "
-                        f"change: {may_change}")
-    p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags "
-                   "(hidden_size = 512); flags given here override it")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--task", choices=list(registry.FAMILIES), default=None,
-                   help="what to train (default: what DATA names, else lm): " + "; ".join(
-                       f"{name}: {family.help}" for name, family in registry.FAMILIES.items()))
-    for title, fields in registry.field_groups():
-        group = p.add_argument_group(title)
-        for f in fields:
-            add_key(group, f)
-
-
-def add_key(group, f) -> None:
-    """One config key as a flag: its help, type, choices and default from the field."""
-    flag = "--" + f.name.replace("_", "-")
-    meta = f.metadata
-    default = f"(default: {f.default})"
-    if f.type == "bool":
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"{meta['help']} {default}")
-        return
-    kind = {"int": int, "float": float, "str": str}[f.type]
-    choices = meta.get("choices")
-    group.add_argument(flag, type=kind, default=None, choices=choices,
-                       metavar=None if choices else f.name.split("_")[-1].upper(),
-                       help=f"{meta['help']} {default}")
-
-
-def run_train(args: argparse.Namespace) -> int:
-    from seqlab.config import read_toml
-    from seqlab.families import registry, runner
-
-    given = {f.name: getattr(args, f.name) for f in registry.all_fields()
-             if getattr(args, f.name) is not None}
-    if args.task is not None:
-        given["task"] = args.task
-    stop = threading.Event()
-    toml = read_toml(Path(args.config)) if args.config else {}
-    if args.resume:
-        if not args.out:
-            raise UsageError("--resume needs --out DIR, the run to continue")
-        check_config_file(args.out, toml, args.config)
-        family = runner.family_of(args.out)
-    else:
-        if args.data is None:
-            raise UsageError("train needs DATA (a file, folder, bundled corpus or task), or "
-                             "--resume --out RUN to continue a run")
-        family = runner.family_for(args.data, {**toml, **given})
-    reporter = Reporter(quiet=args.quiet, family=family)
-    with interrupt_sets(stop):
-        if args.resume:
-            result = runner.resume(args.out, on_event=reporter, stop=stop, source=args.data,
-                                   **{**toml, **given})
-        else:
-            keys = {**toml, **given}
-            out = args.out or default_run_name(args.data, keys.get("model", "lstm"))
-            reporter.total = keys.get("max_steps")
-            result = runner.train(args.data, out=out, on_event=reporter, stop=stop, **keys)
-    reporter.close()
-    s = result.summary
-    print(f"best validation loss {result.best_loss()} after {s.steps} steps "
-          f"({s.stop_reason}); run: {result.run.path}", file=sys.stderr)
-    return 130 if s.stop_reason == "interrupted" else 0
-
-
-def check_config_file(out: str, toml: dict[str, Any], name: str | None) -> None:
-    """A TOML file given on resume must agree with the run (the user repeats the command)."""
-    from seqlab.families import runner
-
-    if not toml:
-        return
-    try:
-        runner.resume_configs(out, toml)
-    except ValueError as err:
-        raise UsageError(f"{err}; {name} differs from the run: drop --config to continue "
-                         "with the run's own keys") from err
-
-
-def default_run_name(data: str, model: str) -> str:
-    stem = Path(data.rstrip("/")).stem or "data"
-    return f"runs/{stem}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-class interrupt_sets:
-    """While active, Ctrl-C sets ``stop`` (the trainer saves and returns); a second one kills."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.stop.is_set():
-                raise KeyboardInterrupt
-            self.stop.set()
-            print("\nseqlab: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
-
-        self.previous = signal.signal(signal.SIGINT, handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self.previous)
-
-
-class Reporter:
-    """Training progress: a bar when stderr is a terminal, plain periodic lines otherwise."""
-
-    def __init__(self, quiet: bool = False, total: int | None = None, family=None) -> None:
-        self.quiet, self.total, self.bar, self.family = quiet, total, None, family
-
-    def note(self, record: dict[str, Any]) -> str:
-        """The second figure of an evaluation line, as the run's family words it."""
-        return self.family.eval_note(record) if self.family is not None else ""
-
-    def __call__(self, kind: str, record: dict[str, Any]) -> None:
-        if self.quiet or kind == "stop":
-            return
-        if sys.stderr.isatty():
-            self._bar(kind, record)
-        elif kind == "log":
-            print(f"step {record['step']:>6}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
-                  f"grad_norm {record['grad_norm']:.3f}  {record['tokens_per_s']:,.0f} tok/s  "
-                  f"{record['elapsed_s']:.0f}s", file=sys.stderr, flush=True)
-        else:
-            print(f"eval {record['step']:>6}  val_loss {record['val_loss']:.4f}  "
-                  f"{self.note(record)}  best {record['best_val_loss']:.4f}",
-                  file=sys.stderr, flush=True)
-
-    def _bar(self, kind: str, record: dict[str, Any]) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=self.total, unit="step", dynamic_ncols=True)
-        if kind == "log":
-            self.bar.update(record["step"] - self.bar.n)
-            self.bar.set_postfix(loss=f"{record['loss']:.3f}",
-                                 tok_s=f"{record['tokens_per_s']:,.0f}")
-        else:
-            self.bar.write(f"step {record['step']}: val_loss {record['val_loss']:.4f} "
-                           f"({self.note(record)}), best {record['best_val_loss']:.4f}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # evaluate / info -------------------------------------------------------------------------
@@ -345,10 +180,17 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     if args.command is None:
-        build_parser().print_help(sys.stderr)
+        parser.print_usage(sys.stderr)
+        print("seqlab: error: no command given; `seqlab --help` lists the commands, "
+              "`seqlab COMMAND --help` describes one", file=sys.stderr)
         return 2
+    if extra and args.command == "translate" and not any(a.startswith("-") for a in extra):
+        args.text += extra  # inputs after the options: seqlab translate RUN --beam 2 TEXT
+    elif extra:
+        parser.parse_args(argv)  # argparse's own one-line error for what it did not know
     from seqlab.training import TrainingDiverged
 
     warnings = WarningLines()

@@ -139,8 +139,15 @@ class Family(ABC):
         return names - self.ignores
 
     def normalize(self, keys: Mapping[str, Any]) -> dict[str, Any]:
-        """Flat keys as the config classes take them (a family may accept looser forms)."""
-        return dict(keys)
+        """Flat keys as the config classes take them (a family may accept looser forms).
+
+        A clip value given without a clip norm replaces the default norm clipping (the two
+        are exclusive, and only the norm has a default)."""
+        keys = dict(keys)
+        clip_value = keys.get("clip_value")
+        if isinstance(clip_value, int | float) and clip_value > 0 and "clip_norm" not in keys:
+            keys["clip_norm"] = 0.0
+        return keys
 
     def configs(self, keys: Mapping[str, Any]) -> Configs:
         """Typed configs from flat keys (checked against this family by the registry)."""

@@ -76,11 +76,13 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     model = initial_model(family, configs, prepared.assets)
     device = resolve_device(configs.train.device)
     task = family.task(prepared, configs, device)  # every check before anything is written
-    run = RunDir.create(out) if out is not None else None
-    if run is not None:
+    if out is None:
+        return fit(family, model, task, configs, prepared, None, on_event, None, stop)
+    run = RunDir.create(out)
+    with run.writing():
         family.save_assets(run, prepared.assets)
         run.write_config(family.run_config(configs, prepared))
-    return fit(family, model, task, configs, prepared, run, on_event, None, stop)
+        return fit(family, model, task, configs, prepared, run, on_event, None, stop)
 
 
 def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
@@ -92,12 +94,22 @@ def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event
     differ. ``source``, when given, must be the run's own.
     """
     run = RunDir(out)
+    run.read_config()  # first: "no such run directory" before any lock
+    with run.writing():
+        return resume_writing(run, on_event, stop, source, keys)
+
+
+def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | None,
+                   source: str | Path | None, keys: dict[str, Any]) -> TrainResult:
+    """:func:`resume`, with the run folder held: everything is checked before anything is
+    written."""
+    out = run.path
     config = run.read_config()
     family = registry.of_config(config)
     if "task" in keys and keys["task"] != family.name:
         raise ValueError(f"{out} is a {family.name!r} run, not {keys['task']!r}")
     saved = family.source_of(config)
-    if source is not None and str(source) != saved:
+    if source is not None and not same_source(saved, str(source)):
         raise ValueError(f"{out} was trained on {saved!r}, not {str(source)!r}")
     configs = family.configs_of(config, run.path)
     new_configs = changed(family, configs, {k: v for k, v in keys.items() if k != "task"})
@@ -105,16 +117,28 @@ def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event
     prepared = family.prepare(saved, new_configs, assets)
     task = family.task(prepared, new_configs, resolve_device(new_configs.train.device))
     state = run.load_trainer_state()
+    step = int(state["step"])
+    if new_configs.train.max_steps <= step:
+        raise ValueError(f"{out} is at step {step} already and max_steps is "
+                         f"{new_configs.train.max_steps}: nothing to train, nothing changed; "
+                         "give a larger --max-steps")
     model = family.build(new_configs, assets)
     run.load_weights(model, last=True)
     if new_configs != configs:
         fresh = family.run_config(new_configs, prepared)
         run.write_config({**config, **{k: fresh[k] for k in ("model", "train", family.name)
                                        if k in fresh}})
-    step = int(state["step"])
     run.truncate_metrics(step)
     recording.truncate_gradients(run, step)
     return fit(family, model, task, new_configs, prepared, run, on_event, state, stop)
+
+
+def same_source(saved: str, given: str) -> bool:
+    """The same name, or two paths to the same file or folder (``./data.txt``, ``data.txt``)."""
+    if saved == given:
+        return True
+    paths = Path(saved), Path(given)
+    return all(p.exists() for p in paths) and paths[0].resolve() == paths[1].resolve()
 
 
 def resume_configs(out: str | Path, keys: dict[str, Any]) -> Configs:

@@ -170,7 +170,7 @@ class SyntheticFamily(Family):
         return source in TASKS and not Path(source).exists()
 
     def normalize(self, keys) -> dict[str, Any]:
-        keys = dict(keys)
+        keys = super().normalize(keys)
         if isinstance(keys.get("length"), int) and not isinstance(keys["length"], bool):
             keys["length"] = str(keys["length"])  # the Python API may say length=200
         return keys
