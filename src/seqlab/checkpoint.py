@@ -173,6 +173,23 @@ class RunDir:
         os.replace(staging, last)
         shutil.rmtree(old, ignore_errors=True)
 
+    def has_checkpoint(self) -> bool:
+        """Whether a resumable checkpoint (weights and trainer state) was ever written."""
+        last = self.last_dir()
+        return (last / WEIGHTS).is_file() and (last / TRAINER_STATE).is_file()
+
+    def discard(self, created: bool) -> None:
+        """Remove what a run that never checkpointed wrote: the folder itself when ``created``
+        (it did not exist before), else its contents, so that ``train`` accepts it again."""
+        if created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for entry in self.path.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
     def last_dir(self) -> Path:
         """The folder of the resumable state: ``last/``, unless a kill between the renames of
         :meth:`save_last` left only the staging or the previous folder complete."""

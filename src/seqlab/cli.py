@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -191,12 +193,17 @@ def main(argv: list[str] | None = None) -> int:
         args.text += extra  # inputs after the options: seqlab translate RUN --beam 2 TEXT
     elif extra:
         parser.parse_args(argv)  # argparse's own one-line error for what it did not know
+    if sys.stdout is None and args.command != "train":  # started with stdout closed (>&-)
+        return fail("standard output is closed: what this command prints would be lost", 2)
     from seqlab.training import TrainingDiverged
 
     warnings = WarningLines()
     logging.getLogger("seqlab").addHandler(warnings)
     try:
-        return COMMANDS[args.command][2](args)
+        code = COMMANDS[args.command][2](args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a full disk behind stdout shows here, not at exit
+        return code
     except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError,
             NotADirectoryError, IsADirectoryError, PermissionError) as err:
         if args.debug:
@@ -212,12 +219,36 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early (`seqlab generate ... | head`): not an error
         quiet_stdout()
         return 141
+    except OSError as err:
+        if args.debug or err.errno not in STORAGE_ERRNOS:
+            raise
+        if err.filename is None:  # stdout itself (`> /dev/full`): keep exit quiet
+            quiet_stdout()
+        return fail(storage_message(err), 2)
     except Exception as err:  # a bug: say so in one line, --debug shows where
         if args.debug:
             raise
         return fail(f"internal error: {type(err).__name__}: {err} (rerun with --debug)", 1)
     finally:
         logging.getLogger("seqlab").removeHandler(warnings)
+
+
+# a full disk, a quota, a read-only file system, a closed descriptor: the user's to fix
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EBADF)
+
+
+def storage_message(err: OSError) -> str:
+    """Which file could not be written, why, and how much room its folder has left."""
+    if err.filename is None:
+        return f"standard output: {err.strerror}"
+    where = Path(err.filename).parent
+    while not where.exists() and where != where.parent:  # the run folder may be gone already
+        where = where.parent
+    try:
+        free = f"; {shutil.disk_usage(where).free / 2**20:,.1f} MB free in {where}"
+    except OSError:
+        free = ""
+    return f"{err.filename}: {err.strerror}{free}"
 
 
 def quiet_stdout() -> None:

@@ -6,17 +6,25 @@ half-written one.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place."""
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place.
+
+    Temporaries of this naming left by a killed writer are removed first; an OSError names
+    ``path``, never the hidden temporary.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -26,10 +34,23 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename in (None, tmp):
+            raise type(err)(err.errno, err.strerror, str(path)) from err
+        if code := os_error_code(err):  # a library's own type around an OS error
+            raise OSError(code, os.strerror(code), str(path)) from err
         raise
+
+
+def os_error_code(err: BaseException) -> int | None:
+    """The errno of an OS error that a library reports in its own exception type (safetensors:
+    "... No space left on device (os error 28)"), or None."""
+    if isinstance(err, OSError | KeyboardInterrupt):
+        return None
+    found = re.search(r"os error (\d+)", str(err))
+    return int(found.group(1)) if found else None
 
 
 def read_jsonl(path: Path) -> list:

@@ -208,10 +208,16 @@ class Trainer:
         self.bad_in_row += 1
         log.warning("step %d skipped: loss %s, gradient norm %s", self.step, loss, grad_norm)
         if self.bad_in_row >= self.config.max_bad_steps:
+            kept = "the last good checkpoint is kept"
+            if self.run is not None and not self.run.has_checkpoint():
+                # no evaluation yet: keep the weights as they were before the bad steps (a
+                # skipped step changes nothing), so the run folder is whole and resumable
+                self.run.save_weights(self.model)
+                self.run.save_last(self.model, self.state_dict())
+                kept = "the weights before the non-finite steps are saved"
             raise TrainingDiverged(
                 f"training diverged: {self.bad_in_row} consecutive steps with a non-finite loss "
-                f"or gradient at step {self.step}; the last good checkpoint is kept. Try a "
-                "lower --lr or --clip-norm")
+                f"or gradient at step {self.step}; {kept}. Try a lower --lr or --clip-norm")
         # the data position moves on so the same bad chunk is not retried forever
         self.step += 1
 

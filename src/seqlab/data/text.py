@@ -55,9 +55,12 @@ def source_files(source: str, folder_files=None) -> list[Path]:
     if not path.exists():
         hint = f" (bundled corpora: {', '.join(CORPORA)})" if "/" not in source else ""
         raise FileNotFoundError(f"{source}: no such file or folder{hint}")
-    if not path.is_dir():
-        return [path]
-    return (folder_files or visible_files)(path)
+    if path.is_dir():
+        return (folder_files or visible_files)(path)
+    if not path.is_file():  # a FIFO, a device, a socket: reading could hang or never end
+        raise ValueError(f"{source}: not a regular file or folder (a pipe or a device?); give "
+                         "a file, a folder or a bundled corpus")
+    return [path]
 
 
 def visible_files(folder: Path, suffix: str = "") -> list[Path]:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from seqlab import recording
-from seqlab.checkpoint import RunDir
+from seqlab.checkpoint import RunDir, RunInUse
 from seqlab.families import registry
 from seqlab.families.base import Configs, Family, LoadedRun, Prepared, Report, replace_keys
 from seqlab.models import count_parameters
@@ -78,11 +78,17 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     task = family.task(prepared, configs, device)  # every check before anything is written
     if out is None:
         return fit(family, model, task, configs, prepared, None, on_event, None, stop)
+    created = not Path(out).exists()
     run = RunDir.create(out)
-    with run.writing():
-        family.save_assets(run, prepared.assets)
-        run.write_config(family.run_config(configs, prepared))
-        return fit(family, model, task, configs, prepared, run, on_event, None, stop)
+    try:
+        with run.writing():
+            family.save_assets(run, prepared.assets)
+            run.write_config(family.run_config(configs, prepared))
+            return fit(family, model, task, configs, prepared, run, on_event, None, stop)
+    except BaseException as err:  # a full disk, a second Ctrl-C, a bug: before any checkpoint,
+        if not isinstance(err, RunInUse) and not run.has_checkpoint():  # nothing to resume
+            run.discard(created)
+        raise
 
 
 def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,

@@ -1,0 +1,125 @@
+"""Disk full, read-only folders, killed writers and runs that diverge before any checkpoint:
+one line, exit 2, and a run folder that is either whole or gone."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from safetensors import SafetensorError
+
+from seqlab.checkpoint import RunDir
+from seqlab.cli import main
+from seqlab.io import atomic_write_text
+
+KEYS = ["--model", "gru", "--hidden-size", "16", "--embedding-size", "8", "--seq-len", "8",
+        "--batch-size", "4", "--eval-every", "5", "--log-every", "5", "--device", "cpu",
+        "--quiet"]
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def full_disk(*args, **kwargs):
+    raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                          "(os error 28)")
+
+
+def test_a_full_disk_at_the_first_checkpoint_is_one_line_and_leaves_nothing(
+        text_file, tmp_path, capsys, monkeypatch, single_thread):
+    monkeypatch.setattr("seqlab.checkpoint.save_file", full_disk)
+    run = tmp_path / "run"
+    code, err = run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "10", "--out", run)
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seqlab: error: ")
+    assert "No space left on device" in lines[0] and "MB free in" in lines[0]
+    assert ".tmp" not in lines[0] and "model.safetensors" in lines[0]  # the real file's name
+    assert not run.exists()  # nothing to resume: what the run created is gone
+    monkeypatch.undo()
+    code, err = run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "5", "--out", run)
+    assert code == 0, err  # and the same command works once there is room
+
+
+def test_an_empty_folder_given_as_out_is_left_empty_after_a_failed_start(
+        text_file, tmp_path, capsys, monkeypatch, single_thread):
+    monkeypatch.setattr("seqlab.checkpoint.save_file", full_disk)
+    run = tmp_path / "run"
+    run.mkdir()
+    assert run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "10", "--out", run)[0] == 2
+    assert run.is_dir() and list(run.iterdir()) == []
+
+
+def test_a_real_small_file_system(text_file, tmp_path, capsys, single_thread):
+    """A 200 kB tmpfs, where the machine allows mounting one."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        code, err = run_cli(capsys, "train", text_file, "--hidden-size", "256", "--seq-len", "8",
+                            "--batch-size", "4", "--max-steps", "10", "--eval-every", "5",
+                            "--device", "cpu", "--out", mount / "run")
+        assert code == 2 and len(err.splitlines()) == 1
+        assert "No space left on device" in err and "/run/" in err
+        assert list(mount.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_run_that_diverges_before_any_checkpoint_is_whole(text_file, tmp_path, capsys,
+                                                            single_thread):
+    run = tmp_path / "run"
+    code, err = run_cli(capsys, "train", text_file, *KEYS, "--lr", "3e38", "--clip-norm", "0",
+                        "--optimizer", "sgd", "--warmup-steps", "0", "--max-bad-steps", "2",
+                        "--max-steps", "50", "--eval-every", "40", "--out", run)
+    assert code == 1
+    assert "the weights before the non-finite steps are saved" in err
+    assert RunDir(run).has_checkpoint()
+    assert run_cli(capsys, "info", run)[0] == 0  # not "not a complete run"
+
+
+def test_a_killed_writers_temporaries_are_cleaned_on_the_next_write(tmp_path):
+    stale = tmp_path / ".config.json.k3j2h1.tmp"
+    stale.write_text("half a file")
+    atomic_write_text(tmp_path / "config.json", "{}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_fifo_as_data_is_refused(tmp_path, capsys):
+    fifo = tmp_path / "pipe"
+    import os
+
+    os.mkfifo(fifo)
+    code, err = run_cli(capsys, "train", fifo, "--out", tmp_path / "run")
+    assert code == 2 and err.splitlines() == [
+        f"seqlab: error: {fifo}: not a regular file or folder (a pipe or a device?); give a "
+        "file, a folder or a bundled corpus"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_stdout_full_or_closed_is_one_line(trained_run):
+    env_cmd = ["python", "-m", "seqlab", "info", str(trained_run)]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    import os
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": src}
+    env_cmd[0] = sys.executable
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(env_cmd, stdout=full, stderr=subprocess.PIPE, text=True, env=env)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["seqlab: error: standard output: No space left on "
+                                        "device"]
+    done = subprocess.run(env_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, env=env, close_fds=True,
+                          preexec_fn=lambda: os.close(1))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["seqlab: error: standard output is closed: what this "
+                                        "command prints would be lost"]
