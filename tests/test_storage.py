@@ -3,7 +3,10 @@ one line, exit 2, and a run folder that is either whole or gone."""
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,8 +97,6 @@ def test_a_killed_writers_temporaries_are_cleaned_on_the_next_write(tmp_path):
 
 def test_fifo_as_data_is_refused(tmp_path, capsys):
     fifo = tmp_path / "pipe"
-    import os
-
     os.mkfifo(fifo)
     code, err = run_cli(capsys, "train", fifo, "--out", tmp_path / "run")
     assert code == 2 and err.splitlines() == [
@@ -107,8 +108,6 @@ def test_fifo_as_data_is_refused(tmp_path, capsys):
 def test_stdout_full_or_closed_is_one_line(trained_run):
     env_cmd = ["python", "-m", "seqlab", "info", str(trained_run)]
     src = str(Path(__file__).resolve().parents[1] / "src")
-    import os
-    import sys
 
     env = {**os.environ, "PYTHONPATH": src}
     env_cmd[0] = sys.executable
@@ -123,3 +122,62 @@ def test_stdout_full_or_closed_is_one_line(trained_run):
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["seqlab: error: standard output is closed: what this "
                                         "command prints would be lost"]
+
+
+def snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def stopped_run(text_file, tmp_path, capsys, single_thread) -> Path:
+    run = tmp_path / "run"
+    code, err = run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "10", "--out", run)
+    assert code == 0, err
+    return run
+
+
+def test_a_resume_that_fails_at_its_first_write_leaves_the_run_as_it_was(
+        stopped_run, text_file, capsys, monkeypatch):
+    before = snapshot(stopped_run)
+    appended = []
+    real_append = RunDir.append_metrics
+
+    def append_then_full(run, record):  # the resumed run logs a few steps, then the disk fills
+        real_append(run, record)
+        appended.append(record["step"])
+        if len(appended) == 2:  # the evaluation record, just before the checkpoint
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run.path / "metrics.jsonl"))
+
+    monkeypatch.setattr("seqlab.checkpoint.RunDir.append_metrics", append_then_full)
+    code, err = run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "20", "--out",
+                        stopped_run, "--resume")
+    assert code == 2 and len(err.splitlines()) == 1 and "No space left" in err
+    assert appended == [15, 15]  # it had truncated, rewritten and appended before failing
+    assert snapshot(stopped_run) == before
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: m.write_bytes(b"\xff\xfe garbage\n" + m.read_bytes()), r"damaged \(not UTF-8"),
+    (lambda m: m.write_text("42\n" + m.read_text()), r"line 1: damaged \(not a JSON object\)"),
+    (lambda m: m.write_text("{oops\n" + m.read_text()), r"line 1: damaged \(not JSON\)"),
+    (lambda m: (m.unlink(), m.mkdir()), r"not a file"),
+])
+@pytest.mark.parametrize("command", [["train", "--resume", "--max-steps", "20", "--out"],
+                                     ["info"], ["diagnose", "--no-jacobian", "--out", "D"]])
+def test_a_damaged_metrics_file_stops_every_command_before_it_writes(
+        stopped_run, capsys, tmp_path, damage, message, command):
+    import re
+
+    damage(stopped_run / "metrics.jsonl")
+    before = snapshot(stopped_run)
+    argv = [str(tmp_path / "d") if a == "D" else a for a in command]
+    if command[0] in ("info", "diagnose"):
+        argv.insert(1, str(stopped_run))
+    else:
+        argv.append(str(stopped_run))
+    code, err = run_cli(capsys, *argv)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert re.search(f"metrics.jsonl.*{message}", lines[0])
+    assert snapshot(stopped_run) == before
+    assert not (tmp_path / "d").exists()

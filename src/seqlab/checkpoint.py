@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,46 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._deferred: list[Callable[[], None]] = []
+        self.checkpoints = 0  # resumable checkpoints written through this object
+
+    def defer(self, action: Callable[[], None]) -> None:
+        """Run ``action`` just before the next write into the run (a resume rewrites its config
+        and cuts its metrics only once it really writes, so that a resume that fails before
+        leaves the run exactly as it was)."""
+        self._deferred.append(action)
+
+    @contextlib.contextmanager
+    def restored_unless_checkpointed(self, names: tuple[str, ...]) -> Iterator[None]:
+        """Files the block may rewrite come back byte for byte if it fails before it writes a
+        checkpoint (a resume that fails leaves the run as it was).
+
+        The originals are kept as hard links (no space needed, even on a full disk): rewrites
+        are atomic replacements, so the link keeps the old content, and restoring is a rename.
+        """
+        kept = []
+        for name in names:
+            original, backup = self.path / name, self.path / f".{name}.before"
+            backup.unlink(missing_ok=True)
+            if original.is_file():
+                os.link(original, backup)
+                kept.append((original, backup))
+        checkpoints = self.checkpoints
+        try:
+            yield
+        except BaseException:
+            if self.checkpoints == checkpoints:
+                for original, backup in kept:
+                    os.replace(backup, original)
+            raise
+        finally:
+            for _, backup in kept:
+                backup.unlink(missing_ok=True)
+
+    def ready(self) -> None:
+        """Carry out the deferred actions; every write calls this first."""
+        while self._deferred:
+            self._deferred.pop(0)()
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[RunDir]:
@@ -96,6 +136,7 @@ class RunDir:
 
     # config and vocabulary -------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:
+        self.ready()
         atomic_write_json(self.path / CONFIG, {"format": FORMAT_VERSION, **config})
 
     def read_config(self) -> dict[str, Any]:
@@ -132,6 +173,7 @@ class RunDir:
 
     # weights ---------------------------------------------------------------------------
     def save_weights(self, model: nn.Module, last: bool = False) -> None:
+        self.ready()
         path = (self.last_dir() if last else self.path) / WEIGHTS
         tensors = weight_tensors(model)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
@@ -160,6 +202,7 @@ class RunDir:
         folder that then replaces ``last/``, so a kill at any moment leaves a complete pair of
         the same step (in ``last/``, or in the staging or previous folder, see
         :meth:`last_dir`), never the weights of one step beside the state of another."""
+        self.ready()
         staging, old, last = (self.path / name for name in (STAGING, PREVIOUS, LAST))
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
@@ -171,6 +214,7 @@ class RunDir:
         if last.exists():
             os.replace(last, old)
         os.replace(staging, last)
+        self.checkpoints += 1
         shutil.rmtree(old, ignore_errors=True)
 
     def has_checkpoint(self) -> bool:
@@ -200,6 +244,7 @@ class RunDir:
         return self.path / LAST
 
     def save_trainer_state(self, state: dict[str, Any]) -> None:
+        self.ready()
         atomic_write(self.last_dir() / TRAINER_STATE, lambda tmp: torch.save(state, tmp))
 
     def load_trainer_state(self) -> dict[str, Any]:
@@ -211,6 +256,7 @@ class RunDir:
 
     # metrics ---------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
+        self.ready()
         with open(self.path / METRICS, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()

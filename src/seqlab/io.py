@@ -53,18 +53,33 @@ def os_error_code(err: BaseException) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def read_jsonl(path: Path) -> list:
-    """The objects of a JSON-lines file ([] when it does not exist); a torn line (a killed
-    writer's last) is skipped."""
+def read_jsonl(path: Path) -> list[dict]:
+    """The objects of a JSON-lines file ([] when it does not exist).
+
+    A torn last line (a killed writer's) is skipped; any other line that is not a JSON object,
+    bytes that are not UTF-8, or a folder in the file's place raise ValueError naming the file
+    (and the line), so that a damaged file stops a command before it writes anything.
+    """
     path = Path(path)
     if not path.exists():
         return []
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file (a JSON-lines file belongs here)")
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: damaged (not UTF-8 at byte {err.start})") from err
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            if number == len(lines):
+                continue  # torn by a kill in the middle of a write
+            raise ValueError(f"{path}, line {number}: damaged (not JSON)") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: damaged (not a JSON object)")
+        records.append(record)
     return records
 
 

@@ -45,6 +45,7 @@ def recorder(model: nn.Module, probe: Probe, every: int, run: RunDir
         if step % every:
             return
         norms = {r: g.tolist() for r, g in gradients_through_time(model, probe).items()}
+        run.ready()
         with open(run.path / GRADIENTS, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, **norms}) + "\n")
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from seqlab import recording
-from seqlab.checkpoint import RunDir, RunInUse
+from seqlab.checkpoint import CONFIG, METRICS, WEIGHTS, RunDir, RunInUse
 from seqlab.families import registry
 from seqlab.families.base import Configs, Family, LoadedRun, Prepared, Report, replace_keys
 from seqlab.models import count_parameters
@@ -130,13 +130,15 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
                          "give a larger --max-steps")
     model = family.build(new_configs, assets)
     run.load_weights(model, last=True)
+    run.read_metrics(), recording.read_gradients(run.path)  # damaged files stop us here
     if new_configs != configs:
         fresh = family.run_config(new_configs, prepared)
-        run.write_config({**config, **{k: fresh[k] for k in ("model", "train", family.name)
-                                       if k in fresh}})
-    run.truncate_metrics(step)
-    recording.truncate_gradients(run, step)
-    return fit(family, model, task, new_configs, prepared, run, on_event, state, stop)
+        run.defer(lambda: run.write_config({**config, **{
+            k: fresh[k] for k in ("model", "train", family.name) if k in fresh}}))
+    run.defer(lambda: run.truncate_metrics(step))
+    run.defer(lambda: recording.truncate_gradients(run, step))
+    with run.restored_unless_checkpointed((CONFIG, METRICS, WEIGHTS, recording.GRADIENTS)):
+        return fit(family, model, task, new_configs, prepared, run, on_event, state, stop)
 
 
 def same_source(saved: str, given: str) -> bool:
