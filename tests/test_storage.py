@@ -181,3 +181,51 @@ def test_a_damaged_metrics_file_stops_every_command_before_it_writes(
     assert re.search(f"metrics.jsonl.*{message}", lines[0])
     assert snapshot(stopped_run) == before
     assert not (tmp_path / "d").exists()
+
+
+def test_a_permuted_vocabulary_is_refused_by_every_command(stopped_run, text_file, capsys):
+    import json
+
+    vocab = stopped_run / "vocab.json"
+    saved = json.loads(vocab.read_text())
+    tokens = saved["tokens"]
+    saved["tokens"] = tokens[1:] + tokens[:1]  # the same symbols, other ids
+    vocab.write_text(json.dumps(saved))
+    config = json.loads((stopped_run / "config.json").read_text())
+    assert set(config["checksums"]) == {"vocab.json"}
+    before = snapshot(stopped_run)
+    for argv in (["generate", stopped_run, "--length", "5"], ["info", stopped_run],
+                 ["evaluate", stopped_run, text_file],
+                 ["train", "--resume", "--max-steps", "20", "--out", stopped_run]):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2 and err.splitlines() == [
+            f"seqlab: error: {vocab} is not the file this run was trained with (its checksum "
+            "differs from the one in config.json); the weights depend on it: put the original "
+            "back, or train again"], argv
+    assert snapshot(stopped_run) == before
+
+
+def test_resume_reads_the_file_it_was_trained_on_and_refuses_another(
+        text_file, tmp_path, capsys, monkeypatch, single_thread):
+    monkeypatch.chdir(text_file.parent)
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", text_file.name, *KEYS, "--max-steps", "5", "--out",
+                   run)[0] == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # from another folder, with no DATA: the recorded path
+    code, err = run_cli(capsys, "train", "--resume", "--out", run, "--max-steps", "10")
+    assert code == 0, err
+    impostor = elsewhere / text_file.name  # another file by the same name, same alphabet
+    impostor.write_text(text_file.read_text()[::-1], encoding="utf-8")
+    before = snapshot(run)
+    code, err = run_cli(capsys, "train", text_file.name, "--resume", "--out", run,
+                        "--max-steps", "15")
+    assert code == 2 and err.splitlines() == [
+        f"seqlab: error: {text_file.name} is not the data {run} was trained on (it differs "
+        f"from {text_file.resolve()} as it was then); resuming on other data would not "
+        "continue the same run: put the original back, or train a new run"]
+    text_file.write_text(text_file.read_text()[::-1], encoding="utf-8")  # edited in place
+    code, err = run_cli(capsys, "train", "--resume", "--out", run, "--max-steps", "15")
+    assert code == 2 and "is not the data" in err
+    assert snapshot(run) == before

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -138,6 +139,23 @@ class RunDir:
     def write_config(self, config: dict[str, Any]) -> None:
         self.ready()
         atomic_write_json(self.path / CONFIG, {"format": FORMAT_VERSION, **config})
+
+    def checksums(self) -> dict[str, str]:
+        """sha256 of every file the run holds so far (before training: the family's assets,
+        such as vocab.json), by path inside the run; config.json records them."""
+        return {str(p.relative_to(self.path)): file_digest(p)
+                for p in sorted(self.path.rglob("*")) if p.is_file()
+                and p.name not in (CONFIG, WRITER) and not p.name.startswith(".")}
+
+    def verify_checksums(self, config: dict[str, Any]) -> None:
+        """Refuse assets that are not the files the weights were trained with (a permuted
+        vocabulary would give garbage without an error). Runs written before checksums pass."""
+        for name, digest in config.get("checksums", {}).items():
+            path = self.path / name
+            if path.is_file() and file_digest(path) != digest:
+                raise ValueError(f"{path} is not the file this run was trained with (its "
+                                 f"checksum differs from the one in {CONFIG}); the weights "
+                                 "depend on it: put the original back, or train again")
 
     def read_config(self) -> dict[str, Any]:
         path = self._require(CONFIG)
@@ -276,6 +294,15 @@ class RunDir:
         if not path.is_file():
             raise ValueError(f"{self.path}: not a complete run (missing {name})")
         return path
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def weight_tensors(model: nn.Module) -> dict[str, Tensor]:

@@ -212,7 +212,10 @@ class Family(ABC):
         """What :meth:`save_assets` wrote (or what the config alone rebuilds), checked."""
 
     def source_of(self, config: dict[str, Any]) -> str:
-        return str(config["data"]["source"])
+        """Where the run's data is: its resolved path when it was a file or folder (so a
+        resume from another folder reads the same file), else its name."""
+        data = config["data"]
+        return str(data.get("source_path") or data["source"])
 
     # using a run ---------------------------------------------------------------------------
     def load(self, path: str | Path, device: Any = "cpu", last: bool = False) -> LoadedRun:
@@ -222,7 +225,8 @@ class Family(ABC):
         if (task := config.get("task", "lm")) != self.name:
             raise ValueError(f"{path} is a {task!r} run, not a {self.name!r} run")
         configs = self.configs_of(config, run.path)
-        assets = self.load_assets(run, configs, config)
+        assets = self.load_assets(run, configs, config)  # its own checks first
+        run.verify_checksums(config)
         model = self.build(configs, assets).to(device)
         run.load_weights(model, last=last)
         model.eval()

@@ -20,6 +20,7 @@ from seqlab import recording
 from seqlab.checkpoint import CONFIG, METRICS, WEIGHTS, RunDir, RunInUse
 from seqlab.families import registry
 from seqlab.families.base import Configs, Family, LoadedRun, Prepared, Report, replace_keys
+from seqlab.io import fingerprint
 from seqlab.models import count_parameters
 from seqlab.training import Event, Summary, fit_keeping_best, resolve_device
 
@@ -72,6 +73,9 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     family = family_for(source, keys)
     configs = typed_configs(family, keys)
     prepared = family.prepare(str(source), configs)
+    if Path(source).exists():  # a file or folder: where it is and what it held
+        prepared.description.update(source_path=str(Path(source).resolve()),
+                                    source_fingerprint=fingerprint(Path(source)))
     configs = family.complete(configs, prepared.assets)
     model = initial_model(family, configs, prepared.assets)
     device = resolve_device(configs.train.device)
@@ -83,7 +87,8 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     try:
         with run.writing():
             family.save_assets(run, prepared.assets)
-            run.write_config(family.run_config(configs, prepared))
+            run.write_config({**family.run_config(configs, prepared),
+                              "checksums": run.checksums()})
             return fit(family, model, task, configs, prepared, run, on_event, None, stop)
     except BaseException as err:  # a full disk, a second Ctrl-C, a bug: before any checkpoint,
         if not isinstance(err, RunInUse) and not run.has_checkpoint():  # nothing to resume
@@ -114,14 +119,14 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
     family = registry.of_config(config)
     if "task" in keys and keys["task"] != family.name:
         raise ValueError(f"{out} is a {family.name!r} run, not {keys['task']!r}")
-    saved = family.source_of(config)
-    if source is not None and not same_source(saved, str(source)):
-        raise ValueError(f"{out} was trained on {saved!r}, not {str(source)!r}")
+    location = data_location(config["data"], family.source_of(config), source, out)
     configs = family.configs_of(config, run.path)
     new_configs = changed(family, configs, {k: v for k, v in keys.items() if k != "task"})
     assets = family.load_assets(run, new_configs, config)
-    prepared = family.prepare(saved, new_configs, assets)
+    run.verify_checksums(config)
+    prepared = family.prepare(location, new_configs, assets)
     task = family.task(prepared, new_configs, resolve_device(new_configs.train.device))
+    check_fingerprint(config["data"], location, out)
     state = run.load_trainer_state()
     step = int(state["step"])
     if new_configs.train.max_steps <= step:
@@ -139,6 +144,28 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
     run.defer(lambda: recording.truncate_gradients(run, step))
     with run.restored_unless_checkpointed((CONFIG, METRICS, WEIGHTS, recording.GRADIENTS)):
         return fit(family, model, task, new_configs, prepared, run, on_event, state, stop)
+
+
+def data_location(data: dict[str, Any], recorded: str, given: str | Path | None,
+                  out: Path) -> str:
+    """Where a resumed run reads its data: the DATA given (it must name the run's own), else
+    the resolved path recorded at training, else the name as given then."""
+    named = str(data["source"])
+    if given is not None:
+        if not (same_source(named, str(given)) or same_source(recorded, str(given))):
+            raise ValueError(f"{out} was trained on {named!r}, not {str(given)!r}")
+        return str(given)
+    return recorded if Path(recorded).exists() else named
+
+
+def check_fingerprint(data: dict[str, Any], location: str, out: Path) -> None:
+    """Refuse data that is not what the run was trained on: another file by the same name, or
+    the same file changed (runs written before fingerprints pass)."""
+    recorded = data.get("source_fingerprint")
+    if recorded and Path(location).exists() and fingerprint(Path(location)) != recorded:
+        raise ValueError(f"{location} is not the data {out} was trained on (it differs from "
+                         f"{data['source_path']} as it was then); resuming on other data would "
+                         "not continue the same run: put the original back, or train a new run")
 
 
 def same_source(saved: str, given: str) -> bool:
