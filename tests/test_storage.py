@@ -229,3 +229,33 @@ def test_resume_reads_the_file_it_was_trained_on_and_refuses_another(
     code, err = run_cli(capsys, "train", "--resume", "--out", run, "--max-steps", "15")
     assert code == 2 and "is not the data" in err
     assert snapshot(run) == before
+
+
+def test_text_the_tools_cannot_read_is_one_line(tmp_path, capsys, monkeypatch):
+    import io
+
+    class Bytes(io.StringIO):
+        buffer = io.BytesIO(b"abc\n\xff\xfe\n")
+
+    monkeypatch.setattr("sys.stdin", Bytes())
+    code, err = run_cli(capsys, "translate", tmp_path / "no-run")
+    assert code == 2 and err.splitlines() == [
+        "seqlab: error: standard input: not UTF-8 text (invalid byte at offset 4)"]
+    code, err = run_cli(capsys, "train", "addition", "--length", "5000", "--out",
+                        tmp_path / "r")
+    assert code == 2 and err.splitlines() == [
+        "seqlab: error: addition: --length is digits per operand, at most 4000 (Python's "
+        "limit for turning a number into text), got 5000"]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe", b"{not json", b"[1, 2]"])
+def test_a_damaged_lab_note_is_one_line(tmp_path, garbage):
+    from seqlab.lab import Run, execute
+
+    folder = tmp_path / "runs" / "adding-rnn"
+    folder.mkdir(parents=True)
+    (folder / "lab.json").write_bytes(garbage)
+    with pytest.raises(ValueError, match=r"lab\.json: damaged .*delete .*adding-rnn to train "
+                                         r"that run again"):
+        execute(Run("adding-rnn", "adding", {"model": "rnn"}), tmp_path / "runs")

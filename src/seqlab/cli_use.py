@@ -165,7 +165,7 @@ def run_translate(args: argparse.Namespace) -> int:
         raise UsageError("--beam must be >= 1")
     if args.length_penalty is not None and args.length_penalty < 0:
         raise UsageError("--length-penalty must be >= 0")
-    texts = args.text or [line.rstrip("\r\n") for line in sys.stdin]
+    texts = args.text or stdin_lines()
     if not texts:
         raise UsageError("no input: give TEXT arguments or lines on stdin")
     loaded = runner.load_run(args.run, resolve_device(args.device))
@@ -178,3 +178,16 @@ def run_translate(args: argparse.Namespace) -> int:
     for result in results:
         print(result.text)
     return 0
+
+
+def stdin_lines() -> list[str]:
+    """The lines of standard input, read as UTF-8; other bytes are a one-line error."""
+    if sys.stdin is None:
+        return []
+    binary = getattr(sys.stdin, "buffer", None)  # a text stream without one is text already
+    try:
+        text = binary.read().decode("utf-8") if binary is not None else sys.stdin.read()
+        return [line.rstrip("\r") for line in text.splitlines()]
+    except UnicodeDecodeError as err:
+        raise UsageError(f"standard input: not UTF-8 text (invalid byte at offset {err.start})"
+                         ) from None

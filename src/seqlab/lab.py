@@ -220,6 +220,7 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     if path.exists() and not (path / "lab.json").exists():
         raise ValueError(f"{path} is incomplete (an interrupted lab?); delete it to train it "
                          "again")
+    saved = read_lab_json(path)  # a finished run's note, read before anything else
     if not path.exists():
         try:
             stop = runner.train(run.source, out=path, **run.keys).summary.stop_reason
@@ -232,7 +233,6 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     logs = [m for m in metrics if "loss" in m]
     best = min(evals, key=lambda m: m["val_loss"]) if evals else {}
     headline = runner.family_of(path).headline(best)
-    saved = json.loads((path / "lab.json").read_text()) if (path / "lab.json").exists() else {}
     result = {"run": f"runs/{run.name}", "source": run.source, "model": run.keys["model"],
               "parameters": count_parameters(runner.untrained(path)),
               "best_val_loss": best.get("val_loss", math.nan),
@@ -251,6 +251,22 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
         atomic_write_json(path / "lab.json", {"stop": stop, "wall_s": result["wall_s"],
                                               "note": note})
     return result
+
+
+def read_lab_json(path: Path) -> dict[str, Any]:
+    """What the lab noted of a finished run ({} for none); a damaged note is a one-line error."""
+    note = path / "lab.json"
+    if not note.exists():
+        return {}
+    try:
+        saved = json.loads(note.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{note}: damaged ({err}); delete {path} to train that run again"
+                         ) from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{note}: damaged (not a JSON object); delete {path} to train that run "
+                         "again")
+    return saved
 
 
 def run_suite(name: str, out: str | Path, on_run: Callable[[str, dict], None] | None = None,

@@ -131,6 +131,9 @@ def addition_pair(rng: random.Random, bounds: tuple[int, int]) -> Pair:
     return f"{a}+{b}", str(a + b)
 
 
+MAX_DIGITS = 4000  # sys.get_int_max_str_digits() is 4300 by default; the sum has one more
+
+
 def _number(rng: random.Random, digits: int) -> int:
     """A number of exactly ``digits`` digits (0 counts as one)."""
     return rng.randrange(0 if digits == 1 else 10 ** (digits - 1), 10 ** digits)
@@ -169,6 +172,9 @@ def generate_pairs(task: str, count: int, seed: int, length: str = "",
         raise ValueError(f"unknown task {task!r}; built-in tasks: {', '.join(TASKS)}")
     default, make = TASKS[task]
     bounds = parse_length(length, default)
+    if task == "addition" and bounds[1] > MAX_DIGITS:
+        raise ValueError(f"addition: --length is digits per operand, at most {MAX_DIGITS} "
+                         f"(Python's limit for turning a number into text), got {bounds[1]}")
     rng, excluded, pairs = random.Random(f"{task}:{seed}"), set(exclude), []
     for _ in range(100 * count + 1000):  # a tiny space (reverse of length 1) may run dry
         pair = make(rng, bounds)
