@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 
 from seqlab.checkpoint import RunDir
 from seqlab.cli import main
+from seqlab.families import registry
 from seqlab.io import atomic_write_text
 
 KEYS = ["--model", "gru", "--hidden-size", "16", "--embedding-size", "8", "--seq-len", "8",
@@ -40,7 +41,8 @@ def test_a_full_disk_at_the_first_checkpoint_is_one_line_and_leaves_nothing(
     assert code == 2
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("seqlab: error: ")
-    assert "No space left on device" in lines[0] and "MB free in" in lines[0]
+    assert "No space left on device (this write needs about " in lines[0]
+    assert "MB free in" in lines[0]
     assert ".tmp" not in lines[0] and "model.safetensors" in lines[0]  # the real file's name
     assert not run.exists()  # nothing to resume: what the run created is gone
     monkeypatch.undo()
@@ -72,6 +74,22 @@ def test_a_real_small_file_system(text_file, tmp_path, capsys, single_thread):
         assert code == 2 and len(err.splitlines()) == 1
         assert "No space left on device" in err and "/run/" in err
         assert list(mount.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_read_only_file_system_is_one_line(text_file, tmp_path, capsys, single_thread):
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=100k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        code, err = run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "5", "--out",
+                            mount / "run")
+        assert code == 2 and err.splitlines() == [
+            f"seqlab: error: {mount / 'run'}: Read-only file system"]
     finally:
         subprocess.run(["umount", str(mount)], check=False)
 
@@ -128,10 +146,30 @@ def snapshot(folder: Path) -> dict:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-@pytest.fixture
-def stopped_run(text_file, tmp_path, capsys, single_thread) -> Path:
+# a tiny training command per task family (the data, then its keys): a new family adds one,
+# and the tests below run it through the same damage (test_every_family_has_a_tiny_run)
+SHARED_KEYS = ["--model", "gru", "--hidden-size", "16", "--embedding-size", "8",
+               "--batch-size", "4", "--eval-every", "5", "--log-every", "5", "--device", "cpu",
+               "--quiet"]
+TINY_RUNS = {
+    "lm": lambda text_file: [text_file, "--seq-len", "8", *SHARED_KEYS],
+    "synthetic": lambda text_file: ["adding", "--length", "10", "--val-sequences", "16",
+                                    *SHARED_KEYS],
+    "seq2seq": lambda text_file: ["reverse", "--length", "3-5", "--num-pairs", "200",
+                                  *SHARED_KEYS],
+}
+
+
+def test_every_family_has_a_tiny_run():
+    assert set(TINY_RUNS) == set(registry.FAMILIES)
+
+
+@pytest.fixture(params=sorted(TINY_RUNS))
+def stopped_run(request, text_file, tmp_path, capsys, single_thread) -> Path:
+    """A run of each family, stopped at step 10."""
     run = tmp_path / "run"
-    code, err = run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "10", "--out", run)
+    argv = TINY_RUNS[request.param](text_file)
+    code, err = run_cli(capsys, "train", *argv, "--max-steps", "10", "--out", run)
     assert code == 0, err
     return run
 
@@ -149,8 +187,8 @@ def test_a_resume_that_fails_at_its_first_write_leaves_the_run_as_it_was(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run.path / "metrics.jsonl"))
 
     monkeypatch.setattr("seqlab.checkpoint.RunDir.append_metrics", append_then_full)
-    code, err = run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "20", "--out",
-                        stopped_run, "--resume")
+    code, err = run_cli(capsys, "train", "--max-steps", "20", "--out", stopped_run,
+                        "--resume", "--quiet")
     assert code == 2 and len(err.splitlines()) == 1 and "No space left" in err
     assert appended == [15, 15]  # it had truncated, rewritten and appended before failing
     assert snapshot(stopped_run) == before
@@ -162,7 +200,8 @@ def test_a_resume_that_fails_at_its_first_write_leaves_the_run_as_it_was(
     (lambda m: m.write_text("{oops\n" + m.read_text()), r"line 1: damaged \(not JSON\)"),
     (lambda m: (m.unlink(), m.mkdir()), r"not a file"),
 ])
-@pytest.mark.parametrize("command", [["train", "--resume", "--max-steps", "20", "--out"],
+@pytest.mark.parametrize("command", [["train", "--resume", "--quiet", "--max-steps", "20",
+                                      "--out"],
                                      ["info"], ["diagnose", "--no-jacobian", "--out", "D"]])
 def test_a_damaged_metrics_file_stops_every_command_before_it_writes(
         stopped_run, capsys, tmp_path, damage, message, command):
@@ -183,9 +222,13 @@ def test_a_damaged_metrics_file_stops_every_command_before_it_writes(
     assert not (tmp_path / "d").exists()
 
 
-def test_a_permuted_vocabulary_is_refused_by_every_command(stopped_run, text_file, capsys):
+def test_a_permuted_vocabulary_is_refused_by_every_command(text_file, tmp_path, capsys,
+                                                           single_thread):
     import json
 
+    stopped_run = tmp_path / "run"
+    assert run_cli(capsys, "train", *TINY_RUNS["lm"](text_file), "--max-steps", "10", "--out",
+                   stopped_run)[0] == 0
     vocab = stopped_run / "vocab.json"
     saved = json.loads(vocab.read_text())
     tokens = saved["tokens"]

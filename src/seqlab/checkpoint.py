@@ -17,6 +17,7 @@ atomically; metrics.jsonl only grows by whole lines, and a torn last line is ign
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -194,7 +195,8 @@ class RunDir:
         self.ready()
         path = (self.last_dir() if last else self.path) / WEIGHTS
         tensors = weight_tensors(model)
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+        with room_needed(sum(t.numel() * t.element_size() for t in tensors.values())):
+            atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
     def load_weights(self, model: nn.Module, last: bool = False) -> nn.Module:
         path = self._require(f"{self.last_dir().name}/{WEIGHTS}" if last else WEIGHTS)
@@ -225,9 +227,11 @@ class RunDir:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         tensors = weight_tensors(model)
-        atomic_write(staging / WEIGHTS,
-                     lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-        atomic_write(staging / TRAINER_STATE, lambda tmp: torch.save(state, tmp))
+        weights = sum(t.numel() * t.element_size() for t in tensors.values())
+        with room_needed(3 * weights):  # the weights, and an optimiser state of about twice them
+            atomic_write(staging / WEIGHTS,
+                         lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+            atomic_write(staging / TRAINER_STATE, lambda tmp: torch.save(state, tmp))
         shutil.rmtree(old, ignore_errors=True)
         if last.exists():
             os.replace(last, old)
@@ -294,6 +298,18 @@ class RunDir:
         if not path.is_file():
             raise ValueError(f"{self.path}: not a complete run (missing {name})")
         return path
+
+
+@contextlib.contextmanager
+def room_needed(size: int) -> Iterator[None]:
+    """A full disk while writing ``size`` bytes says how much room the write needed."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise type(err)(err.errno, f"{err.strerror} (this write needs about "
+                                   f"{size / 2**20:,.1f} MB)", err.filename) from err
 
 
 def file_digest(path: Path) -> str:

@@ -87,10 +87,13 @@ def add_diagnose(p: argparse.ArgumentParser) -> None:
 
 def run_diagnose(args: argparse.Namespace) -> int:
     from seqlab.diagnose import diagnose_run
+    from seqlab.limits import allocation_errors
     from seqlab.training import resolve_device
 
-    report = diagnose_run(args.run, args.out, args.batch, resolve_device(args.device),
-                          jacobian=not args.no_jacobian)
+    device = resolve_device(args.device)
+    with allocation_errors({"--batch": args.batch}, device):
+        report = diagnose_run(args.run, args.out, args.batch, device,
+                              jacobian=not args.no_jacobian)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -238,16 +241,16 @@ STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EBADF)
 
 
 def storage_message(err: OSError) -> str:
-    """Which file could not be written, why, and how much room its folder has left."""
+    """Which file could not be written, why, and (disk full) how much room its folder has."""
     if err.filename is None:
         return f"standard output: {err.strerror}"
-    where = Path(err.filename).parent
-    while not where.exists() and where != where.parent:  # the run folder may be gone already
-        where = where.parent
-    try:
-        free = f"; {shutil.disk_usage(where).free / 2**20:,.1f} MB free in {where}"
-    except OSError:
-        free = ""
+    free = ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = Path(err.filename).parent
+        while not where.exists() and where != where.parent:  # the run folder may be gone
+            where = where.parent
+        with contextlib.suppress(OSError):
+            free = f"; {shutil.disk_usage(where).free / 2**20:,.1f} MB free in {where}"
     return f"{err.filename}: {err.strerror}{free}"
 
 

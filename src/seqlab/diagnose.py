@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqlab import plots
+from seqlab import limits, plots
 from seqlab.checkpoint import RunDir
 from seqlab.diagnostics import Probe, grad_norm_history, measure, recurrent_of
 from seqlab.families import runner
@@ -23,10 +23,23 @@ from seqlab.recording import read_gradients
 def run_probe(run_dir, batch: int, device) -> tuple[nn.Module, nn.Module, Probe, dict]:
     """(trained model, the same model at initialisation, probe, config) of a run directory."""
     loaded = runner.load_run(run_dir, device)
+    check_batch(loaded, batch, device)
     probe = runner.probe(loaded, batch, device)
     recurrent_of(loaded.model)
     initial = runner.initial_model(loaded.family, loaded.configs, loaded.vocab)
     return loaded.model, initial.to(device).eval(), probe, loaded.config
+
+
+def check_batch(loaded, batch: int, device) -> None:
+    """Refuse a probe of ``batch`` sequences whose trace and gradients cannot fit in memory,
+    before drawing it: per sequence and step, the input, every layer's states and gates and the
+    logits, twice (the values and their gradients)."""
+    shape = loaded.family.shape(loaded.configs, loaded.vocab)
+    per_step = (shape.input_size + limits.encoder_activations(shape.model, shape.input_size)
+                + 3 * shape.outputs)
+    need = 2 * limits.FLOAT * batch * shape.steps * per_step
+    limits.check_fits(need, f"batch {batch}",
+                      f"diagnosing {batch:,} sequences of {shape.steps:,} steps", device)
 
 
 def diagnose_run(run_dir, out=None, batch: int = 16, device: str = "cpu",
@@ -35,15 +48,16 @@ def diagnose_run(run_dir, out=None, batch: int = 16, device: str = "cpu",
     and write diagnostics.json and PNG figures into ``out`` (default RUN/diagnostics)."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    metrics, recorded = RunDir(run_dir).read_metrics(), read_gradients(run_dir)  # checked first
     trained, initial, probe, config = run_probe(run_dir, batch, torch.device(device))
     out = Path(out) if out is not None else Path(run_dir) / "diagnostics"
     train = config["train"]
     report = {"run": str(run_dir), "model": config["model"]["model"],
               "init": measure(initial, probe, jacobian),
               "trained": measure(trained, probe, jacobian),
-              "recorded": read_gradients(run_dir),
-              "grad_norms": grad_norm_history(RunDir(run_dir).read_metrics(),
-                                              train["clip_norm"], train["clip_value"])}
+              "recorded": recorded,
+              "grad_norms": grad_norm_history(metrics, train["clip_norm"],
+                                              train["clip_value"])}
     report["files"] = [str(f) for f in write_figures(report, out)]
     atomic_write_json(out / "diagnostics.json", report)
     return report
