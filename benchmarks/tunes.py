@@ -7,9 +7,14 @@ character, validity rate, near-copy rate, wall time.
     OMP_NUM_THREADS=1 python benchmarks/tunes.py --preset mit --tunes 100
     OMP_NUM_THREADS=1 python benchmarks/tunes.py --preset default --time-budget 300
     OMP_NUM_THREADS=1 python benchmarks/tunes.py --preset tunes30 --reuse --out runs/bench
+    OMP_NUM_THREADS=1 python benchmarks/tunes.py --preset default --reuse --out runs/bench \
+        --tunes 300 --temperatures 0.8 1.0 1.2 --meter both
 
 ``--reuse`` samples from runs already in ``--out`` (for runs trained in several sessions
-with ``seqlab train --resume``, each under a time budget).
+with ``seqlab train --resume``, each under a time budget). ``--temperatures`` and ``--meter``
+sample a grid (each temperature with and without meter-aware sampling), each setting checked
+the same way, with bar fit (repeat-aware, :func:`seqlab.abc_meter.bar_fit`), header
+consistency (R: against M:) and the sampling time.
 
 ``--max-steps`` / ``--time-budget`` shorten a run (the figures then say so). One JSON object per
 preset goes to stdout, and a Markdown table row for BENCHMARKS.md.
@@ -50,8 +55,9 @@ PRESETS = {
 
 
 def run(preset: str, tunes: int, max_steps: int | None, time_budget: float, seed: int,
-        temperature: float, folder: Path, reuse: bool = False, device: str = "cpu",
-        train_only: bool = False, batching: str = "") -> dict:
+        temperatures: list[float], folder: Path, reuse: bool = False, device: str = "cpu",
+        train_only: bool = False, batching: str = "", meters: tuple[bool, ...] = (True,),
+        timing: int = 0) -> list[dict]:
     keys = dict(PRESETS[preset], val_fraction=0.1, seed=seed, device=device, patience=0,
                 eval_every=250, log_every=50)
     if max_steps:
@@ -70,27 +76,61 @@ def run(preset: str, tunes: int, max_steps: int | None, time_budget: float, seed
                    "best_val_loss": result.summary.best_val_loss,
                    "train_s": time.perf_counter() - start}
     if train_only:
-        return {"preset": preset, "device": device, **trained}
+        return [{"preset": preset, "device": device, **trained}]
     config = json.loads((folder / preset / "config.json").read_text())
     data = config["data"]
-    start = time.perf_counter()
-    # a model trained on whole tunes (--batching tunes) began each one from an empty state
-    sampled = music.generate_tunes(model, vocab, tunes, max_length=2000, seed=seed,
-                                   fresh_state=config["train"]["batching"] == "tunes",
-                                   temperature=temperature)
-    generate_s = time.perf_counter() - start
-    train_tunes = train_val_tunes(DATA, 0.1, seed)[0]
-    records = music.validate_tunes([t.text for t in sampled], music.NoveltyIndex(train_tunes))
-    for record, tune in zip(records, sampled, strict=True):
-        record["ended"] = tune.ended
-    summary = music.summarise(records)
+    novelty = music.NoveltyIndex(train_val_tunes(DATA, 0.1, seed)[0])
     loss = trained["best_val_loss"]
-    return {"preset": preset, "steps": trained["steps"], "stop_reason": trained["stop_reason"],
+    head = {"preset": preset, "steps": trained["steps"], "stop_reason": trained["stop_reason"],
             "parameters": seqlab.models.count_parameters(model),
             "val_loss_per_char": loss / data["chars_per_token"],
             "val_bpc": loss / math.log(2) / data["chars_per_token"],
-            "train_s": trained["train_s"], "generate_s": generate_s, "temperature": temperature,
-            **summary, "examples": [t.text for t in sampled[:2]]}
+            "train_s": trained["train_s"]}
+    # a model trained on whole tunes (--batching tunes) began each one from an empty state
+    fresh = config["train"]["batching"] == "tunes"
+    if timing:
+        return [{**head, **time_sampling(model, vocab, tunes, seed, t, fresh, timing)}
+                for t in temperatures]
+    return [{**head, **sample(model, vocab, tunes, seed, t, meter, fresh, novelty)}
+            for t in temperatures for meter in meters]
+
+
+def time_sampling(model, vocab, tunes: int, seed: int, temperature: float, fresh: bool,
+                  repeats: int) -> dict:
+    """Sampling alone, without and with meter-aware sampling in turn, ``repeats`` times each:
+    the median seconds and characters per second of each (the tunes are not checked)."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    chars: dict[bool, int] = {}
+    for _ in range(repeats):
+        for meter in (False, True):
+            start = time.perf_counter()
+            sampled = music.generate_tunes(model, vocab, tunes, max_length=2000, seed=seed,
+                                           fresh_state=fresh, meter=meter,
+                                           temperature=temperature)
+            times[meter].append(time.perf_counter() - start)
+            chars[meter] = sum(len(t.text) for t in sampled)
+    median = {m: sorted(ts)[len(ts) // 2] for m, ts in times.items()}
+    return {"temperature": temperature, "repeats": repeats, "off_s": median[False],
+            "on_s": median[True], "off_chars_per_s": chars[False] / median[False],
+            "on_chars_per_s": chars[True] / median[True],
+            "slowdown_per_char": chars[False] / median[False] / (chars[True] / median[True]),
+            "slowdown_wall": median[True] / median[False]}
+
+
+def sample(model, vocab, tunes: int, seed: int, temperature: float, meter: bool, fresh: bool,
+           novelty: music.NoveltyIndex) -> dict:
+    """Sample ``tunes`` tunes at one setting, time it, check them."""
+    start = time.perf_counter()
+    sampled = music.generate_tunes(model, vocab, tunes, max_length=2000, seed=seed,
+                                   fresh_state=fresh, meter=meter, temperature=temperature)
+    generate_s = time.perf_counter() - start
+    records = music.validate_tunes([t.text for t in sampled], novelty)
+    for record, tune in zip(records, sampled, strict=True):
+        record["ended"] = tune.ended
+    return {"temperature": temperature, "meter": meter, "generate_s": generate_s,
+            "chars": sum(len(t.text) for t in sampled),
+            "meter_fallbacks": sum(t.meter_fallbacks for t in sampled),
+            **music.summarise(records), "examples": [t.text for t in sampled[:2]]}
 
 
 def real_tunes(seed: int) -> dict:
@@ -122,6 +162,20 @@ def row(r: dict) -> str:
             f"{r['train_s'] / 60:.1f} min | {r['val_loss_per_char']:.3f} | {rates} |")
 
 
+def meter_row(r: dict) -> str:
+    """A row of the meter-aware sampling table."""
+    def pct(key: str, digits: int = 0) -> str:
+        return "n/a" if r.get(key) is None else f"{r[key]:.{digits}%}"
+
+    setting = (f"{r['preset']} | {r['temperature']} | {'on' if r['meter'] else 'off'}"
+               if "meter" in r else f"{r['preset']} | | ")
+    speed = (f"{r['generate_s']:.1f} s ({r['chars'] / r['generate_s']:,.0f} chars/s) | "
+             f"{r['meter_fallbacks']}" if "generate_s" in r else " | ")
+    return (f"| {setting} | {pct('valid_rate')} | {pct('bar_fit', 1)} | {pct('mean_bar_fit', 1)} "
+            f"| {pct('all_bars_fit_rate')} | {pct('near_copy_rate')} | "
+            f"{pct('header_consistency_rate')} ({r.get('rhythm_tunes', 0)}) | {speed} |")
+
+
 def main() -> None:
     global DATA
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -129,7 +183,12 @@ def main() -> None:
     parser.add_argument("--tunes", type=int, default=100, help="tunes to sample and check")
     parser.add_argument("--max-steps", type=int, default=0, help="override the preset's steps")
     parser.add_argument("--time-budget", type=float, default=0.0, help="seconds of training")
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--meter", choices=("on", "off", "both"), default="on",
+                        help="meter-aware sampling (both: each temperature twice)")
+    parser.add_argument("--timing", type=int, default=0, metavar="REPEATS",
+                        help="only time sampling, without and with meter-aware sampling in "
+                        "turn, REPEATS times each (medians; no checks)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="folder for the run directories (default: a temporary one)")
     parser.add_argument("--batching", choices=("windows", "streams", "tunes"),
@@ -151,11 +210,12 @@ def main() -> None:
     presets = list(PRESETS) if args.preset == "all" else [args.preset]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.out or tmp)
-        results = [run(p, args.tunes, args.max_steps, args.time_budget, args.seed,
-                       args.temperature, folder, args.reuse, args.device, args.train_only,
-                       args.batching or "")
-                   for p in presets]
-    if args.train_only:
+        meters = {"on": (True,), "off": (False,), "both": (False, True)}[args.meter]
+        results = [r for p in presets
+                   for r in run(p, args.tunes, args.max_steps, args.time_budget, args.seed,
+                                args.temperatures, folder, args.reuse, args.device,
+                                args.train_only, args.batching or "", meters, args.timing)]
+    if args.train_only or args.timing:
         for r in results:
             print(json.dumps(r), flush=True)
         return
@@ -167,6 +227,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(row(r))
+    print("| preset | temperature | meter-aware | valid | bar fit (all bars) | bar fit (mean "
+          "per tune) | tunes whose bars all fit | near-copies | header consistency (tunes with "
+          "R:) | sampling time | fallbacks |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(meter_row(r))
 
 
 if __name__ == "__main__":

@@ -302,3 +302,23 @@ def test_a_damaged_lab_note_is_one_line(tmp_path, garbage):
     with pytest.raises(ValueError, match=r"lab\.json: damaged .*delete .*adding-rnn to train "
                                          r"that run again"):
         execute(Run("adding-rnn", "adding", {"model": "rnn"}), tmp_path / "runs")
+
+
+@pytest.mark.parametrize("when", ["building", "training"])
+def test_an_allocation_failure_the_estimates_missed_is_one_line(text_file, tmp_path, capsys,
+                                                                monkeypatch, single_thread,
+                                                                when):
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 8000000000000 bytes.")
+
+    target = ("seqlab.families.runner.initial_model" if when == "building"
+              else "seqlab.training.Trainer._train_step")
+    monkeypatch.setattr(target, no_memory)
+    run = tmp_path / "run"
+    code, err = run_cli(capsys, "train", text_file, *KEYS, "--hidden-size", "48",
+                        "--max-steps", "10", "--out", run)
+    lines = err.splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("seqlab: error: ")
+    assert "hidden_size 48" in lines[0] and "out of memory" in lines[0]
+    assert not run.exists()

@@ -37,6 +37,9 @@ def add_generate(p: argparse.ArgumentParser) -> None:
                        "empty)")
     tunes.add_argument("--max-tune-length", type=int, default=2000, metavar="N",
                        help="length cap of one tune, in tokens (default: 2000)")
+    tunes.add_argument("--no-meter", dest="meter", action="store_false",
+                       help="sample without meter-aware masking (by default no token that "
+                            "would overfill a bar, or close one too early, is sampled)")
     lines = p.add_argument_group("lines (runs trained with --batching lines)")
     lines.add_argument("--lines", type=int, metavar="N", help="sample N new lines, each from an "
                        "empty state to its end-of-line token or --max-line-length, one per line "
@@ -52,24 +55,40 @@ def add_generate(p: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from seqlab.generate import check_sample_sizes
+    from seqlab.limits import allocation_errors
+
     if args.length < 1 or args.num_samples < 1:
         raise UsageError("--length and --num-samples must be positive")
     if args.seed is not None and not 0 <= args.seed < 2**63:
         raise UsageError(f"--seed must be in [0, 2^63), got {args.seed}")
     if args.lines is not None and (args.tunes is not None or args.out is not None):
         raise UsageError("--lines and --tunes are two ways to sample: choose one")
+    count, length, flags = sample_sizes(args)
+    if count >= 1 and length >= 1:  # before the run is loaded or --out made
+        check_sample_sizes(None, 1, count, length, *flags)
     if args.tunes is not None or args.out is not None:
         return run_generate_tunes(args)
     if args.lines is not None:
         return run_generate_lines(args)
     sampler = load_sampler(args)
-    samples = sampler.text(args.prompt, args.length, args.num_samples, args.seed,
-                           **sampling_of(args))
+    with allocation_errors({"--length": args.length, "--num-samples": args.num_samples}):
+        samples = sampler.text(args.prompt, args.length, args.num_samples, args.seed,
+                               **sampling_of(args))
     for k, text in enumerate(samples):
         if len(samples) > 1:
             print(f"--- sample {k + 1} ---")
         print(text)
     return 0
+
+
+def sample_sizes(args: argparse.Namespace) -> tuple[int, int, tuple[str, str, str]]:
+    """(how many, tokens each, (length flag, count flag, what)) that generate will sample."""
+    if args.tunes is not None:
+        return args.tunes, args.max_tune_length, ("--max-tune-length", "--tunes", "tunes")
+    if args.lines is not None:
+        return args.lines, args.max_line_length, ("--max-line-length", "--lines", "lines")
+    return args.num_samples, args.length, ("--length", "--num-samples", "samples")
 
 
 def sampling_of(args: argparse.Namespace) -> dict:
@@ -119,24 +138,33 @@ def run_generate_tunes(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} already exists and is not empty; choose another --out")
     sampler = load_sampler(args)
     sampling = sampling_of(args)
-    tunes = sampler.tunes(args.tunes, args.prompt, args.max_tune_length, args.seed, **sampling)
+    tunes = sampler.tunes(args.tunes, args.prompt, args.max_tune_length, args.seed,
+                          meter=args.meter, **sampling)
     training = sampler.training_tunes()
     if training is None:
         print("seqlab: no novelty check: the run's training tunes are not readable "
               f"({sampler.loaded.config['data']['source']})", file=sys.stderr)
     settings = {"run": str(args.run), "seed": args.seed, "prompt": args.prompt,
-                "max_tune_length": args.max_tune_length, **sampling}
-    report = music.write_tunes(tunes, out, training, args.near_copy_bars, settings)
+                "max_tune_length": args.max_tune_length, "meter": args.meter, **sampling}
+    report = music.write_tunes(tunes, out, training, args.near_copy_bars, settings,
+                               music.held_out_tunes(sampler.loaded.run.path))
     for line in report["missing_tools"]:
         print(f"seqlab: {line}", file=sys.stderr)
     s = report["summary"]
     rates = ", ".join(f"{name} {s[name + '_rate']:.0%}" for name in ("headers", "music21",
                       "abc2midi") if s[name + "_rate"] is not None)
     copies = (f"; near-copies {s['near_copy_rate']:.0%}" if "near_copy_rate" in s else "")
-    bars = (f"; bars matching the meter {s['mean_bar_fraction']:.0%}"
-            if s["mean_bar_fraction"] is not None else "")
+    real, bars = report.get("real") or {}, ""
+    if s["bar_fit"] is not None:
+        versus = (f" (real held-out tunes {real['bar_fit']:.1%})"
+                  if real.get("bar_fit") is not None else "")
+        bars = f"; bar fit {s['bar_fit']:.1%}{versus}"
+    rhythm = (f"; header consistency {s['header_consistency_rate']:.0%} of "
+              f"{s['rhythm_tunes']} with R:" if s["rhythm_tunes"] else "")
+    fallbacks = f"; meter fallbacks {s['meter_fallbacks']}" if args.meter else ""
     print(f"{s['tunes']} tunes in {out}: valid {s['valid_rate']:.0%} ({rates}); ended by "
-          f"the model {s['ended_rate']:.0%}{bars}{copies}; details in {out / 'tunes.json'}")
+          f"the model {s['ended_rate']:.0%}{bars}{rhythm}{copies}{fallbacks}; details in "
+          f"{out / 'tunes.json'}")
     return 0
 
 
@@ -157,7 +185,10 @@ def add_translate(p: argparse.ArgumentParser) -> None:
 
 
 def run_translate(args: argparse.Namespace) -> int:
+    from seqlab.config import check_key
     from seqlab.families import runner
+    from seqlab.families.seq2seq import Seq2SeqConfig
+    from seqlab.limits import allocation_errors
     from seqlab.seq2seq_eval import save_attention
     from seqlab.training import resolve_device
 
@@ -165,11 +196,16 @@ def run_translate(args: argparse.Namespace) -> int:
         raise UsageError("--beam must be >= 1")
     if args.length_penalty is not None and args.length_penalty < 0:
         raise UsageError("--length-penalty must be >= 0")
+    if args.length_penalty is not None:  # nan, inf and overflow: the run's key's own rules
+        check_key(Seq2SeqConfig, "length_penalty", args.length_penalty)
     texts = args.text or stdin_lines()
     if not texts:
         raise UsageError("no input: give TEXT arguments or lines on stdin")
-    loaded = runner.load_run(args.run, resolve_device(args.device))
-    results = loaded.family.translator(loaded)(texts, args.beam, args.length_penalty)
+    device = resolve_device(args.device)
+    loaded = runner.load_run(args.run, device)
+    sizes = {**({"--beam": args.beam} if args.beam else {}), "inputs": len(texts)}
+    with allocation_errors(sizes, device):
+        results = loaded.family.translator(loaded)(texts, args.beam, args.length_penalty)
     if args.show_attention:
         png = Path(args.show_attention)
         for k, result in enumerate(results, start=1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,17 @@ except ModuleNotFoundError:  # Python 3.10
 
 
 def opt(default, help: str, **extra):
-    """A config field with its CLI help (and optional ``choices``, ``minimum``, ``positive``)."""
+    """A config field with its CLI help and its validation rules: ``choices``, ``minimum``,
+    ``maximum``, ``below`` (exclusive maximum), ``positive``; a float field must also be 0 or a
+    normal float32 magnitude (the model computes in float32) unless ``float32=False``."""
     return field(default=default, metadata={"help": help, **extra})
+
+
+# float32's largest finite value and smallest normal magnitude: a float key outside
+# [FLOAT32_TINY, FLOAT32_MAX] (other than 0) overflows to inf or flushes to a subnormal or 0
+# once it meets the model's tensors
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
 
 
 # the model names: the encoder registry itself (every registered cell, then window-mlp and bow),
@@ -39,11 +49,15 @@ class ModelConfig:
     model: str = opt("lstm", "architecture", choices=MODEL_NAMES)
     embedding_size: int = opt(64, "size E of the token embedding", positive=True)
     hidden_size: int = opt(256, "size H of each recurrent layer's state", positive=True)
-    num_layers: int = opt(1, "number of stacked recurrent layers", positive=True)
+    # torch.nn builds a stack in time quadratic in its depth: 20,000 layers take a minute
+    num_layers: int = opt(1, "number of stacked recurrent layers", positive=True,
+                          maximum=10_000)
     dropout: float = opt(0.0, "dropout on embeddings, between layers and before the head",
                          minimum=0.0, below=1.0)
     tie_weights: bool = opt(False, "share the embedding matrix with the output head (needs E == H)")
-    forget_bias: float = opt(1.0, "LSTM forget-gate bias at initialisation (b_if + b_hf)")
+    # beyond +-100 sigmoid is 0 or 1 in float32 whatever the bias: larger ones mean nothing more
+    forget_bias: float = opt(1.0, "LSTM forget-gate bias at initialisation (b_if + b_hf)",
+                             minimum=-100.0, maximum=100.0)
     chrono_steps: int = opt(0, "LSTM: chrono initialisation for dependencies up to STEPS "
                             "steps (Tallec & Ollivier 2018): forget bias log U[1, STEPS-1], "
                             "input bias its negative; replaces --forget-bias (0: off)",
@@ -68,7 +82,10 @@ class TrainConfig:
     """How to train: data handling, optimisation, truncated BPTT, stopping and logging."""
 
     tokenizer: str = opt("char", "token level", choices=("char", "word", "bpe"))
-    bpe_vocab_size: int = opt(1024, "vocabulary size for --tokenizer bpe", positive=True)
+    # tokenizers aborts the whole process (a Rust panic) when asked for 1e9 tokens; real
+    # vocabularies stay under a million
+    bpe_vocab_size: int = opt(1024, "vocabulary size for --tokenizer bpe", positive=True,
+                              maximum=2**24)
     val_fraction: float = opt(0.1, "fraction held out for validation: the last block of a "
                               "text; whole tunes drawn by --seed for ABC",
                               minimum=0.0, below=1.0, positive=True)
@@ -88,12 +105,12 @@ class TrainConfig:
     warmup_steps: int = opt(50, "linear warmup steps from 0 to --lr", minimum=0)
     decay_steps: int = opt(0, "cosine decay horizon in steps (0: --max-steps)", minimum=0)
     min_lr_ratio: float = opt(0.1, "learning rate at the end of the decay, as a fraction of --lr",
-                              minimum=0.0)
+                              minimum=0.0, maximum=1.0)
     clip_norm: float = opt(1.0, "clip the global gradient norm to this (0: off)", minimum=0.0)
     clip_value: float = opt(0.0, "clip each gradient element to [-X, X] (0: off)", minimum=0.0)
     max_steps: int = opt(2000, "stop after this many optimiser steps", positive=True)
     time_budget: float = opt(0.0, "stop after this many seconds of training (0: no limit)",
-                             minimum=0.0)
+                             minimum=0.0, float32=False)  # compared with a clock, not a tensor
     eval_every: int = opt(200, "evaluate on the validation split every N steps", positive=True)
     eval_batches: int = opt(0, "validation chunks per evaluation (0: the whole split)", minimum=0)
     log_every: int = opt(20, "write a metrics line every N steps", positive=True)
@@ -115,20 +132,52 @@ class TrainConfig:
 def validate(config) -> None:
     """Check every field against its metadata; raise ValueError naming the key."""
     for f in fields(config):
-        value, meta = getattr(config, f.name), f.metadata
-        if meta.get("cli") is False:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{f.name} must be finite, got {value}")
-        if "choices" in meta and value not in meta["choices"]:
-            choices = ", ".join(meta["choices"])
-            raise ValueError(f"unknown {f.name} {value!r}; choose from {choices}")
-        if meta.get("positive") and not value > 0:
-            raise ValueError(f"{f.name} must be positive, got {value}")
-        if "minimum" in meta and value < meta["minimum"]:
-            raise ValueError(f"{f.name} must be >= {meta['minimum']}, got {value}")
-        if "below" in meta and not value < meta["below"]:
-            raise ValueError(f"{f.name} must be < {meta['below']}, got {value}")
+        if f.metadata.get("cli") is not False:
+            check_value(f.name, getattr(config, f.name), f.metadata)
+
+
+def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    """One key's value against its rules (:func:`opt`'s metadata); ValueError naming the key
+    and the allowed range. The one place where every number is checked."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if "choices" in meta and value not in meta["choices"]:
+        choices = ", ".join(meta["choices"])
+        raise ValueError(f"unknown {name} {value!r}; choose from {choices}")
+    if meta.get("positive") and not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    if "maximum" in meta and not meta.get("minimum", value) <= value <= meta["maximum"]:
+        raise ValueError(f"{name} must be {allowed_range(meta, value)}, got {value}")
+    if "minimum" in meta and value < meta["minimum"]:
+        raise ValueError(f"{name} must be >= {meta['minimum']}, got {value}")
+    if "below" in meta and not value < meta["below"]:
+        raise ValueError(f"{name} must be < {meta['below']}, got {value}")
+    if isinstance(value, float) and meta.get("float32", True) and value != 0 \
+            and not FLOAT32_TINY <= abs(value) <= FLOAT32_MAX:
+        raise ValueError(f"{name} must be {allowed_range(meta, value)} (float32: no overflow, no "
+                         f"subnormal), got {value}")
+
+
+def allowed_range(meta: Mapping[str, Any], value: Any = 0.0) -> str:
+    """The values a numeric key may take, as a message writes them: ``in [-100, 100]``, ``0 or
+    in [1.2e-38, 1]``, ``in [1.2e-38, 3.4e+38]``."""
+    top = meta.get("maximum", FLOAT32_MAX)
+    high = f"{meta['below']:g})" if "below" in meta else (
+        f"{top}]" if isinstance(top, int) else f"{top:.3g}]")
+    if isinstance(value, int):
+        return f"in [{1 if meta.get('positive') else meta.get('minimum', 0)}, {high}"
+    if meta.get("positive"):
+        return f"in [{FLOAT32_TINY:.2g}, {high}"
+    low = meta.get("minimum", -FLOAT32_MAX)
+    if low == 0:
+        return f"0 or in [{FLOAT32_TINY:.2g}, {high}"
+    return f"in [{low:.3g}, {high}"
+
+
+def check_key(config_class: type, name: str, value: Any) -> None:
+    """One key of ``config_class`` checked alone (a command's override of a run's key)."""
+    meta = next(f.metadata for f in fields(config_class) if f.name == name)
+    check_value(name, value, meta)
 
 
 def fields_of(config_class: type) -> list:

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from seqlab import limits
+from seqlab.config import check_value
 from seqlab.data.vocab import UNK, Vocab, check_prompt
+
+# bytes one sampled token costs until it is printed: its id in the output tensor and in a Python
+# list, and its text (a token of a word or BPE vocabulary holds several characters)
+TOKEN_BYTES = 2 * limits.INT + 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,6 +31,8 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        # the logits are divided by it in float32: no overflow to inf, no subnormal
+        check_value("temperature", self.temperature, {"positive": True})
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
@@ -53,7 +61,9 @@ def next_tokens(logits: Tensor, config: SamplingConfig, generator: torch.Generat
                                    float("-inf"))
     if config.greedy:
         return logits.argmax(-1)
-    probs = filter_logits(logits.float(), config).softmax(-1)
+    # less the largest logit: however small the temperature, the best token's stays 0, never inf
+    logits = logits.float() - logits.float().amax(-1, keepdim=True)
+    probs = filter_logits(logits, config).softmax(-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
@@ -98,6 +108,24 @@ def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: Sampli
     return out
 
 
+def sample_bytes(vocab_size: int, count: int, length: int) -> int:
+    """Memory that ``count`` samples of ``length`` tokens hold: the tokens, and the logits and
+    probabilities of one step for every sample."""
+    return count * (length * TOKEN_BYTES + 3 * vocab_size * limits.FLOAT)
+
+
+def check_sample_sizes(model: nn.Module | None, vocab_size: int, count: int, length: int,
+                       length_key: str = "length", count_key: str = "num_samples",
+                       what: str = "samples") -> None:
+    """Refuse ``count`` samples of ``length`` tokens that cannot fit in memory, before
+    sampling; the message names both keys (and the model's device when it is a GPU)."""
+    need = sample_bytes(vocab_size, count, length)
+    device = next(model.parameters()).device if model is not None else "cpu"
+    for where in {torch.device("cpu"), torch.device(device)}:
+        limits.check_fits(need, f"{length_key} {length} with {count_key} {count}",
+                          f"{count:,} {what} of up to {length:,} tokens", where)
+
+
 def default_prompt(vocab: Vocab) -> str:
     """What to start from when the user gives no prompt: a newline when there is one."""
     if vocab.kind == "bpe":
@@ -116,6 +144,7 @@ def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: 
     config = sampling_config(vocab, **sampling)
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    check_sample_sizes(model, vocab.size, num_samples, length)
     given = prompt if prompt else default_prompt(vocab)
     check_prompt(vocab, given)
     prompt_ids = torch.as_tensor(vocab.encode(given).astype("int64"))
@@ -141,6 +170,7 @@ def sample_until(model: nn.Module, vocab: Vocab, prompt: str, end: str, max_leng
                          f"{num_samples}")
     if not end:
         raise ValueError("the end marker must not be empty")
+    check_sample_sizes(model, vocab.size, num_samples, max_length, "max_length")
     check_prompt(vocab, prompt)
     generator = make_generator(seed)
     device = next(model.parameters()).device

@@ -6,7 +6,10 @@ here too.
 
 Tunes are sampled as the model was trained (:func:`generate_tunes`): as streams of tunes with
 the state carried from one into the next, or, for a model trained on tunes one by one
-(``--batching tunes``), every tune from an empty state.
+(``--batching tunes``), every tune from an empty state. By default sampling is meter-aware
+(:mod:`seqlab.meter_masks`): a token that would overfill the current bar, or close a bar
+before it is full where a partial bar is not legal, is never sampled (the rules:
+:mod:`seqlab.abc_meter`).
 """
 
 from __future__ import annotations
@@ -24,15 +27,19 @@ from typing import Any
 
 import torch
 
+from seqlab import abc_meter
 from seqlab.checkpoint import RunDir
 from seqlab.data.abc import END, START, is_abc_source, train_val_tunes
 from seqlab.generate import make_generator, next_tokens, sampling_config
 from seqlab.io import atomic_write_text
+from seqlab.meter_masks import MeterMasks
 from seqlab.music_checks import (
     NEAR_COPY_BARS,
     TOOL_TIMEOUT_S,
     NoveltyIndex,
     assess,
+    bar_fit_summary,
+    check_rhythm,
     first_line,
     summarise,
 )
@@ -49,6 +56,7 @@ TOOLS = {"abc2midi": "abcmidi", "timidity": "timidity", "abcm2ps": "abcm2ps"}
 class GeneratedTune:
     text: str
     ended: bool  # True: the model wrote the end marker; False: cut at the length cap
+    meter_fallbacks: int = 0  # steps where meter-aware sampling found no legal token
 
 
 def tool_paths() -> dict[str, str | None]:
@@ -127,9 +135,12 @@ def validate_tunes(tunes: list[str], novelty: NoveltyIndex | None = None,
 
 def write_tunes(tunes: list[GeneratedTune], out: str | Path,
                 training: list[str] | None = None, near_copy_bars: int = NEAR_COPY_BARS,
-                settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                settings: dict[str, Any] | None = None, held_out: list[str] | None = None
+                ) -> dict[str, Any]:
     """Write ``out/tune-001.abc`` ... with MIDI, WAV and SVG where possible, and
-    ``out/tunes.json``; return what tunes.json holds. ``out`` must not exist or be empty."""
+    ``out/tunes.json``; return what tunes.json holds. ``out`` must not exist or be empty.
+    ``held_out`` (real tunes the model never trained on) are measured beside the generated
+    ones (bar fit and header consistency, :func:`real_summary`) under ``"real"``."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} already exists and is not empty; choose another --out")
@@ -142,13 +153,15 @@ def write_tunes(tunes: list[GeneratedTune], out: str | Path,
         stem.with_suffix(".abc").write_text(tune.text + "\n", encoding="utf-8")
         record, score = assess(tune.text, stem.with_suffix(".abc"), stem.with_suffix(".mid"),
                                tools, novelty, near_copy_bars)
-        record = {"file": stem.with_suffix(".abc").name, "ended": tune.ended, **record}
+        record = {"file": stem.with_suffix(".abc").name, "ended": tune.ended,
+                  "meter_fallbacks": tune.meter_fallbacks, **record}
         render(stem, score, record, tools)
         records.append(record)
     report = {"summary": summarise(records), "settings": settings or {},
               "near_copy_bars": near_copy_bars, "novelty_against": len(training or []),
               "tools": {name: path is not None for name, path in tools.items()},
-              "missing_tools": missing_tool_messages(tools), "tunes": records}
+              "missing_tools": missing_tool_messages(tools),
+              "real": real_summary(held_out) if held_out else None, "tunes": records}
     atomic_write_text(out / "tunes.json", json.dumps(report, indent=1) + "\n")
     return report
 
@@ -156,7 +169,8 @@ def write_tunes(tunes: list[GeneratedTune], out: str | Path,
 # generation ---------------------------------------------------------------------------------
 def generate_tunes(model, vocab, count: int, prompt: str = "", max_length: int = 2000,
                    seed: int | None = None, rows: int = 32, burn_in: int = 1,
-                   fresh_state: bool = False, **sampling) -> list[GeneratedTune]:
+                   fresh_state: bool = False, meter: bool = True, **sampling
+                   ) -> list[GeneratedTune]:
     """``count`` tunes sampled the way the model was trained.
 
     As streams of tunes (the default, for streams and windows): ``rows`` streams run in
@@ -170,6 +184,10 @@ def generate_tunes(model, vocab, count: int, prompt: str = "", max_length: int =
     With ``fresh_state`` (a model trained with ``--batching tunes``, which read every tune from
     an empty state): every tune starts from an empty state that reads the start marker, then its
     forced start; ``rows`` tunes at a time, all of them kept (``burn_in`` does not apply).
+
+    With ``meter`` (the default), tokens that would break a bar (see :mod:`seqlab.abc_meter`)
+    are masked; where a row has no legal token left, it samples unmasked for that step, counted
+    in each tune's ``meter_fallbacks``.
     """
 
     if count < 1 or max_length < 1 or rows < 1 or burn_in < 0:
@@ -178,27 +196,28 @@ def generate_tunes(model, vocab, count: int, prompt: str = "", max_length: int =
     config = sampling_config(vocab, **sampling)
     rows = min(rows, count)
     generator = make_generator(seed)
+    masks = MeterMasks(vocab) if meter else None
     if fresh_state:
         tunes: list[GeneratedTune] = []
         while len(tunes) < count:
             starts = [[prompt or f"X:{len(tunes) + k + 1}\n"]
                       for k in range(min(rows, count - len(tunes)))]
             tunes += [row[0] for row in _sample_rows(model, vocab, starts, max_length, config,
-                                                     generator)]
+                                                     generator, masks)]
         return tunes
     quota = burn_in - (-count // rows)  # tunes per stream, burn-in included
     starts = [_starts(prompt, k, quota - burn_in, burn_in) for k in range(rows)]
-    sampled = _sample_rows(model, vocab, starts, max_length, config, generator)
+    sampled = _sample_rows(model, vocab, starts, max_length, config, generator, masks)
     return [t for row in sampled for t in row[burn_in:]][:count]
 
 
-def _sample_rows(model, vocab, starts: list[list[str]], max_length: int, config, generator
-                 ) -> list[list[GeneratedTune]]:
+def _sample_rows(model, vocab, starts: list[list[str]], max_length: int, config, generator,
+                 masks: MeterMasks | None = None) -> list[list[GeneratedTune]]:
     """Row k samples one tune per forced start in ``starts[k]``, in parallel with the other
     rows; each row reads the start marker from an empty state, then carries its state from one
     tune into the next."""
 
-    streams = [_TuneStream(vocab, row, END) for row in starts]
+    streams = [_TuneStream(vocab, row, END, masks) for row in starts]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -207,6 +226,8 @@ def _sample_rows(model, vocab, starts: list[list[str]], max_length: int, config,
                                               device=device).expand(len(streams), -1))
         while not all(stream.done for stream in streams):
             sampled = next_tokens(logits[:, -1], config, generator).tolist()
+            if masks is not None:
+                sampled = masks.resample(logits[:, -1], sampled, streams, config, generator)
             fed = [stream.step(t, max_length) for stream, t in zip(streams, sampled,
                                                                        strict=True)]
             logits, state = model(torch.tensor(fed, device=device)[:, None], state)
@@ -225,15 +246,22 @@ def _starts(prompt: str, row: int, kept: int, burn_in: int) -> list[str]:
 class _TuneStream:
     """One row of :func:`generate_tunes`: forced starts, sampled tunes, cut at END or a cap."""
 
-    def __init__(self, vocab, starts: list[str], end: str) -> None:
-        self.vocab, self.starts, self.end = vocab, starts, end
+    def __init__(self, vocab, starts: list[str], end: str, masks: MeterMasks | None = None
+                 ) -> None:
+        self.vocab, self.starts, self.end, self.masks = vocab, starts, end, masks
         self.tunes: list[GeneratedTune] = []
         self._begin(starts[0], "")
 
     def _begin(self, start: str, before: str) -> None:
         self.forced = [int(t) for t in self.vocab.encode(before + start)]
         self.tune = [int(t) for t in self.vocab.encode(start)]  # the tune so far, start included
-        self.sampled = 0
+        self.sampled = self.fallbacks = 0
+        self.meter = self.masks.start(start) if self.masks is not None else 0  # a state id
+
+    @property
+    def sampling(self) -> bool:
+        """Whether the token sampled next is the row's own (not forced, not done)."""
+        return not self.forced and not self.done
 
     @property
     def done(self) -> bool:
@@ -247,22 +275,43 @@ class _TuneStream:
             return sampled
         self.tune.append(sampled)
         self.sampled += 1
+        if self.masks is not None:
+            self.meter = self.masks.advance(self.meter, sampled)
         # a marker of c characters ends within the last c + 1 tokens (each token >= 1 character)
         ended = self.end in self.vocab.decode(self.tune[-len(self.end) - 1:])
         if ended or self.sampled >= max_length:
             text = self.vocab.decode(self.tune).split(self.end, 1)[0]
-            self.tunes.append(GeneratedTune(text.strip(), ended))
+            self.tunes.append(GeneratedTune(text.strip(), ended, self.fallbacks))
             if not self.done:  # after a cut at the cap, the end marker is forced first
                 self._begin(self.starts[len(self.tunes)], "" if ended else self.end)
         return sampled
 
 
-def training_tunes(run_dir: str | Path) -> list[str] | None:
-    """The training split of an ABC run (as the data loader made it), or None when the run was
-    not trained on ABC or its source is no longer where it was."""
+def real_summary(tunes: list[str]) -> dict[str, Any]:
+    """Bar fit and header consistency of real tunes, from their text (no tools needed)."""
+    records = [{"bars_fit": abc_meter.bar_fit(t), "rhythm": check_rhythm(t)} for t in tunes]
+    rhythm = [r["rhythm"]["ok"] for r in records if r["rhythm"]["ok"] is not None]
+    return {"tunes": len(tunes), **bar_fit_summary(records), "rhythm_tunes": len(rhythm),
+            "header_consistency_rate": sum(rhythm) / len(rhythm) if rhythm else None}
+
+
+def held_out_tunes(run_dir: str | Path) -> list[str] | None:
+    """The validation split of an ABC run, as :func:`training_tunes` finds the training one."""
+    split = _split(run_dir)
+    return split[1] if split else None
+
+
+def _split(run_dir: str | Path) -> tuple[list[str], list[str]] | None:
     run = RunDir(run_dir)
     source = run.read_config().get("data", {}).get("source")
     if source is None or not is_abc_source(source):
         return None
     config = run.train_config()
-    return train_val_tunes(source, config.val_fraction, config.seed)[0]
+    return train_val_tunes(source, config.val_fraction, config.seed)
+
+
+def training_tunes(run_dir: str | Path) -> list[str] | None:
+    """The training split of an ABC run (as the data loader made it), or None when the run was
+    not trained on ABC or its source is no longer where it was."""
+    split = _split(run_dir)
+    return split[0] if split else None

@@ -10,7 +10,11 @@ Checks, per tune (each ``{"ok": bool | None, "reason": str}``; None: not run, it
   O'Neill's collection alone), so the file, not the exit status or the messages, decides;
   the first error message is kept as information.
 
-A tune is ``valid`` when every check that ran passed. ``bar_fraction`` (bars whose duration
+A tune is ``valid`` when every check that ran passed. ``bar_fit`` (bars that fit the meter,
+counted by :func:`seqlab.abc_meter.bar_fit` from the text: the two halves of a bar split around
+a repeat or an ending are one bar) and ``rhythm`` (whether the meter fits the tune type of an
+``R:`` line: a jig in 6/8, a reel in 4/4 or C|, ...) are reported beside it; so is the older
+``bar_fraction`` (bars whose duration
 matches the meter, from music21's measures; a pickup bar, the two halves of a bar split by a
 repeat sign, and a short last bar count as matching) is reported beside it, not folded in: real
 tunes are not all square either. Novelty is the longest run of bars shared with any training
@@ -30,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from seqlab.abc_meter import bar_fit
 from seqlab.data.abc import body, headers
 
 TOOL_TIMEOUT_S = 30
@@ -37,6 +42,17 @@ NEAR_COPY_BARS = 8
 METER = re.compile(r"^(C\|?|none|\d+(\+\d+)*/\d+)$")
 UNIT = re.compile(r"^1/\d+$")
 BAR_LINE = re.compile(r":*\[?\|[\]|:]*\d*|::|\[\d")
+COMMON = ("4/4", "C", "C|", "2/2")  # common time, written four ways
+# tune type (R:, lower case, without spaces and hyphens) -> the meters it is written in (reels
+# in 2/4 too: Ryan's Mammoth Collection writes 267 of its 423 reels so, with L:1/16)
+RHYTHM_METERS = {
+    "jig": ("6/8",), "doublejig": ("6/8",), "singlejig": ("6/8",), "slipjig": ("9/8",),
+    "hopjig": ("9/8",), "reel": (*COMMON, "2/4"), "hornpipe": (*COMMON, "2/4"),
+    "clog": (*COMMON, "2/4"),
+    "polka": ("2/4",), "waltz": ("3/4",), "mazurka": ("3/4",), "slide": ("12/8", "6/8"),
+    "strathspey": COMMON, "fling": COMMON, "highlandfling": COMMON, "barndance": COMMON,
+    "march": (*COMMON, "2/4", "6/8"),
+}
 
 
 # checks -------------------------------------------------------------------------------------
@@ -134,6 +150,20 @@ def midi_notes(path: Path) -> int:
                if event.isNoteOn() and event.velocity > 0)
 
 
+def check_rhythm(tune: str) -> dict[str, Any]:
+    """Whether the meter fits the tune type named by an ``R:`` line; ``ok`` None when the tune
+    has no R: line or names a type without a fixed meter (an air)."""
+    fields = headers(tune)
+    kind = re.sub(r"[\s-]", "", fields.get("R", "")).lower()
+    if kind not in RHYTHM_METERS:
+        return check(None, f"R:{fields['R']} has no fixed meter" if kind else "no R: line")
+    meter = fields.get("M", "").replace(" ", "")
+    if meter in RHYTHM_METERS[kind]:
+        return check(True)
+    return check(False, f"R:{fields['R']} in M:{meter or '(none)'}, expected "
+                        f"{' or '.join(RHYTHM_METERS[kind])}")
+
+
 # novelty ------------------------------------------------------------------------------------
 def tune_bars(tune: str) -> list[str]:
     """The bars of a tune's music, whitespace and line breaks removed; field lines skipped."""
@@ -188,10 +218,12 @@ def assess(tune: str, abc_path: Path, midi_path: Path, tools: dict[str, str | No
             fraction = bar_fraction(score)
         except Exception:  # music21 measures of an odd tune; the fraction is just unknown
             fraction = None
+    fit = bar_fit(tune)
     record = {"title": fields.get("T"), "key": fields.get("K"), "meter": fields.get("M"),
               "length": len(tune), "bars": len(tune_bars(tune)), "checks": checks,
               "valid": all(c["ok"] for c in checks.values() if c["ok"] is not None),
-              "bar_fraction": fraction}
+              "bar_fraction": fraction, "bars_fit": list(fit) if fit else None,
+              "bar_fit": fit[0] / fit[1] if fit else None, "rhythm": check_rhythm(tune)}
     if novelty is not None:
         shared, title = novelty.longest_shared(tune)
         record["novelty"] = {"longest_shared_bars": shared, "shared_with": title,
@@ -211,11 +243,28 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         summary[f"{name}_rate"] = sum(ran) / len(ran) if ran else None
     fractions = [r["bar_fraction"] for r in records if r["bar_fraction"] is not None]
     summary["mean_bar_fraction"] = sum(fractions) / len(fractions) if fractions else None
+    summary.update(bar_fit_summary(records))
+    rhythm = [r["rhythm"]["ok"] for r in records if r["rhythm"]["ok"] is not None]
+    summary["rhythm_tunes"] = len(rhythm)
+    summary["header_consistency_rate"] = sum(rhythm) / len(rhythm) if rhythm else None
     if records and all("novelty" in r for r in records):
         summary["near_copy_rate"] = sum(r["novelty"]["near_copy"] for r in records) / n
+    if records and all("meter_fallbacks" in r for r in records):
+        summary["meter_fallbacks"] = sum(r["meter_fallbacks"] for r in records)
     if records and all("ended" in r for r in records):
         summary["ended_rate"] = sum(r["ended"] for r in records) / n
     return summary
+
+
+def bar_fit_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bar fit over tunes: the mean of each tune's fraction, the fraction of all bars, and the
+    tunes whose every bar fits."""
+    fits = [r["bars_fit"] for r in records if r.get("bars_fit")]
+    if not fits:
+        return {"mean_bar_fit": None, "bar_fit": None, "all_bars_fit_rate": None}
+    return {"mean_bar_fit": sum(f / n for f, n in fits) / len(fits),
+            "bar_fit": sum(f for f, _ in fits) / sum(n for _, n in fits),
+            "all_bars_fit_rate": sum(f == n for f, n in fits) / len(fits)}
 
 
 def first_line(err: Exception) -> str:

@@ -11,7 +11,11 @@ loads and evaluates every family the same way and asks the family only for what 
     prepare    ``prepare(source, configs, assets)`` -> :class:`Prepared`: read and check the
                data (every check before a byte is written); ``assets`` (a vocabulary, ...) are
                given when resuming, else built from the data
-    complete   ``complete(configs, assets)``: fill what the data decides (vocab_size)
+    complete   ``complete(configs, assets)``: fill what the data decides (vocab_size), then
+               ``check_sizes``: refuse a model and batch that cannot fit the machine
+    sizes      ``shape(configs, assets)`` (the model's and a batch's sizes, for the estimate of
+               :mod:`seqlab.limits`), ``data_bytes(source, configs)`` (data it draws from its
+               keys, checked by ``prepare`` before drawing), ``size_keys`` (keys to blame)
     build      ``build(configs, assets)`` -> the model, initialised from torch's global RNG
                (the runner seeds it)
     task       ``task(prepared, configs, device)`` -> what the trainer drives
@@ -39,6 +43,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from seqlab import limits
 from seqlab.checkpoint import RunDir
 from seqlab.config import (
     ModelConfig,
@@ -50,13 +55,15 @@ from seqlab.config import (
     to_dict,
 )
 from seqlab.diagnostics import Probe
-from seqlab.training import Task
+from seqlab.training import Task, resolve_device
 from seqlab.version import __version__
 
 # the training keys a resumed run may change: where and how long it runs, how often it reports
 RESUMABLE = frozenset({"max_steps", "time_budget", "device", "patience", "eval_every",
                        "log_every", "max_bad_steps"})
 SHARED = (ModelConfig, TrainConfig)
+# the shared keys that scale memory, one of which an estimate that does not fit names
+SIZE_KEYS = ("hidden_size", "embedding_size", "num_layers", "window", "batch_size", "seq_len")
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,7 @@ class Family(ABC):
     resumable: ClassVar[frozenset[str]] = RESUMABLE
     evaluate_options: ClassVar[frozenset[str]] = frozenset()
     fallback: ClassVar[bool] = False  # claims whatever no other family claims
+    size_keys: ClassVar[tuple[str, ...]] = SIZE_KEYS  # keys an estimate may blame
 
     # keys ----------------------------------------------------------------------------------
     def config_classes(self) -> tuple[type, ...]:
@@ -193,8 +201,68 @@ class Family(ABC):
         written. ``assets`` (from :meth:`load_assets`) are reused when given (resume)."""
 
     def complete(self, configs: Configs, assets: Any) -> Configs:
-        """The configs with what the data decides filled in (default: unchanged)."""
+        """The configs with what the data decides filled in (default: unchanged), checked
+        against the machine's memory (:meth:`check_sizes`)."""
+        self.check_sizes(configs, assets)
         return configs
+
+    # sizes ---------------------------------------------------------------------------------
+    def shape(self, configs: Configs, assets: Any = None) -> limits.Shape:
+        """The sizes a training step of these configs allocates; ``assets`` None: before the
+        data is read, its sizes at their least. Default: a language model's (tokens embedded,
+        the vocabulary as the head, batch_size windows of seq_len tokens)."""
+        model, train = configs.model, configs.train
+        vocab = max(model.vocab_size, 1)
+        return limits.Shape(model, model.embedding_size, vocab, vocab, train.seq_len,
+                            train.batch_size)
+
+    def data_bytes(self, source: str, configs: Configs) -> tuple[int, str]:
+        """(bytes, what they hold) of the data the family draws from its keys for ``source``
+        (default: none; a file's size is the file's)."""
+        return 0, "data"
+
+    def check_sizes(self, configs: Configs, assets: Any = None) -> None:
+        """Refuse, before anything is allocated, a model and batch whose training cannot fit
+        in the memory of the run's device; the message names the key that makes it large."""
+
+        def need(c: Configs) -> tuple[int, str]:
+            parts = limits.training_bytes(self.shape(c, assets), c.train.optimizer)
+            return sum(parts.values()), f"training ({limits.describe(parts)})"
+
+        self.refuse_beyond_memory(configs, need, resolve_device(configs.train.device))
+
+    def allocation_errors(self, configs: Configs):
+        """A context in which an allocation failure (MemoryError, torch's "can't allocate
+        memory", CUDA out of memory) becomes :class:`seqlab.limits.TooLarge` naming this run's
+        size keys: for building the model and training it."""
+        flat, defaults = configs.flat(), self.defaults()
+        keys = {k: flat[k] for k in self.size_keys if k in flat}
+        given = {k: v for k, v in keys.items() if v != defaults[k]}
+        return limits.allocation_errors(given or keys, resolve_device(configs.train.device))
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: f.default for cls in self.config_classes() for f in fields_of(cls)}
+
+    def check_data(self, source: str, configs: Configs) -> None:
+        """Refuse data to draw that cannot fit in memory, before drawing it."""
+        self.refuse_beyond_memory(configs, lambda c: self.data_bytes(source, c), "cpu")
+
+    def refuse_beyond_memory(self, configs: Configs, need_of, device) -> None:
+        """:class:`seqlab.limits.TooLarge` when ``need_of(configs)`` (bytes, what) exceeds the
+        device's total memory, naming the size key whose default would lower it most."""
+        need, what = need_of(configs)
+        memory = limits.machine_memory(device)
+        if need <= memory.total:
+            return
+        flat, variants, defaults = configs.flat(), {}, self.defaults()
+        for key in self.size_keys:
+            if key in flat and flat[key] != defaults[key]:
+                try:
+                    variants[key] = (flat[key], need_of(replace_keys(configs,
+                                                                     {key: defaults[key]}))[0])
+                except ValueError:  # the default conflicts with another key (tie_weights)
+                    continue
+        limits.check_fits(need, limits.culprit(need, variants), what, memory=memory)
 
     @abstractmethod
     def build(self, configs: Configs, assets: Any) -> nn.Module:
@@ -227,6 +295,9 @@ class Family(ABC):
         configs = self.configs_of(config, run.path)
         assets = self.load_assets(run, configs, config)  # its own checks first
         run.verify_checksums(config)
+        self.refuse_beyond_memory(configs, lambda c: (  # built on the CPU, then moved
+            limits.FLOAT * limits.parameters(self.shape(c, assets)),
+            f"the weights of the model in {run.path / 'config.json'}"), "cpu")
         model = self.build(configs, assets).to(device)
         run.load_weights(model, last=last)
         model.eval()

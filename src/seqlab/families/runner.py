@@ -77,10 +77,17 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
         prepared.description.update(source_path=str(Path(source).resolve()),
                                     source_fingerprint=fingerprint(Path(source)))
     configs = family.complete(configs, prepared.assets)
+    with family.allocation_errors(configs):  # what the estimates missed: one line, exit 2
+        return start(family, configs, prepared, out, on_event, stop)
+
+
+def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path | None,
+          on_event: Event | None, stop: threading.Event | None) -> TrainResult:
+    """Build the model and the task, then create the run folder (if any) and train; a run
+    that fails before its first checkpoint leaves no folder behind (or the empty one given)."""
     model = initial_model(family, configs, prepared.assets)
-    device = resolve_device(configs.train.device)
-    task = family.task(prepared, configs, device)  # every check before anything is written
-    if out is None:
+    task = family.task(prepared, configs, resolve_device(configs.train.device))
+    if out is None:  # every check on the data is done: nothing is written before this point
         return fit(family, model, task, configs, prepared, None, on_event, None, stop)
     created = not Path(out).exists()
     run = RunDir.create(out)
@@ -133,9 +140,20 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
         raise ValueError(f"{out} is at step {step} already and max_steps is "
                          f"{new_configs.train.max_steps}: nothing to train, nothing changed; "
                          "give a larger --max-steps")
-    model = family.build(new_configs, assets)
-    run.load_weights(model, last=True)
     run.read_metrics(), recording.read_gradients(run.path)  # damaged files stop us here
+    with family.allocation_errors(new_configs):
+        return continue_run(family, run, config, configs, new_configs, prepared, task, state,
+                            on_event, stop)
+
+
+def continue_run(family: Family, run: RunDir, config: dict[str, Any], configs: Configs,
+                 new_configs: Configs, prepared: Prepared, task, state: dict[str, Any],
+                 on_event: Event | None, stop: threading.Event | None) -> TrainResult:
+    """The model at its checkpoint, then training; its rewrites of the run wait for its first
+    write and are undone if it fails before its first checkpoint."""
+    step = int(state["step"])
+    model = family.build(new_configs, prepared.assets)
+    run.load_weights(model, last=True)
     if new_configs != configs:
         fresh = family.run_config(new_configs, prepared)
         run.defer(lambda: run.write_config({**config, **{

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.checkpoint import RunDir
-from seqlab.config import ModelConfig, TrainConfig, opt, validate
+from seqlab.config import ModelConfig, TrainConfig, check_key, opt, validate
 from seqlab.data.pairs import (
     EncodedPairs,
     Pair,
@@ -36,6 +36,7 @@ from seqlab.data.pairs import (
     task_alphabet,
 )
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report, token_lines
+from seqlab.families.seq2seq_sizes import PairSizes, check_beam_work
 from seqlab.models.seq2seq import Seq2Seq, Seq2SeqShape
 from seqlab.recurrent import CELLS
 from seqlab.seq2seq_eval import (
@@ -70,8 +71,9 @@ class Seq2SeqConfig:
     shared_vocab: bool = opt(False, "seq2seq: one vocabulary for source and target")
     beam: int = opt(1, "seq2seq: beam width used by evaluate and translate (1: greedy)",
                     positive=True)
+    # length^this must stay a float for any decoding length: beyond 10 the longest wins anyway
     length_penalty: float = opt(1.0, "beam search ranks by log-probability / length^this "
-                                "(0: no length normalisation)", minimum=0.0)
+                                "(0: no length normalisation)", minimum=0.0, maximum=10.0)
     length: str = opt("", "reverse and sort: symbols per source, N or MIN-MAX (default 5-20); "
                       "addition: digits per operand (default 1-5)")
     num_pairs: int = opt(20000, "built-in tasks: training pairs to generate", positive=True)
@@ -235,7 +237,7 @@ def max_target(config: dict[str, Any]) -> int:
     return int(config["data"].get("max_target_chars", 0))
 
 
-class Seq2SeqFamily(Family):
+class Seq2SeqFamily(PairSizes, Family):
     name = "seq2seq"
     help = "an encoder-decoder on source<TAB>target pairs or a built-in pair task"
     config_class = Seq2SeqConfig
@@ -243,6 +245,7 @@ class Seq2SeqFamily(Family):
     ignores = frozenset({"batching", "seq_len", "eval_batches", "record_every", "chrono_steps",
                          "window", "bow_mode"})
     evaluate_options = frozenset({"beam"})
+    val_pairs = VAL_PAIRS
 
     def claims(self, source: str) -> bool:
         return is_task_name(source)
@@ -255,13 +258,14 @@ class Seq2SeqFamily(Family):
             raise ValueError(f"{path}: invalid seq2seq config ({err})") from err
 
     def prepare(self, source: str, configs: Configs, assets: Vocabs | None = None) -> Prepared:
+        self.check_data(source, configs)
         data = load_pair_data(source, configs.own, configs.train, assets)
         return Prepared(source, data.vocabs, data, data.describe())
 
     def complete(self, configs: Configs, assets: Vocabs) -> Configs:
         model_shape(configs.model, configs.own, assets)  # a model it cannot build fails here
-        return dataclasses.replace(configs, model=dataclasses.replace(
-            configs.model, vocab_size=assets.target.size))
+        return super().complete(dataclasses.replace(configs, model=dataclasses.replace(
+            configs.model, vocab_size=assets.target.size)), assets)  # then check_sizes
 
     def build(self, configs: Configs, assets: Vocabs) -> Seq2Seq:
         return Seq2Seq(model_shape(configs.model, configs.own, assets))
@@ -288,6 +292,7 @@ class Seq2SeqFamily(Family):
         check_beam(beam)  # before any decoding
         pairs = held_out_pairs(source, loaded.configs, self.source_of(loaded.config))
         sources = [s for s, _ in pairs]
+        check_beam_work(beam, sources, max_target(loaded.config))
         warn_long_inputs(sources, loaded.config["data"].get("max_source_chars", math.inf))
         outputs = translate_texts(loaded.model, loaded.vocab, sources, beam, s2s.length_penalty,
                                   max_target=max_target(loaded.config))
@@ -324,10 +329,12 @@ class Translator:
                  length_penalty: float | None = None) -> list[Translation]:
         """Translate with the run's best weights; beam and penalty default to the run's own."""
         s2s, loaded = self.loaded.configs.own, self.loaded
+        beam = s2s.beam if beam is None else beam
+        length_penalty = s2s.length_penalty if length_penalty is None else length_penalty
+        check_key(Seq2SeqConfig, "length_penalty", length_penalty)
+        check_beam_work(beam, texts, max_target(loaded.config))
         warn_long_inputs(texts, loaded.config["data"].get("max_source_chars", math.inf))
-        return translate_texts(loaded.model, loaded.vocab, texts,
-                               s2s.beam if beam is None else beam,
-                               s2s.length_penalty if length_penalty is None else length_penalty,
+        return translate_texts(loaded.model, loaded.vocab, texts, beam, length_penalty,
                                max_target=max_target(loaded.config))
 
 

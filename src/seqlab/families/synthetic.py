@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from seqlab import limits
 from seqlab.checkpoint import RunDir
 from seqlab.config import ModelConfig, opt, validate
 from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_task, parse_length
@@ -165,6 +166,7 @@ class SyntheticFamily(Family):
     # text handling, and the output head tied to an embedding, mean nothing here
     ignores = frozenset({"tokenizer", "bpe_vocab_size", "val_fraction", "batching", "seq_len",
                          "eval_batches", "tie_weights"})
+    size_keys = (*Family.size_keys, "length", "val_sequences")
 
     def claims(self, source: str) -> bool:
         return source in TASKS and not Path(source).exists()
@@ -190,7 +192,32 @@ class SyntheticFamily(Family):
                 configs.train, record_every=legacy))
         return configs
 
+    def shape(self, configs: Configs, assets: TaskData | None = None) -> limits.Shape:
+        """Sequences of the task's longest length (its inputs and outputs: tokens or real
+        channels); before the task is known, the smallest of them."""
+        model, train = configs.model, configs.train
+        high = parse_length(configs.own.length)[1]
+        if assets is None:
+            return limits.Shape(model, min(model.embedding_size, 2), 0, 1, high,
+                                train.batch_size)
+        spec = assets.spec
+        tokens = spec.inputs == "tokens"
+        return limits.Shape(model, model.embedding_size if tokens else spec.input_size,
+                            spec.input_size if tokens else 0, spec.output_size,
+                            high + spec.extra_steps, train.batch_size)
+
+    def data_bytes(self, source: str, configs: Configs) -> tuple[int, str]:
+        """A batch and the validation set, drawn at every evaluation: at least an int64 (or
+        two float32 channels) per step and an int64 length per sequence."""
+        high = parse_length(configs.own.length)[1]
+        steps = high + (get_task(source).extra_steps if source in TASKS else 0)
+        sequences = configs.own.val_sequences + configs.train.batch_size
+        return (sequences * (steps + 1) * limits.INT,
+                f"drawing {configs.own.val_sequences:,} validation sequences of up to "
+                f"{steps:,} steps (at every evaluation)")
+
     def prepare(self, source: str, configs: Configs, assets: Any = None) -> Prepared:
+        self.check_data(source, configs)
         data = assets or task_data(configs, source)
         length = str(data.max_length) if data.min_length == data.max_length \
             else f"{data.min_length}-{data.max_length}"

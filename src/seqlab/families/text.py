@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqlab import music
+from seqlab import limits, music
 from seqlab.checkpoint import RunDir
 from seqlab.config import TrainConfig
 from seqlab.data.abc import is_abc_source, join_tunes, load_tunes, train_val_tunes
@@ -35,6 +35,7 @@ from seqlab.data.text import load_text, split_tokens, to_tensor
 from seqlab.data.tunes_batches import EncodedTunes, encode_tunes
 from seqlab.data.vocab import Vocab, build_vocab
 from seqlab.diagnostics import Probe
+from seqlab.encoders import encoder_spec
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report, token_lines
 from seqlab.generate import generate
 from seqlab.line_lm import sample_lines
@@ -140,11 +141,13 @@ class Sampler:
                         **sampling)
 
     def tunes(self, count: int, prompt: str, max_length: int, seed: int | None = None,
-              **sampling) -> list:
-        """Whole tunes; a model trained on whole tunes began each from an empty state."""
+              meter: bool = True, **sampling) -> list:
+        """Whole tunes; a model trained on whole tunes began each from an empty state. With
+        ``meter``, sampling never overfills a bar (:func:`seqlab.music.generate_tunes`)."""
         fresh = self.loaded.configs.train.batching == "tunes"
         return music.generate_tunes(self.loaded.model, self.loaded.vocab, count, prompt,
-                                    max_length, seed, fresh_state=fresh, **sampling)
+                                    max_length, seed, fresh_state=fresh, meter=meter,
+                                    **sampling)
 
     def training_tunes(self) -> list[str] | None:
         return music.training_tunes(self.loaded.run.path)
@@ -183,8 +186,15 @@ class TextFamily(Family):
         return Prepared(str(source), data.vocab, data, data.describe())
 
     def complete(self, configs: Configs, assets: Vocab) -> Configs:
-        return dataclasses.replace(configs, model=dataclasses.replace(
-            configs.model, vocab_size=assets.size))
+        return super().complete(dataclasses.replace(configs, model=dataclasses.replace(
+            configs.model, vocab_size=assets.size)), assets)  # then check_sizes
+
+    def shape(self, configs: Configs, assets: Vocab | None = None) -> limits.Shape:
+        """A language model's sizes; bow in counts mode reads one-hots of the vocabulary."""
+        shape = super().shape(configs, assets)
+        if encoder_spec(configs.model.model).one_hot(configs.model):
+            return dataclasses.replace(shape, input_size=shape.outputs, vocab_in=0)
+        return shape
 
     def build(self, configs: Configs, assets: Vocab):
         return build_model(configs.model)
