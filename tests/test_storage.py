@@ -322,3 +322,11 @@ def test_an_allocation_failure_the_estimates_missed_is_one_line(text_file, tmp_p
     assert code == 2 and len(lines) == 1 and lines[0].startswith("seqlab: error: ")
     assert "hidden_size 48" in lines[0] and "out of memory" in lines[0]
     assert not run.exists()
+
+
+def test_a_seed_too_large_for_the_generators_is_one_line(text_file, tmp_path, capsys):
+    code, err = run_cli(capsys, "train", text_file, *KEYS, "--seed", "99999999999999999999",
+                        "--out", tmp_path / "run")
+    assert code == 2 and err.splitlines() == [
+        "seqlab: error: seed must be in [0, 4294967295], got 99999999999999999999"]
+    assert not (tmp_path / "run").exists()

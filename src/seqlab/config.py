@@ -119,7 +119,8 @@ class TrainConfig:
                             "on a fixed probe batch) every N steps into gradients.jsonl, for "
                             "seqlab diagnose (0: never)", minimum=0)
     max_bad_steps: int = opt(10, "stop after N consecutive non-finite steps", positive=True)
-    seed: int = opt(0, "random seed: the same seed repeats a run on the same machine", minimum=0)
+    seed: int = opt(0, "random seed: the same seed repeats a run on the same machine", minimum=0,
+                    maximum=2**32 - 1)  # batches seed generators with seed * 1_000_003 + step
     device: str = opt("auto", "where to train: auto takes a GPU when there is one",
                       choices=("auto", "cpu", "cuda"))
 
