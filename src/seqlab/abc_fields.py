@@ -1,0 +1,78 @@
+"""ABC header fields as the bar tracker (:mod:`seqlab.abc_meter`) reads them: a meter, a unit
+note length, a key, and whether a header line is one that
+:func:`seqlab.music_checks.check_headers` (and music21) accept, as it is written."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+MODES = ("", "m", "min", "maj", "dor", "mix", "lyd", "phr", "loc", "aeo", "ion", "Major",
+         "Minor", "Dorian", "Mixolydian", "Lydian", "Phrygian", "Locrian", "Aeolian", "Ionian")
+# K: values the header accepts: a tonic, a mode (written with or without a space), or none
+KEYS = frozenset({"none", "HP", "Hp"} | {f"{t}{a}{sep}{m}" for t in "ABCDEFG"
+                                         for a in ("", "#", "b") for m in MODES
+                                         for sep in ("", " ") if m or not sep})
+
+# ABC 2.1's !decorations! (and O'Neill's and Ryan's typos): a `!` then anything else is a
+# line break, what follows it music
+DECORATIONS = (
+    "trill", "trill(", "trill)", "lowermordent", "uppermordent", "mordent", "pralltriller",
+    "roll", "turn", "turnx", "invertedturn", "invertedturnx", "arpeggio", ">", "accent",
+    "emphasis", "fermata", "fermat:a", "invertedfermata", "tenuto", "0", "1", "2", "3", "4",
+    "5", "+", "plus", "snap", "slide", "wedge", "upbow", "downbow", "open", "thumb", "breath",
+    "pppp", "ppp", "pp", "p", "mp", "mf", "f", "ff", "fff", "ffff", "sfz", "crescendo(", "<(",
+    "crescendo)", "<)", "diminuendo(", ">(", "diminuendo)", ">)", "segno", "coda", "D.S.",
+    "D.C.", "dacoda", "dacapo", "fine", "shortphrase", "mediumphrase", "longphrase", "Segno",
+    "Coda", "sf", "8va(", "8va)")
+
+
+def meter_of(value: str) -> tuple[Fraction | None, bool]:
+    """(bar length, compound) of an M: value; (None, False) for none or an unreadable one."""
+    value = value.replace(" ", "")
+    if value in ("C", "C|"):  # common time and cut time: both a whole note a bar
+        return Fraction(1), False
+    top, _, bottom = value.partition("/")
+    try:
+        beats = sum(int(t) for t in top.strip("()").split("+"))
+        bar = Fraction(beats, int(bottom))
+    except (ValueError, ZeroDivisionError):
+        return None, False
+    return (bar, beats % 3 == 0 and beats > 3 and int(bottom) == 8) if bar > 0 else (None, False)
+
+
+def header_prefix(text: str) -> bool:
+    """Whether a header line written so far can still become a field that check_headers
+    passes: ``N:``, with ``M:`` a meter and ``L:`` a unit as they are being written."""
+    if len(text) < 2:
+        return text.isalpha()
+    name, colon, value = text[0], text[1], text[2:]
+    if colon != ":":
+        return False
+    if name == "M":
+        return any(m.startswith(value) for m in ("C|", "none")) or bool(
+            re.fullmatch(r"\d+(\+\d+)*\+?(/\d*)?", value))
+    if name == "K":
+        return any(key.startswith(value) for key in KEYS)
+    return name != "L" or bool(re.fullmatch(r"1(/\d*)?|", value))
+
+
+def header_line(text: str, has_meter: bool) -> bool:
+    """Whether a whole header line is a field that check_headers passes; ``K:`` (the end of the
+    header) only after a meter."""
+    if not (len(text) >= 2 and text[0].isalpha() and text[1] == ":"):
+        return False
+    name, value = text[0], text[2:]
+    if name == "M":
+        return bool(re.fullmatch(r"C\|?|none|\d+(\+\d+)*/\d+", value))
+    if name == "L":
+        return bool(re.fullmatch(r"1/\d+", value))
+    return name != "K" or (has_meter and value in KEYS)
+
+
+def unit_of(value: str) -> Fraction | None:
+    try:
+        unit = Fraction(value.replace(" ", ""))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return unit if unit > 0 and unit.numerator == 1 else None  # 1/n, as ABC writes it
