@@ -3,6 +3,7 @@ one line, exit 2, and a run folder that is either whole or gone."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -59,39 +60,36 @@ def test_an_empty_folder_given_as_out_is_left_empty_after_a_failed_start(
     assert run.is_dir() and list(run.iterdir()) == []
 
 
-def test_a_real_small_file_system(text_file, tmp_path, capsys, single_thread):
-    """A 200 kB tmpfs, where the machine allows mounting one."""
-    mount = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(mount: Path, options: str):
+    """A small tmpfs at ``mount`` for the block, where the machine allows mounting one."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
                           capture_output=True)
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_real_small_file_system(text_file, tmp_path, capsys, single_thread):
+    with tmpfs(tmp_path / "small", "size=200k") as mount:
         code, err = run_cli(capsys, "train", text_file, "--hidden-size", "256", "--seq-len", "8",
                             "--batch-size", "4", "--max-steps", "10", "--eval-every", "5",
                             "--device", "cpu", "--out", mount / "run")
         assert code == 2 and len(err.splitlines()) == 1
         assert "No space left on device" in err and "/run/" in err
         assert list(mount.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_a_read_only_file_system_is_one_line(text_file, tmp_path, capsys, single_thread):
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=100k", "tmpfs", str(mount)],
-                          capture_output=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=100k") as mount:
         code, err = run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "5", "--out",
                             mount / "run")
         assert code == 2 and err.splitlines() == [
             f"seqlab: error: {mount / 'run'}: Read-only file system"]
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_a_run_that_diverges_before_any_checkpoint_is_whole(text_file, tmp_path, capsys,
