@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from seqlab.config import ModelConfig, TrainConfig
+from seqlab.config import TrainConfig
 from seqlab.data.vocab import Vocab, load_vocab
 from seqlab.io import atomic_write, atomic_write_json, read_jsonl, truncate_jsonl
 
@@ -43,9 +43,11 @@ STAGING, PREVIOUS = "last.new", "last.old"  # save_last's folders while it repla
 WRITER = ".seqlab-writer"  # who holds the run folder for writing (RunDir.writing)
 
 
+FORMAT_VERSION = 1
+
+
 class RunInUse(ValueError):
     """Another process is writing to the run folder."""
-FORMAT_VERSION = 1
 
 
 class RunDir:
@@ -166,13 +168,6 @@ class RunDir:
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: not a valid seqlab config ({err})") from err
         return config
-
-    def model_config(self) -> ModelConfig:
-        raw = self.read_config()["model"]
-        try:
-            return ModelConfig(**raw)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{self.path / CONFIG}: invalid model config ({err})") from err
 
     def train_config(self) -> TrainConfig:
         raw = self.read_config()["train"]

@@ -140,14 +140,13 @@ def run_generate_tunes(args: argparse.Namespace) -> int:
     sampling = sampling_of(args)
     tunes = sampler.tunes(args.tunes, args.prompt, args.max_tune_length, args.seed,
                           meter=args.meter, **sampling)
-    training = sampler.training_tunes()
+    training, held_out = sampler.tune_split() or (None, None)
     if training is None:
         print("seqlab: no novelty check: the run's training tunes are not readable "
               f"({sampler.loaded.config['data']['source']})", file=sys.stderr)
     settings = {"run": str(args.run), "seed": args.seed, "prompt": args.prompt,
                 "max_tune_length": args.max_tune_length, "meter": args.meter, **sampling}
-    report = music.write_tunes(tunes, out, training, args.near_copy_bars, settings,
-                               music.held_out_tunes(sampler.loaded.run.path))
+    report = music.write_tunes(tunes, out, training, args.near_copy_bars, settings, held_out)
     for line in report["missing_tools"]:
         print(f"seqlab: {line}", file=sys.stderr)
     s = report["summary"]

@@ -29,7 +29,7 @@ class SamplingConfig:
     banned: tuple[int, ...] = ()  # ids never produced (e.g. a word vocabulary's <unk>)
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0:
+        if not self.temperature > 0:  # NaN included
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         # the logits are divided by it in float32: no overflow to inf, no subnormal
         check_value("temperature", self.temperature, {"positive": True})
@@ -62,7 +62,8 @@ def next_tokens(logits: Tensor, config: SamplingConfig, generator: torch.Generat
     if config.greedy:
         return logits.argmax(-1)
     # less the largest logit: however small the temperature, the best token's stays 0, never inf
-    logits = logits.float() - logits.float().amax(-1, keepdim=True)
+    logits = logits.float()
+    logits = logits - logits.amax(-1, keepdim=True)
     probs = filter_logits(logits, config).softmax(-1)
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 

@@ -295,23 +295,14 @@ def real_summary(tunes: list[str]) -> dict[str, Any]:
             "header_consistency_rate": sum(rhythm) / len(rhythm) if rhythm else None}
 
 
-def held_out_tunes(run_dir: str | Path) -> list[str] | None:
-    """The validation split of an ABC run, as :func:`training_tunes` finds the training one."""
-    split = _split(run_dir)
-    return split[1] if split else None
-
-
-def _split(run_dir: str | Path) -> tuple[list[str], list[str]] | None:
+def tune_split(run_dir: str | Path) -> tuple[list[str], list[str]] | None:
+    """(training tunes, held-out tunes) of an ABC run, as the data loader split them, or None
+    when the run was not trained on ABC."""
     run = RunDir(run_dir)
-    source = run.read_config().get("data", {}).get("source")
+    config = run.read_config()
+    data = config.get("data", {})
+    source = data.get("source_path") or data.get("source")
     if source is None or not is_abc_source(source):
         return None
-    config = run.train_config()
-    return train_val_tunes(source, config.val_fraction, config.seed)
-
-
-def training_tunes(run_dir: str | Path) -> list[str] | None:
-    """The training split of an ABC run (as the data loader made it), or None when the run was
-    not trained on ABC or its source is no longer where it was."""
-    split = _split(run_dir)
-    return split[0] if split else None
+    train = config["train"]
+    return train_val_tunes(source, train["val_fraction"], train["seed"])

@@ -286,15 +286,23 @@ class Family(ABC):
         return str(data.get("source_path") or data["source"])
 
     # using a run ---------------------------------------------------------------------------
-    def load(self, path: str | Path, device: Any = "cpu", last: bool = False) -> LoadedRun:
-        """Model (best weights, or ``last/``'s; eval mode), assets and config of a run."""
+    def assets_of(self, run: RunDir, configs: Configs, config: dict[str, Any]) -> Any:
+        """The run's assets (:meth:`load_assets`, with its own checks first), then checked
+        against the checksums config.json recorded."""
+        assets = self.load_assets(run, configs, config)
+        run.verify_checksums(config)
+        return assets
+
+    def load(self, path: str | Path, device: Any = "cpu", last: bool = False,
+             config: dict[str, Any] | None = None) -> LoadedRun:
+        """Model (best weights, or ``last/``'s; eval mode), assets and config of a run
+        (``config``: its config.json, when the caller has read it already)."""
         run = RunDir(path)
-        config = run.read_config()
+        config = config or run.read_config()
         if (task := config.get("task", "lm")) != self.name:
             raise ValueError(f"{path} is a {task!r} run, not a {self.name!r} run")
         configs = self.configs_of(config, run.path)
-        assets = self.load_assets(run, configs, config)  # its own checks first
-        run.verify_checksums(config)
+        assets = self.assets_of(run, configs, config)
         self.refuse_beyond_memory(configs, lambda c: (  # built on the CPU, then moved
             limits.FLOAT * limits.parameters(self.shape(c, assets)),
             f"the weights of the model in {run.path / 'config.json'}"), "cpu")

@@ -129,8 +129,7 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
     location = data_location(config["data"], family.source_of(config), source, out)
     configs = family.configs_of(config, run.path)
     new_configs = changed(family, configs, {k: v for k, v in keys.items() if k != "task"})
-    assets = family.load_assets(run, new_configs, config)
-    run.verify_checksums(config)
+    assets = family.assets_of(run, new_configs, config)
     prepared = family.prepare(location, new_configs, assets)
     task = family.task(prepared, new_configs, resolve_device(new_configs.train.device))
     check_fingerprint(config["data"], location, out)
@@ -240,7 +239,8 @@ def fit(family: Family, model: nn.Module, task, configs: Configs, prepared: Prep
 def load_run(path: str | Path, device: str | torch.device = "cpu", last: bool = False
              ) -> LoadedRun:
     """Model (best weights, or ``last/``'s; eval mode), assets and config of a run."""
-    return family_of(path).load(path, device, last)
+    config = RunDir(path).read_config()
+    return registry.of_config(config).load(path, device, last, config)
 
 
 def untrained(path: str | Path) -> nn.Module:
@@ -250,20 +250,21 @@ def untrained(path: str | Path) -> nn.Module:
     config = run.read_config()
     family = registry.of_config(config)
     configs = family.configs_of(config, run.path)
-    return initial_model(family, configs, family.load_assets(run, configs, config)).eval()
+    return initial_model(family, configs, family.assets_of(run, configs, config)).eval()
 
 
 def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
              **options: Any) -> Report:
     """The family's metrics of a run on ``source``; ``options`` (``beam`` for seq2seq) are
     the family's own, None meaning the run's default."""
-    family = family_of(run_dir)
+    config = RunDir(run_dir).read_config()
+    family = registry.of_config(config)
     options = {k: v for k, v in options.items() if v is not None}
     for name in sorted(set(options) - family.evaluate_options):
         offering = [f.name for f in registry.FAMILIES.values() if name in f.evaluate_options]
         raise ValueError(f"--{name.replace('_', '-')} applies to {' and '.join(offering)} runs "
                          f"only; {run_dir} is a {family.name!r} run")
-    loaded = load_run(run_dir, resolve_device(device))
+    loaded = family.load(run_dir, resolve_device(device), config=config)
     return family.evaluate(loaded, str(source), **options)
 
 

@@ -149,8 +149,9 @@ class Sampler:
                                     max_length, seed, fresh_state=fresh, meter=meter,
                                     **sampling)
 
-    def training_tunes(self) -> list[str] | None:
-        return music.training_tunes(self.loaded.run.path)
+    def tune_split(self) -> tuple[list[str], list[str]] | None:
+        """(training tunes, held-out tunes) of an ABC run, or None for other text."""
+        return music.tune_split(self.loaded.run.path)
 
     def lines(self, count: int, max_length: int, seed: int | None = None, **sampling
               ) -> list[str]:
