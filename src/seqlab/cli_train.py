@@ -76,6 +76,7 @@ def run_train(args: argparse.Namespace) -> int:
     if clash := sorted(set(toml) & {"out", "resume", "config", "data", "quiet"}):
         raise UsageError(f"{args.config}: {', '.join(clash)} is a command-line option, not a "
                          "config key; give it as a flag (--out DIR, ...)")
+    keys = {**toml, **given}  # flags given here override the file
     if args.resume:
         if not args.out:
             raise UsageError("--resume needs --out DIR, the run to continue")
@@ -85,14 +86,13 @@ def run_train(args: argparse.Namespace) -> int:
         if args.data is None:
             raise UsageError("train needs DATA (a file, folder, bundled corpus or task), or "
                              "--resume --out RUN to continue a run")
-        family = runner.family_for(args.data, {**toml, **given})
+        family = runner.family_for(args.data, keys)
     reporter = Reporter(quiet=args.quiet, family=family)
     with interrupt_sets(stop) as signals:
         if args.resume:
             result = runner.resume(args.out, on_event=reporter, stop=stop, source=args.data,
-                                   **{**toml, **given})
+                                   **keys)
         else:
-            keys = {**toml, **given}
             out = args.out or default_run_name(args.data, keys.get("model", "lstm"))
             reporter.total = keys.get("max_steps")
             result = runner.train(args.data, out=out, on_event=reporter, stop=stop, **keys)

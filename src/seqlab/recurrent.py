@@ -18,7 +18,6 @@ output (zeros there) or its final state. Shapes: B batch, T time, I input, H hid
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab.cells import CELLS, CellSpec, InitOptions, LayerWeights
+from seqlab.cells.base import init_uniform
 
 State = Tensor | tuple[Tensor, Tensor]
 MODES = ("fused", "explicit")
@@ -88,10 +88,7 @@ class StackWeights(nn.Module):
                 self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape)))
 
     def reset_parameters(self) -> None:
-        """torch.nn's default: every parameter from U(-1/sqrt(H), 1/sqrt(H))."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        init_uniform(self, self.hidden_size)
 
 
 class Recurrent(nn.Module):

@@ -37,10 +37,7 @@ class Cell(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """torch.nn's default: every parameter from U(-1/sqrt(H), 1/sqrt(H))."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
+        init_uniform(self, self.hidden_size)
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> State:
         device = device or self.weight_ih.device
@@ -55,3 +52,11 @@ class Cell(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
+
+
+@torch.no_grad()
+def init_uniform(module: nn.Module, hidden_size: int) -> None:
+    """torch.nn's default for recurrent weights: every parameter from U(-1/sqrt(H), 1/sqrt(H))."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    for p in module.parameters():
+        nn.init.uniform_(p, -bound, bound)
