@@ -267,3 +267,10 @@ def test_generate_tunes_command_samples_as_the_run_was_trained(tmp_path, monkeyp
     assert main(["generate", str(run), "--tunes", "1", "--out", str(tmp_path / "gen"),
                  "--max-tune-length", "20"]) == 0
     assert seen == [batching == "tunes"]
+
+
+def test_an_absurd_meter_is_not_handed_to_music21():
+    """A sampled "M:86132032/6" made music21 run for minutes and gigabytes."""
+    check, score = music.parse_music21("X:1\nM:86132032/6\nL:1/8\nK:D\ndefg|")
+    assert score is None and check == {"ok": False, "reason": "meter or unit length out of "
+                                                              "range: 86132032/6"}

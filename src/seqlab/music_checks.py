@@ -75,10 +75,18 @@ def check_headers(tune: str) -> dict[str, Any]:
     return check(True)
 
 
+# the largest number a meter or a unit length holds in a real tune: music21 spends minutes and
+# gigabytes on a sampled "M:86132032/6" or "L:1/63956876", so such a tune is not handed to it
+LARGEST_METER_NUMBER = 1024
+
+
 def parse_music21(tune: str):
     """(check, score or None). music21 writes its warnings to stderr; they are kept quiet."""
     from music21 import converter
 
+    for field in re.findall(r"^\s*\[?[ML]:([^\]\n]*)", tune, flags=re.M):
+        if any(int(n) > LARGEST_METER_NUMBER for n in re.findall(r"\d+", field)):
+            return check(False, f"meter or unit length out of range: {field.strip()}"), None
     quiet = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(quiet):
