@@ -43,6 +43,12 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
                    help="seq2seq runs: beam width; as in translate, hypotheses rank by "
                         "log-probability / length^(the run's --length-penalty) (default: the "
                         "run's --beam; 1 is greedy)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="classify and forecast runs: where to write evaluation.json and its "
+                        "figures (default: RUN/evaluation)")
+    p.add_argument("--baselines", action="store_true", default=None,
+                   help="forecast runs: also score naive, seasonal-naive, ETS and ARIMA "
+                        "forecasts on the same windows")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where to run the model (default: auto)")
 
@@ -52,7 +58,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.beam is not None and args.beam < 1:
         raise UsageError("--beam must be >= 1")
-    result = runner.evaluate(args.run, args.data, device=args.device, beam=args.beam)
+    result = runner.evaluate(args.run, args.data, device=args.device, beam=args.beam,
+                             out=args.out, baselines=args.baselines)
     print(json.dumps(result) if args.json else result)
     return 0
 

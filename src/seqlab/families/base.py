@@ -24,6 +24,10 @@ loads and evaluates every family the same way and asks the family only for what 
                directory needs beyond weights
     evaluate   ``evaluate(loaded, source, **options)`` -> :class:`Report` (``options``: the
                names in ``evaluate_options``)
+    use        ``generator`` / ``translator`` / ``predictor`` / ``forecaster``: what the
+               commands that use a run (generate, translate, predict, forecast) drive; the
+               base refuses a run of a family that offers none; ``figures``: its own diagnose
+               figures
     print      ``info_lines(info)``, ``eval_note(record)``, ``loss_unit(loss, assets)``,
                ``headline(record)``: how its numbers read
     resume     ``resumable``: the keys a resumed run may change
@@ -330,6 +334,21 @@ class Family(ABC):
         """What decodes new inputs with this run (``seqlab translate``)."""
         raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not an encoder-decoder; "
                          "translate decodes with seq2seq runs")
+
+    def predictor(self, loaded: LoadedRun):
+        """What labels new sequences with this run (``seqlab predict``)."""
+        raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not a classifier; "
+                         "predict labels sequences with classify runs")
+
+    def forecaster(self, loaded: LoadedRun):
+        """What forecasts new series with this run (``seqlab forecast``)."""
+        raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not a forecaster; "
+                         "forecast continues series with forecast runs")
+
+    def figures(self, loaded: LoadedRun, probe: Probe, out: Path) -> list[Path]:
+        """``seqlab diagnose``'s figures of this family beyond the shared ones (default:
+        none), written into ``out``; returns their paths."""
+        return []
 
     # how its numbers read ------------------------------------------------------------------
     def info_lines(self, info: dict[str, Any]) -> list[str]:
