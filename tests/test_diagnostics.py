@@ -100,6 +100,25 @@ def test_last_and_summed_losses_agree_at_the_last_step_of_a_language_model():
     assert (total[:-1] > last[:-1]).all()  # earlier states also feed their own predictions
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_padded_probe_sees_the_gradient_of_an_unpadded_one(cell):
+    """Lengths that cover every step change nothing: dL/dh_t reaches the traced state through
+    the output's own path too (the last step's state feeds the loss directly)."""
+    model, probe = adding_model(cell)
+    full = torch.full((len(probe.inputs),), T)
+    padded = Probe(probe.inputs, probe.targets, probe.loss, probe.scored, full)
+    plain, masked = gradient_through_time(model, probe), gradient_through_time(model, padded)
+    assert masked[-1] > 0
+    assert masked == pytest.approx(plain, rel=1e-9)
+
+
+def test_jacobian_of_a_one_step_sequence_is_empty():
+    model, probe = adding_model("lstm")
+    one = Probe(probe.inputs, probe.targets, probe.loss, probe.scored,
+                torch.tensor([1] + [T] * (len(probe.inputs) - 1)))
+    assert len(jacobian_norms(model, one)) == 0
+
+
 def test_lstm_cell_gradient_and_state_jacobian():
     model, probe = adding_model("lstm")
     c_norms = gradient_through_time(model, probe, "last", of="c")

@@ -23,9 +23,9 @@ from seqlab.limits import TooLarge
 HUGE = "10000000"
 
 # a tiny source per family, so that every shared size key is tried on every family
-SOURCES = {"lm": "TEXT", "synthetic": "copy", "seq2seq": "reverse"}
+SOURCES = {"lm": "TEXT", "synthetic": "copy", "seq2seq": "reverse", "classify": "TSV"}
 SMALL = {"lm": [], "synthetic": ["--length", "10", "--val-sequences", "8"],
-         "seq2seq": ["--num-pairs", "60"]}
+         "seq2seq": ["--num-pairs", "60"], "classify": ["--task", "classify"]}
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -58,12 +58,16 @@ def machine(monkeypatch):
 @pytest.fixture
 def work(tmp_path: Path, tiny_text: str) -> Path:
     (tmp_path / "tiny.txt").write_text(tiny_text, encoding="utf-8")
+    lines = [line for line in tiny_text.splitlines() if line.strip()] * 4
+    (tmp_path / "tiny.tsv").write_text("".join(f"{k % 2}\t{line}\n"
+                                               for k, line in enumerate(lines)),
+                                       encoding="utf-8")
     return tmp_path
 
 
 def train_argv(work: Path, family: str, *flags: str) -> list[str]:
     source = SOURCES[family]
-    data = str(work / "tiny.txt") if source == "TEXT" else source
+    data = {"TEXT": str(work / "tiny.txt"), "TSV": str(work / "tiny.tsv")}.get(source, source)
     return ["train", data, "--out", str(work / "run"), "--max-steps", "1", "--quiet",
             "--device", "cpu", *SMALL[family], *flags]
 

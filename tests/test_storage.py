@@ -155,7 +155,18 @@ TINY_RUNS = {
                                     *SHARED_KEYS],
     "seq2seq": lambda text_file: ["reverse", "--length", "3-5", "--num-pairs", "200",
                                   *SHARED_KEYS],
+    "classify": lambda text_file: [labelled_lines(text_file), "--task", "classify",
+                                   *SHARED_KEYS],
 }
+
+
+def labelled_lines(text_file: Path) -> Path:
+    """The text's lines as a TSV, labelled by whether they are longer than 30 characters."""
+    lines = [line for line in text_file.read_text().splitlines() if line.strip()]
+    path = text_file.with_suffix(".tsv")
+    path.write_text("".join(f"{'long' if len(line) > 30 else 'short'}\t{line}\n"
+                            for line in lines * 4), encoding="utf-8")
+    return path
 
 
 def test_every_family_has_a_tiny_run():

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from seqlab.cli_base import Parser, UsageError, WarningLines
+from seqlab.cli_predict import add_predict, run_predict
 from seqlab.cli_train import add_train, run_train
 from seqlab.cli_use import add_generate, add_translate, run_generate, run_translate
 
@@ -171,6 +172,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
             run_lab),
     "translate": ("decode inputs with a seq2seq run (arguments, or lines from stdin)",
                   add_translate, run_translate),
+    "predict": ("label sequences with a classify run: a label and class probabilities each",
+                add_predict, run_predict),
 }
 
 

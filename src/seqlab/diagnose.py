@@ -16,18 +16,20 @@ from seqlab import limits, plots
 from seqlab.checkpoint import RunDir
 from seqlab.diagnostics import Probe, grad_norm_history, measure, recurrent_of
 from seqlab.families import runner
+from seqlab.families.base import LoadedRun
 from seqlab.io import atomic_write_json
 from seqlab.recording import read_gradients
 
 
-def run_probe(run_dir, batch: int, device) -> tuple[nn.Module, nn.Module, Probe, dict]:
-    """(trained model, the same model at initialisation, probe, config) of a run directory."""
+def run_probe(run_dir, batch: int, device) -> tuple[nn.Module, nn.Module, Probe, LoadedRun]:
+    """(trained model, the same model at initialisation, probe, the loaded run) of a run
+    directory."""
     loaded = runner.load_run(run_dir, device)
     check_batch(loaded, batch, device)
     probe = runner.probe(loaded, batch, device)
     recurrent_of(loaded.model)
     initial = runner.initial_model(loaded.family, loaded.configs, loaded.vocab)
-    return loaded.model, initial.to(device).eval(), probe, loaded.config
+    return loaded.model, initial.to(device).eval(), probe, loaded
 
 
 def check_batch(loaded, batch: int, device) -> None:
@@ -49,8 +51,9 @@ def diagnose_run(run_dir, out=None, batch: int = 16, device: str = "cpu",
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     metrics, recorded = RunDir(run_dir).read_metrics(), read_gradients(run_dir)  # checked first
-    trained, initial, probe, config = run_probe(run_dir, batch, torch.device(device))
+    trained, initial, probe, loaded = run_probe(run_dir, batch, torch.device(device))
     out = Path(out) if out is not None else Path(run_dir) / "diagnostics"
+    config = loaded.config
     train = config["train"]
     report = {"run": str(run_dir), "model": config["model"]["model"],
               "init": measure(initial, probe, jacobian),
@@ -58,7 +61,8 @@ def diagnose_run(run_dir, out=None, batch: int = 16, device: str = "cpu",
               "recorded": recorded,
               "grad_norms": grad_norm_history(metrics, train["clip_norm"],
                                               train["clip_value"])}
-    report["files"] = [str(f) for f in write_figures(report, out)]
+    figures = write_figures(report, out) + loaded.family.figures(loaded, probe, out)
+    report["files"] = [str(f) for f in figures]
     atomic_write_json(out / "diagnostics.json", report)
     return report
 

@@ -161,6 +161,8 @@ def jacobian_norms(model: nn.Module, probe: Probe, layer: int = -1, samples: int
             norms.append(torch.linalg.matrix_norm(product, ord=2))  # (N,)
     finally:
         model.train(was)
+    if not norms:  # a one-step sequence: no product to measure
+        return np.zeros(0)
     logs = torch.stack(norms).clamp_min(1e-300).log()  # (T - 1, N)
     return logs.mean(1).exp().cpu().numpy()
 

@@ -67,3 +67,39 @@ def heatmap(path: Path, rows: Sequence[Sequence[float]], row_values: Sequence[in
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.colorbar(image, ax=ax, label=colorbar)
     return _save(fig, path)
+
+
+def confusion(path: Path, matrix: Sequence[Sequence[int]], names: Sequence[str],
+              title: str) -> Path:
+    """A confusion matrix: rows true class, columns predicted, each cell its count, coloured
+    by the share of its row (so a small class reads as clearly as a large one)."""
+    counts = np.asarray(matrix, dtype=float)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    size = 3 + 0.45 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, names, rotation=45, ha="right")
+    ax.set_yticks(ticks, names)
+    if len(names) <= 30:  # beyond that the numbers would not be legible
+        for (i, j), count in np.ndenumerate(counts):
+            ax.text(j, i, f"{int(count)}", ha="center", va="center", fontsize=7,
+                    color="white" if shares[i, j] > 0.6 else "black")
+    ax.set(title=title, xlabel="predicted", ylabel="true")
+    fig.colorbar(image, ax=ax, label="share of the true class", fraction=0.046)
+    return _save(fig, path)
+
+
+def weights_over_time(path: Path, rows: Sequence[Sequence[float]], labels: Sequence[str],
+                      title: str) -> Path:
+    """One row per sequence: a weight per time step (attention pooling), blank past its end."""
+    width = max(len(r) for r in rows)
+    matrix = np.full((len(rows), width), np.nan)
+    for k, row in enumerate(rows):
+        matrix[k, :len(row)] = row
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(rows)))
+    image = ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap="magma")
+    ax.set_yticks(np.arange(len(rows)), labels, fontsize=7)
+    ax.set(title=title, xlabel="time step t")
+    fig.colorbar(image, ax=ax, label="weight")
+    return _save(fig, path)

@@ -266,7 +266,9 @@ class Recurrent(nn.Module):
             if alive is not None:  # past a sequence's end its state is carried unchanged
                 carried = tuple(torch.where(alive[t], n, c)
                                 for n, c in zip(new, carried, strict=True))
-                outs.append(torch.where(alive[t], new[0], torch.zeros_like(new[0])))
+                # from the carried state, the tensor the trace keeps: dL/dh_t then sees the
+                # output's own path, not only the steps after t
+                outs.append(torch.where(alive[t], carried[0], torch.zeros_like(new[0])))
             else:
                 carried = new
                 outs.append(new[0])

@@ -67,7 +67,8 @@ class Seq2SeqConfig:
                          choices=("none", "additive", "dot", "general"))
     attention_size: int = opt(0, "size of the additive scorer's hidden layer (0: hidden_size)",
                               minimum=0)
-    bidirectional: bool = opt(False, "seq2seq: read the source both ways (H/2 units each way)")
+    bidirectional: bool = opt(False, "classify, seq2seq: also read each sequence backwards "
+                              "(classify: H units each way; seq2seq: H/2)")
     shared_vocab: bool = opt(False, "seq2seq: one vocabulary for source and target")
     beam: int = opt(1, "seq2seq: beam width used by evaluate and translate (1: greedy)",
                     positive=True)

@@ -13,6 +13,7 @@ from torch import nn
 
 from seqlab.config import ModelConfig
 from seqlab.encoders import ENCODERS, encoder_spec
+from seqlab.models.classifier import Classifier as Classifier  # re-exported
 from seqlab.models.lm import LanguageModel
 
 MODELS = ENCODERS

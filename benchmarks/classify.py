@@ -1,0 +1,185 @@
+"""Sequence classification: accuracy on official test splits over seeds, beside the baselines.
+
+For each set, every model of ``--models`` is trained once per seed (the validation split drawn
+from the training data by the seed; the best weights by validation loss), then scored once on
+the official test split (tune-types: its fixed held-out 20%). Prints a table of mean and
+standard deviation of accuracy and macro-F1, the majority-class rate and the training time
+per seed, and writes every result to OUT/results.json.
+
+    OMP_NUM_THREADS=1 python benchmarks/classify.py japanese-vowels --seeds 0 1 2 3 4 \\
+        --out benchmarks/out/classify
+    python benchmarks/classify.py tune-types --models lstm bow window-mlp --seeds 0 1 2 3 4
+    python benchmarks/classify.py japanese-vowels --curve --seeds 0   # last vs attention
+    python benchmarks/classify.py japanese-vowels --epoch-time        # against torch.nn
+
+``--curve``: validation accuracy against training steps for last-state and attention pooling
+(from metrics.jsonl). ``--epoch-time``: seconds per epoch of seqlab's training loop against a
+plain torch.nn.LSTM loop over the same padded batches (same sizes, same optimiser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import seqlab
+from seqlab.families import runner
+
+# settings per set, chosen on validation accuracy (seed 0), never on the test split
+COMMON = dict(device="cpu", patience=0, log_every=50, warmup_steps=50, weight_decay=0.0)
+PRESETS = {
+    "japanese-vowels": dict(hidden_size=128, bidirectional=True, pooling="mean",
+                            batch_size=32, lr=3e-3, max_steps=1200, eval_every=100,
+                            dropout=0.2),
+    "gunpoint": dict(hidden_size=64, bidirectional=True, pooling="attention", batch_size=16,
+                     lr=3e-3, max_steps=1500, eval_every=100, val_fraction=0.2),
+    "italy-power": dict(hidden_size=64, bidirectional=True, pooling="mean", batch_size=16,
+                        lr=3e-3, max_steps=1200, eval_every=100, val_fraction=0.2),
+    "tune-types": dict(hidden_size=128, embedding_size=32, pooling="attention",
+                       batch_size=32, lr=3e-3, max_steps=1500, eval_every=150,
+                       max_tokens=400),
+}
+# the feed-forward baselines read what they can: a bag of all steps, a window of the first n
+BASELINES = {
+    "bow": dict(model="bow", pooling="last", bidirectional=False),
+    "window-mlp": dict(model="window-mlp", window=16, pooling="last", window_at="first",
+                       bidirectional=False),
+}
+# the plain MLP on the flattened (padded) series: window-mlp over the longest length
+FLATTEN = {"japanese-vowels": 29, "gunpoint": 150, "italy-power": 24}
+
+
+def settings(name: str, model: str) -> dict:
+    keys = {**COMMON, **PRESETS[name]}
+    if model in BASELINES:
+        keys.update(BASELINES[model])
+    elif model == "mlp":
+        keys.update(model="window-mlp", window=FLATTEN[name], pooling="last",
+                    bidirectional=False)
+    else:
+        keys["model"] = model
+    return keys
+
+
+def train_and_score(name: str, model: str, seed: int, out: Path, budget: float) -> dict:
+    run = out / f"{name}-{model}-seed{seed}"
+    started = time.perf_counter()
+    seqlab.train(name, out=run, task="classify", seed=seed, time_budget=budget,
+                 **settings(name, model))
+    seconds = time.perf_counter() - started
+    result = runner.evaluate(run, name, device="cpu")
+    return {"set": name, "model": model, "seed": seed, "accuracy": result["accuracy"],
+            "macro_f1": result["macro_f1"], "majority_rate": result["majority_rate"],
+            "examples": result["examples"], "train_seconds": seconds, "run": str(run)}
+
+
+def spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| set | model | seeds | accuracy | macro-F1 | majority | train s / seed |",
+             "|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["set"], r["model"]), []).append(r)
+    for (name, model), rows in groups.items():
+        seconds = [r["train_seconds"] for r in rows]
+        lines.append(f"| {name} | {model} | {len(rows)} | {spread([r['accuracy'] for r in rows])}"
+                     f" | {spread([r['macro_f1'] for r in rows])} | "
+                     f"{rows[0]['majority_rate']:.3f} | {min(seconds):.0f}-{max(seconds):.0f} |")
+    return "\n".join(lines)
+
+
+def curve(name: str, seed: int, out: Path, budget: float) -> dict:
+    """Validation accuracy against steps, last-state against attention pooling."""
+    curves = {}
+    for pooling in ("last", "attention"):
+        run = out / f"{name}-curve-{pooling}-seed{seed}"
+        seqlab.train(name, out=run, task="classify", seed=seed, time_budget=budget,
+                     **{**settings(name, "lstm"), "pooling": pooling, "eval_every": 50})
+        records = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+        curves[pooling] = [(r["step"], r["val_accuracy"]) for r in records
+                           if "val_accuracy" in r]
+    return curves
+
+
+def epoch_time(name: str, epochs: int = 3) -> dict:
+    """Seconds per epoch: seqlab's loop against a plain torch.nn.LSTM loop, same batches."""
+    keys = {**settings(name, "lstm"), "bidirectional": False, "pooling": "last",
+            "eval_every": 10**6, "dropout": 0.0}
+    family = runner.family_for(name, {"task": "classify"})
+    configs = runner.typed_configs(family, {**keys, "task": "classify"})
+    prepared = family.prepare(name, configs)
+    train = prepared.data[0]
+    per_epoch = -(-len(train) // configs.train.batch_size)
+    started = time.perf_counter()
+    seqlab.train(name, task="classify", **{**keys, "max_steps": epochs * per_epoch,
+                                           "warmup_steps": 0})
+    seqlab_seconds = (time.perf_counter() - started) / epochs
+    task = family.task(prepared, configs, torch.device("cpu"))
+    channels = prepared.assets.input_size
+    lstm = nn.LSTM(channels, configs.model.hidden_size, batch_first=True)
+    head = nn.Linear(configs.model.hidden_size, len(prepared.assets.classes))
+    optimizer = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=configs.train.lr)
+    started = time.perf_counter()
+    for step in range(epochs * per_epoch):
+        inputs, lengths, labels = task.train_batch(step)
+        packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        _, (h, _) = lstm(packed)
+        loss = nn.functional.cross_entropy(head(h[-1]), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_([*lstm.parameters(), *head.parameters()], 1.0)
+        optimizer.step()
+    plain = (time.perf_counter() - started) / epochs
+    return {"set": name, "batches_per_epoch": per_epoch, "seqlab_s": seqlab_seconds,
+            "torch_nn_s": plain, "ratio": plain / seqlab_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sets", nargs="+", choices=sorted(PRESETS))
+    parser.add_argument("--models", nargs="+", default=["lstm"],
+                        help="lstm, gru, rnn, bow, window-mlp, mlp (flattened series)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/classify"))
+    parser.add_argument("--time-budget", type=float, default=600.0,
+                        help="seconds of training per seed at most (default 600)")
+    parser.add_argument("--curve", action="store_true")
+    parser.add_argument("--epoch-time", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.epoch_time:
+        for name in args.sets:
+            print(json.dumps(epoch_time(name)), flush=True)
+        return
+    if args.curve:
+        for name in args.sets:
+            found = curve(name, args.seeds[0], args.out, args.time_budget)
+            print(json.dumps({"set": name, "curves": found}), flush=True)
+        return
+    results = []
+    for name in args.sets:
+        for model in args.models:
+            for seed in args.seeds:
+                results.append(train_and_score(name, model, seed, args.out, args.time_budget))
+                print(json.dumps(results[-1]), flush=True)
+    path = args.out / f"results-{'-'.join(args.sets)}-{'-'.join(args.models)}.json"
+    path.write_text(json.dumps(results, indent=1))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
