@@ -160,6 +160,11 @@ class Reporter:
     def __init__(self, quiet: bool = False, total: int | None = None, family=None) -> None:
         self.quiet, self.total, self.bar, self.family = quiet, total, None, family
 
+    @property
+    def unit(self) -> str:
+        """What the trainer counts per second, as the run's family words it."""
+        return self.family.items if self.family is not None else "tok"
+
     def note(self, record: dict[str, Any]) -> str:
         """The second figure of an evaluation line, as the run's family words it."""
         return self.family.eval_note(record) if self.family is not None else ""
@@ -171,7 +176,7 @@ class Reporter:
             self._bar(kind, record)
         elif kind == "log":
             print(f"step {record['step']:>6}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
-                  f"grad_norm {record['grad_norm']:.3f}  {record['tokens_per_s']:,.0f} tok/s  "
+                  f"grad_norm {record['grad_norm']:.3f}  {record['tokens_per_s']:,.0f} {self.unit}/s  "
                   f"{record['elapsed_s']:.0f}s", file=sys.stderr, flush=True)
         else:
             print(f"eval {record['step']:>6}  val_loss {record['val_loss']:.4f}  "
@@ -186,7 +191,7 @@ class Reporter:
         if kind == "log":
             self.bar.update(record["step"] - self.bar.n)
             self.bar.set_postfix(loss=f"{record['loss']:.3f}",
-                                 tok_s=f"{record['tokens_per_s']:,.0f}")
+                                 **{f"{self.unit}_s": f"{record['tokens_per_s']:,.0f}"})
         else:
             self.bar.write(f"step {record['step']}: val_loss {record['val_loss']:.4f} "
                            f"({self.note(record)}), best {record['best_val_loss']:.4f}")

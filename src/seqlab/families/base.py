@@ -141,6 +141,7 @@ class Family(ABC):
     evaluate_options: ClassVar[frozenset[str]] = frozenset()
     fallback: ClassVar[bool] = False  # claims whatever no other family claims
     size_keys: ClassVar[tuple[str, ...]] = SIZE_KEYS  # keys an estimate may blame
+    items: ClassVar[str] = "tok"  # what a step's loss counts, per second in progress lines
 
     # keys ----------------------------------------------------------------------------------
     def config_classes(self) -> tuple[type, ...]:

@@ -82,6 +82,7 @@ class ClassifyFamily(Family):
     ignores = frozenset({"seq_len", "batching", "tie_weights", "eval_batches"})
     evaluate_options = frozenset({"out"})
     size_keys = (*Family.size_keys, "max_tokens")
+    items = "seq"
 
     def claims(self, source: str) -> bool:
         return is_bundled(source) or source.endswith(".ts")
