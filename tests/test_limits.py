@@ -23,9 +23,11 @@ from seqlab.limits import TooLarge
 HUGE = "10000000"
 
 # a tiny source per family, so that every shared size key is tried on every family
-SOURCES = {"lm": "TEXT", "synthetic": "copy", "seq2seq": "reverse", "classify": "TSV"}
+SOURCES = {"lm": "TEXT", "synthetic": "copy", "seq2seq": "reverse", "classify": "TSV",
+           "forecast": "airline"}
 SMALL = {"lm": [], "synthetic": ["--length", "10", "--val-sequences", "8"],
-         "seq2seq": ["--num-pairs", "60"], "classify": ["--task", "classify"]}
+         "seq2seq": ["--num-pairs", "60"], "classify": ["--task", "classify"],
+         "forecast": ["--horizon", "6", "--context", "12"]}
 
 
 def snapshot(folder: Path) -> dict[str, str]:

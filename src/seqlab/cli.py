@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from seqlab.cli_base import Parser, UsageError, WarningLines
+from seqlab.cli_forecast import FORECAST_COMMAND
 from seqlab.cli_predict import add_predict, run_predict
 from seqlab.cli_train import add_train, run_train
 from seqlab.cli_use import add_generate, add_translate, run_generate, run_translate
@@ -174,6 +175,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
                   add_translate, run_translate),
     "predict": ("label sequences with a classify run: a label and class probabilities each",
                 add_predict, run_predict),
+    **FORECAST_COMMAND,
 }
 
 

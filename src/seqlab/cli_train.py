@@ -176,8 +176,9 @@ class Reporter:
             self._bar(kind, record)
         elif kind == "log":
             print(f"step {record['step']:>6}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
-                  f"grad_norm {record['grad_norm']:.3f}  {record['tokens_per_s']:,.0f} {self.unit}/s  "
-                  f"{record['elapsed_s']:.0f}s", file=sys.stderr, flush=True)
+                  f"grad_norm {record['grad_norm']:.3f}  "
+                  f"{record['tokens_per_s']:,.0f} {self.unit}/s  {record['elapsed_s']:.0f}s",
+                  file=sys.stderr, flush=True)
         else:
             print(f"eval {record['step']:>6}  val_loss {record['val_loss']:.4f}  "
                   f"{self.note(record)}  best {record['best_val_loss']:.4f}",

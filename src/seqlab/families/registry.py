@@ -14,6 +14,7 @@ from typing import Any
 from seqlab.config import ModelConfig, TrainConfig, fields_of
 from seqlab.families.base import Family
 from seqlab.families.classify import CLASSIFY
+from seqlab.families.forecast import FORECAST
 from seqlab.families.seq2seq import SEQ2SEQ
 from seqlab.families.synthetic import SYNTHETIC
 from seqlab.families.text import TEXT
@@ -39,6 +40,7 @@ def registered(family: Family) -> Iterator[Family]:
 
 for _family in (TEXT, SYNTHETIC, SEQ2SEQ):
     register(_family)
+register(FORECAST)
 register(CLASSIFY)
 
 

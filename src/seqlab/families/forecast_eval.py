@@ -1,0 +1,230 @@
+"""Forecast runs in use: the backtest on held-out windows, with or without the statistical
+baselines, and forecasts of new series (``seqlab forecast``).
+
+Every forecast is a set of quantiles at 2.5, 10, 50, 90 and 97.5% (the median is the point
+forecast; 10-90% and 2.5-97.5% are the 80% and 95% intervals), plus sample paths for the
+autoregressive heads (CRPS from the samples; from the quantiles for the direct head). The
+baselines' Gaussian forecasts are sampled the same way, so their CRPS reads like the model's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqlab import forecast_metrics as metrics
+from seqlab.data.series import Series, WindowSet, load, scale_of
+from seqlab.families.base import LoadedRun, Report
+from seqlab.families.forecast_data import read_series, scaled, split_data
+from seqlab.io import atomic_write_json, atomic_write_text
+from seqlab.models.forecaster import Forecaster
+
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+CHUNK = 8192  # sample paths drawn per model call
+
+
+@dataclass
+class Backtest:
+    """Forecasts of W windows in the series' units, and what scores them."""
+
+    truth: np.ndarray | None  # (W, H); None for a forecast past the data
+    levels: np.ndarray  # (Q,) ascending
+    quantiles: np.ndarray  # (W, H, Q)
+    samples: np.ndarray | None  # (W, S, H)
+    scales: np.ndarray  # (W,) MASE denominators
+    series: np.ndarray  # (W,) series index of each window
+    origins: np.ndarray  # (W,) index of each window's first forecast step
+
+    def median(self) -> np.ndarray:
+        return self.quantiles[..., list(np.round(self.levels, 4)).index(0.5)]
+
+    def metrics(self) -> dict[str, float]:
+        return {**metrics.point_metrics(self.truth, self.median(), self.scales),
+                **metrics.interval_metrics(self.truth, self.levels, self.quantiles,
+                                           self.samples)}
+
+
+@torch.no_grad()
+def predict(model: Forecaster, context: Tensor, horizon: int, samples: int,
+            observed: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(levels (Q,), quantiles (B, H, Q), samples (B, S, H) or None) of scaled contexts."""
+    if model.head == "direct":
+        levels, quantiles = model.quantiles(context, observed)
+        return levels, quantiles[:, :horizon], None
+    levels = torch.sort(model.levels).values
+    rows = max(1, CHUNK // samples)
+    paths = torch.cat([model.sample(context[k:k + rows], horizon, samples, seed=k,
+                                    observed=None if observed is None else observed[k:k + rows])
+                       for k in range(0, len(context), rows)])  # (B, S, H)
+    return levels, torch.quantile(paths, levels, dim=1).permute(1, 2, 0), paths
+
+
+def backtest(model: Forecaster, data, windows: WindowSet, own) -> Backtest:
+    """The model's forecasts of every window of ``windows``, in the series' units."""
+    device = next(model.parameters()).device
+    rows = torch.arange(len(windows))
+    truth = windows.gather(rows)[1]
+    context, _, observed, scale = scaled(windows, rows, data.assets, own.scaling)
+    seen = observed[:, :own.context].to(device)
+    levels, quantiles, paths = predict(model, context.to(device), own.horizon, own.samples,
+                                       seen)
+    quantiles, paths = scale.invert(quantiles.cpu()), paths
+    if paths is not None:
+        paths = scale.invert(paths.cpu()).numpy()
+    return Backtest(truth.numpy().astype(float), levels.cpu().numpy(),
+                    quantiles.numpy().astype(float), paths,
+                    window_scales(data.series, windows, data.assets.seasonality),
+                    windows.series.numpy(), windows.origins.numpy())
+
+
+def window_scales(series: Series, windows: WindowSet, m: int) -> np.ndarray:
+    """MASE's denominator of each window: the mean seasonal-naive error of its history."""
+    return np.array([metrics.naive_scale(series.values[k][:o], m)
+                     for k, o in zip(windows.series.tolist(), windows.origins.tolist(),
+                                     strict=True)])
+
+
+def baseline_backtest(name: str, data, windows: WindowSet, own, model_run: Backtest
+                      ) -> Backtest:
+    """Baseline ``name`` fitted on each window's history, sampled like the model."""
+    from seqlab.forecast_baselines import LEVELS, baseline_quantiles
+
+    m, values = data.assets.seasonality, data.series.values
+    quantiles = np.stack([baseline_quantiles(name, values[k][:o], own.horizon, m)
+                          for k, o in zip(model_run.series, model_run.origins, strict=True)])
+    sd = (quantiles[..., -1] - quantiles[..., 0]) / (2 * Z95)  # (W, H)
+    z = np.random.default_rng(0).standard_normal((len(quantiles), own.samples, own.horizon))
+    paths = quantiles[:, None, :, 2] + sd[:, None, :] * z  # (W, S, H)
+    return Backtest(model_run.truth, LEVELS, quantiles, paths, model_run.scales,
+                    model_run.series, model_run.origins)
+
+
+def checked_series(loaded: LoadedRun, source: str) -> Series:
+    """``source`` read with the run's checks, its series those the run was trained on."""
+    series = read_series(source, loaded.configs.own)
+    check_names(series, loaded.vocab.names)
+    return series
+
+
+def check_names(series: Series, names: list[str]) -> None:
+    if list(series.names) != list(names):
+        raise ValueError(f"{series.source}:line 1: series {', '.join(series.names)} do not "
+                         f"match the run's series {', '.join(names)}")
+
+
+def evaluate_run(loaded: LoadedRun, source: str, out: str | None, baselines: bool) -> Report:
+    """The test windows' metrics (and the baselines'), with evaluation.json and forecast.png
+    written into ``out`` (default RUN/evaluation) once everything is computed."""
+    from seqlab.forecast_baselines import BASELINES, statsmodels_api
+
+    own = loaded.configs.own
+    if baselines:
+        statsmodels_api()  # the missing extra stops us before any work
+    series = checked_series(loaded, source)
+    data = split_data(series, own, loaded.vocab)
+    run = backtest(loaded.model, data, data.test, own)
+    result: dict[str, Any] = {
+        "run": str(loaded.run.path), "data": series.source, "series": len(series.names),
+        "windows": len(data.test), "horizon": own.horizon, "seasonality": data.assets.seasonality,
+        "head": own.head, "crps_from": "samples" if run.samples is not None else "quantiles",
+        **run.metrics()}
+    if baselines:
+        result["baselines"] = {name: baseline_backtest(name, data, data.test, own, run).metrics()
+                               for name in BASELINES}
+    return Report(write_evaluation(result, run, series, loaded, out), summarize(result))
+
+
+def write_evaluation(result: dict[str, Any], run: Backtest, series: Series, loaded: LoadedRun,
+                     out: str | None) -> dict[str, Any]:
+    from seqlab.forecast_plot import plot_backtest
+
+    folder = Path(out) if out is not None else loaded.run.path / "evaluation"
+    result["files"] = [str(folder / "evaluation.json"), str(folder / "forecast.png")]
+    plot_backtest(folder / "forecast.png", run, series)
+    atomic_write_json(folder / "evaluation.json", result)
+    return result
+
+
+def summarize(result: dict[str, Any]) -> str:
+    """The table ``seqlab evaluate`` prints: the model, then each baseline."""
+    rows = {"model": result, **result.get("baselines", {})}
+    keys = ("mae", "rmse", "mape", "smape", "mase", "coverage_80", "coverage_95", "crps")
+    lines = [f"{result['windows']} test windows of horizon {result['horizon']} "
+             f"({result['series']} series, season {result['seasonality']})",
+             f"{'':16}" + "".join(f"{k:>12}" for k in keys)]
+    lines += [f"{name:16}" + "".join(f"{values[k]:>12.4g}" for k in keys)
+              for name, values in rows.items()]
+    return "\n".join(lines + [f"written: {', '.join(result['files'])}"])
+
+
+# seqlab forecast ---------------------------------------------------------------------------
+class RunForecaster:
+    """Forecasts of new series (the run's own by default) past their last value."""
+
+    def __init__(self, loaded: LoadedRun) -> None:
+        self.loaded = loaded
+
+    def __call__(self, source: str | None, horizon: int) -> tuple[Series, Backtest]:
+        own = self.loaded.configs.own
+        if horizon < 1:
+            raise ValueError(f"--horizon must be positive, got {horizon}")
+        if own.head == "direct" and horizon > own.horizon:
+            raise ValueError(f"{self.loaded.run.path} forecasts {own.horizon} steps at most (a "
+                             f"direct head); --horizon {horizon} needs an autoregressive head "
+                             "(--head gaussian or student-t) or a run trained with it")
+        series = load(source or self.loaded.family.source_of(self.loaded.config), own.fill)
+        check_names(series, self.loaded.vocab.names)
+        for k, values in enumerate(series.values):
+            if len(values) < own.context:
+                raise ValueError(f"{series.where(k)}: series {series.names[k]!r} has "
+                                 f"{len(values)} points; the run reads a context of "
+                                 f"{own.context}")
+        return series, self.forecast(series, horizon)
+
+    def forecast(self, series: Series, horizon: int) -> Backtest:
+        own, model = self.loaded.configs.own, self.loaded.model
+        context = torch.tensor(np.stack([v[-own.context:] for v in series.values]),
+                               dtype=torch.float32)  # (S, C)
+        scale = scale_of(context, own.scaling, self.loaded.vocab.stats)
+        device = next(model.parameters()).device
+        levels, quantiles, paths = predict(model, scale.apply(context).to(device), horizon,
+                                           own.samples)
+        count = len(series.values)
+        return Backtest(None, levels.cpu().numpy(), scale.invert(quantiles.cpu()).numpy(),
+                        None if paths is None else scale.invert(paths.cpu()).numpy(),
+                        np.ones(count), np.arange(count),
+                        np.array([len(v) for v in series.values]))
+
+
+def forecast_csv(series: Series, result: Backtest) -> str:
+    """One row per series and step: the median and the 80% and 95% intervals' ends."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(("series", "after", "step", "lower_95", "lower_80", "forecast", "upper_80",
+                     "upper_95"))
+    for k, name in enumerate(series.names):
+        after = series.times[k][-1] if series.times else str(len(series.values[k]) - 1)
+        for h, row in enumerate(result.quantiles[k], start=1):
+            writer.writerow((name, after, h, *(f"{v:.6g}" for v in row)))
+    return text.getvalue()
+
+
+def write_forecast(series: Series, result: Backtest, csv_path: str | None,
+                   png_path: str | None) -> list[str]:
+    """Write the forecast CSV and plot (each when given); returns the paths written."""
+    from seqlab.forecast_plot import plot_forecast
+
+    written = []
+    if png_path:
+        written.append(str(plot_forecast(Path(png_path), result, series)))
+    if csv_path:
+        atomic_write_text(Path(csv_path), forecast_csv(series, result))
+        written.append(csv_path)
+    return written
