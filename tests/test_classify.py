@@ -330,3 +330,17 @@ def test_every_epoch_visits_every_training_example_once(tsv, single_thread):
     assert sorted(seen.tolist()) == sorted(train.labels.tolist())
     first, again = task.train_batch(per_epoch + 1), task.train_batch(per_epoch + 1)
     assert torch.equal(first[0], again[0])  # a pure function of the step
+
+
+def test_input_noise_is_a_pure_function_of_the_step_and_spares_text(ts_file, tsv):
+    noisy = CLASSIFY.configs({"batch_size": 8, "input_noise": 0.5})
+    plain = CLASSIFY.configs({"batch_size": 8})
+    tasks = [CLASSIFY.task(CLASSIFY.prepare(str(ts_file), c), c, torch.device("cpu"))
+             for c in (noisy, plain)]
+    a, b, clean = tasks[0].train_batch(3), tasks[0].train_batch(3), tasks[1].train_batch(3)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[2], clean[2])
+    difference = (a[0] - clean[0]).std().item()
+    assert 0.4 < difference < 0.6
+    text = CLASSIFY.configs({"batch_size": 8, "input_noise": 0.5})
+    task = CLASSIFY.task(CLASSIFY.prepare(str(tsv), text), text, torch.device("cpu"))
+    assert task.train_batch(0)[0].dtype == torch.long  # token ids stay ids

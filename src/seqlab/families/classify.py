@@ -34,6 +34,7 @@ from seqlab.data.labelled import FILLS, Examples, Standardizer, is_bundled, read
 from seqlab.data.labelled import stratified_split as split
 from seqlab.data.vocab import build_vocab
 from seqlab.diagnostics import Probe
+from seqlab.families import classify_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
 from seqlab.families.classify_data import (
     UNKNOWN,
@@ -70,6 +71,9 @@ class ClassifyConfig:
                     "linear or zero", choices=FILLS)
     max_tokens: int = opt(0, "classify, text: keep each text's first N tokens (0: all)",
                           minimum=0)
+    input_noise: float = opt(0.0, "classify, series: add Gaussian noise of this standard "
+                             "deviation to the standardised inputs of every training batch (a "
+                             "regulariser for small sets; 0: none)", minimum=0.0)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -79,6 +83,7 @@ class ClassifyFamily(Family):
     name = "classify"
     help = "a classifier: one label per sequence (TSV or folder of text, .ts or CSV series, tunes)"
     config_class = ClassifyConfig
+    report_sections = classify_report.sections  # confusion, per class, pooling
     ignores = frozenset({"seq_len", "batching", "tie_weights", "eval_batches"})
     evaluate_options = frozenset({"out"})
     size_keys = (*Family.size_keys, "max_tokens")

@@ -134,6 +134,7 @@ class ClassifyTask:
         own = configs.own
         # what the model reads: the first --window steps only, with --window-at first
         self.window = configs.model.window if own.window_at == "first" else None
+        self.noise = own.input_noise if assets.kind == "series" else 0.0
         weights = assets.class_weights().to(device) if own.class_weights else None
         self.criterion = nn.CrossEntropyLoss(weight=weights,
                                              label_smoothing=own.label_smoothing)
@@ -146,6 +147,10 @@ class ClassifyTask:
             self.seed * 1_000_003 + epoch))
         index = order[position * self.batch_size:(position + 1) * self.batch_size]
         inputs, lengths = pad([self.train_set.items[i] for i in index])
+        if self.noise > 0:  # drawn from (seed, step) too: a resumed run adds the same noise
+            noise = torch.randn(inputs.shape, generator=torch.Generator().manual_seed(
+                self.seed * 1_000_003 + step + 7_919))
+            inputs = inputs + self.noise * noise  # padding is never read
         return inputs, lengths, self.train_set.labels[index]
 
     def loss(self, model: nn.Module, batch, state) -> tuple[Tensor, None, int]:
