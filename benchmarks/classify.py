@@ -38,7 +38,7 @@ PRESETS = {
     "japanese-vowels": dict(model="lstm", hidden_size=128, bidirectional=True,
                             pooling="attention", dropout=0.3, optimizer="adamw",
                             weight_decay=0.01, batch_size=32, lr=3e-3, max_steps=800,
-                            eval_every=50),
+                            eval_every=50, input_noise=0.3),
     "gunpoint": dict(model="gru", hidden_size=64, bidirectional=True, pooling="mean",
                      batch_size=16, lr=3e-3, max_steps=1000, eval_every=50),
     "italy-power": dict(model="lstm", hidden_size=128, pooling="last", batch_size=16,
