@@ -160,8 +160,10 @@ def main() -> None:
                              "window-mlp, mlp (flattened series)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/classify"))
-    parser.add_argument("--time-budget", type=float, default=600.0,
-                        help="seconds of training per seed at most (default 600)")
+    parser.add_argument("--time-budget", type=float, default=0.0,
+                        help="seconds of training per seed at most (default 0: the preset's "
+                             "steps, whatever the machine's load: results that do not depend "
+                             "on what else runs)")
     parser.add_argument("--curve", action="store_true")
     parser.add_argument("--epoch-time", action="store_true")
     args = parser.parse_args()
