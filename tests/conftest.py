@@ -68,3 +68,27 @@ def trained_run(tmp_path_factory, tiny_text: str) -> Path:
     finally:
         torch.set_num_threads(before)
     return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def family_runs(tmp_path_factory) -> dict[str, Path]:
+    """A tiny finished run of every family (tests/report_runs.py), by name: text, tunes,
+    synthetic, seq2seq, classify, forecast. Read them; copy one before changing it."""
+    from report_runs import build_runs
+
+    return build_runs(tmp_path_factory.mktemp("family-runs"))
+
+
+@pytest.fixture(scope="session")
+def family_reports(family_runs, tmp_path_factory) -> dict[str, Path]:
+    """The report page of each of ``family_runs``, written once (outside the runs)."""
+    from seqlab.report.run_report import write_report
+
+    folder = tmp_path_factory.mktemp("family-reports")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {name: write_report(run, folder / f"report-{name}.html")
+                for name, run in family_runs.items()}
+    finally:
+        torch.set_num_threads(before)

@@ -15,7 +15,9 @@ MODULES = sorted(SRC.rglob("*.py"))
 # shared code: it asks the family, never which family it holds
 SHARED = ["cli.py", "cli_base.py", "cli_train.py", "cli_use.py", "api.py", "checkpoint.py",
           "training.py", "diagnostics.py", "diagnose.py", "lab.py", "lab_report.py", "recording.py",
-          "families/runner.py"]
+          "families/runner.py", "cli_report.py", "report/run_report.py",
+          "report/training_sections.py", "report/live.py", "report/lab_page.py",
+          "report/blocks.py", "report/svg.py", "report/media.py"]
 # the figures of an evaluation that belong to one family or another (val_loss is everyone's)
 FAMILY_METRICS = {"val_bpc", "val_ppl", "val_baseline", "val_ratio", "val_accuracy",
                   "val_exact_match", "val_token_accuracy"}
@@ -30,7 +32,13 @@ LAYERS = [
     ("seqlab.training", ("seqlab.families", "seqlab.cli", "seqlab.api", "seqlab.models")),
     ("seqlab.diagnostics", ("seqlab.families", "seqlab.cli", "seqlab.checkpoint",
                             "seqlab.training")),
-    ("seqlab.families", ("seqlab.cli", "seqlab.api", "seqlab.lab", "seqlab.diagnose")),
+    ("seqlab.families", ("seqlab.cli", "seqlab.api", "seqlab.lab", "seqlab.diagnose",
+                         "seqlab.report.run_report", "seqlab.report.live")),
+    # the drawing blocks know no run, no family, no model: families build their sections on them
+    ("seqlab.report.blocks", ("seqlab.",)),
+    ("seqlab.report.svg", ("seqlab.checkpoint", "seqlab.families", "seqlab.models",
+                           "seqlab.training", "seqlab.cli")),
+    ("seqlab.report", ("seqlab.cli", "seqlab.api")),
 ]
 
 

@@ -80,6 +80,8 @@ def test_train_evaluate_and_forecast(trained, tmp_path, capsys):
                                                           ("sales", "3"), ("sales", "4"),
                                                           ("visits", "1")]
     assert rows[0]["after"] == "2005-12"
+    assert [r["time"] for r in rows[:5]] == ["2006-01", "2006-02", "2006-03", "2006-04",
+                                              "2006-01"]
     assert all(float(r["lower_95"]) <= float(r["forecast"]) <= float(r["upper_95"])
                for r in rows)
     assert png.read_bytes()[:4] == b"\x89PNG"

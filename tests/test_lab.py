@@ -53,6 +53,14 @@ def test_report_links_every_run_and_figure(smoke):
     assert windows[0][0] < windows[1][0]
 
 
+def test_the_html_page_holds_the_claims_and_every_figure(smoke):
+    page = (smoke / "report.html").read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (smoke / "report.md").read_text())
+    assert page.count('<img src="data:image/png;base64,') == len(figures) > 0
+    assert "The claims" in page and "Claim: " in page
+    assert re.findall(r"https?://", page) == []
+
+
 def test_attention_experiment_measures_exact_match_by_length(smoke):
     results = json.loads((smoke / "results.json").read_text())
     curves = {name: results["runs"][name]["by_length"]

@@ -135,6 +135,11 @@ def test_a_family_registered_in_a_test_runs_through_every_command(parity, tmp_pa
     report = json.loads((tmp_path / "d" / "diagnostics.json").read_text())
     assert len(report["trained"]["grad_last"]) == 5  # one norm per bit
     assert set(report["trained"]["gates"]) == {"r", "z", "n"}
+    # a family without report sections of its own gets the sections every run has
+    assert main(["report", str(run), "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "loss against training step" in page and "Diagnostics" in page
+    assert "val_accuracy" in page  # its own evaluation figure, drawn generically
 
 
 def test_a_registered_family_keys_are_checked(parity, tmp_path, capsys):

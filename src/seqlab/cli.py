@@ -22,6 +22,7 @@ from pathlib import Path
 from seqlab.cli_base import Parser, UsageError, WarningLines
 from seqlab.cli_forecast import FORECAST_COMMAND
 from seqlab.cli_predict import add_predict, run_predict
+from seqlab.cli_report import REPORT_COMMAND
 from seqlab.cli_train import add_train, run_train
 from seqlab.cli_use import add_generate, add_translate, run_generate, run_translate
 
@@ -31,6 +32,7 @@ EXAMPLES = """examples:
   seqlab evaluate runs/tunes my_tunes.abc --json
   seqlab info runs/tunes
   seqlab diagnose runs/tunes --out runs/tunes-diagnostics
+  seqlab report runs/tunes
   seqlab lab --quick --out lab
 """
 
@@ -155,7 +157,8 @@ def run_lab(args: argparse.Namespace) -> int:
     for key, verdict in summary["verdicts"].items():
         if verdict:
             print(f"{key}: {verdict}")
-    print(f"report: {out / 'report.md'} ({summary['session_s']:.0f} s)")
+    print(f"report: {out / 'report.md'} and {out / 'report.html'} "
+          f"({summary['session_s']:.0f} s)")
     return 0
 
 
@@ -176,6 +179,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "predict": ("label sequences with a classify run: a label and class probabilities each",
                 add_predict, run_predict),
     **FORECAST_COMMAND,
+    **REPORT_COMMAND,
 }
 
 

@@ -38,6 +38,13 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as the flags "
                    "(hidden_size = 512); flags given here override it")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--report", action="store_true",
+                   help="keep RUN/report.html current: rewritten at every evaluation (no tune "
+                        "is sampled until training ends), then once more in full")
+    p.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="also write TensorBoard event files into DIR: the scalars of "
+                        "metrics.jsonl and the family's text samples (needs the tensorboard "
+                        "package: pip install 'seqlab[tensorboard]')")
     p.add_argument("--task", choices=list(registry.FAMILIES), default=None,
                    help="what to train (default: what DATA names, else lm): " + "; ".join(
                        f"{name}: {family.help}" for name, family in registry.FAMILIES.items()))
@@ -88,19 +95,41 @@ def run_train(args: argparse.Namespace) -> int:
                              "--resume --out RUN to continue a run")
         family = runner.family_for(args.data, keys)
     reporter = Reporter(quiet=args.quiet, family=family)
+    out = args.out or default_run_name(args.data, keys.get("model", "lstm"))
+    on_event, watcher = watched(reporter, out, args.report, args.tensorboard)
     with interrupt_sets(stop) as signals:
         if args.resume:
-            result = runner.resume(args.out, on_event=reporter, stop=stop, source=args.data,
+            result = runner.resume(args.out, on_event=on_event, stop=stop, source=args.data,
                                    **keys)
         else:
-            out = args.out or default_run_name(args.data, keys.get("model", "lstm"))
             reporter.total = keys.get("max_steps")
-            result = runner.train(args.data, out=out, on_event=reporter, stop=stop, **keys)
+            result = runner.train(args.data, out=out, on_event=on_event, stop=stop, **keys)
     reporter.close()
+    if watcher is not None:
+        watcher.close()
     s = result.summary
     print(f"best validation loss {result.best_loss()} after {s.steps} steps "
           f"({s.stop_reason}); run: {result.run.path}", file=sys.stderr)
+    if args.report:
+        print(f"report: {result.run.path / 'report.html'}", file=sys.stderr)
     return signals.exit_code() if s.stop_reason == "interrupted" else 0
+
+
+def watched(reporter: Reporter, out: str, report: bool, tensorboard: str | None):
+    """(the trainer's event hook, the report and TensorBoard watcher or None): progress lines,
+    then the page and event files when asked for (a missing tensorboard fails here, before
+    any training)."""
+    if not report and tensorboard is None:
+        return reporter, None
+    from seqlab.report.live import Watcher
+
+    watcher = Watcher(out, report, tensorboard)
+
+    def on_event(kind: str, record: dict[str, Any]) -> None:
+        reporter(kind, record)
+        watcher(kind, record)
+
+    return on_event, watcher
 
 
 def check_config_file(out: str, toml: dict[str, Any], name: str | None) -> None:

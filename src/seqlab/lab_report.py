@@ -11,6 +11,7 @@ from seqlab.diagnose import run_probe
 from seqlab.diagnostics import gradients_through_time, in_float64
 from seqlab.io import atomic_write_text
 from seqlab.recording import PROBE, read_gradients
+from seqlab.report.lab_page import write_lab_page
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -22,15 +23,21 @@ def fmt(value: Any, digits: int = 4) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+HEAD = ["run", "model", "parameters", "best val loss", "baseline", "accuracy", "bits/char",
+        "steps", "stop", "wall s"]
+
+
+def run_rows(names: list[str], runs: dict[str, dict]) -> list[list[str]]:
+    """One row of :data:`HEAD` per run (its name first)."""
+    return [[name, r["model"], fmt(r["parameters"]), fmt(r["best_val_loss"]),
+             fmt(r["baseline"]), fmt(r["accuracy"], 3), fmt(r["bpc"], 3), str(r["steps"]),
+             r["stop"], fmt(r["wall_s"], 1)] for name, r in ((n, runs[n]) for n in names)]
+
+
 def run_table(names: list[str], runs: dict[str, dict]) -> str:
-    head = ("| run | model | parameters | best val loss | baseline | accuracy | bits/char | "
-            "steps | stop | wall s |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    rows = []
-    for name in names:
-        r = runs[name]
-        rows.append(f"| [{name}]({r['run']}) | {r['model']} | {fmt(r['parameters'])} | "
-                    f"{fmt(r['best_val_loss'])} | {fmt(r['baseline'])} | {fmt(r['accuracy'], 3)} | "
-                    f"{fmt(r['bpc'], 3)} | {r['steps']} | {r['stop']} | {fmt(r['wall_s'], 1)} |")
+    head = "| " + " | ".join(HEAD) + " |\n" + "|---" * len(HEAD) + "|\n"
+    rows = [f"| [{row[0]}]({runs[row[0]]['run']}) | " + " | ".join(row[1:]) + " |"
+            for row in run_rows(names, runs)]
     return head + "\n".join(rows) + "\n"
 
 
@@ -101,9 +108,17 @@ def write_report(experiments, summary: dict, out: Path) -> None:
              "fixed, so running the suite again reproduces the table (wall times aside). "
              "Losses are MSE for adding, nats per scored step for the other tasks and nats "
              "per character for text.", ""]
+    page = []
     for experiment in experiments:
         names = [r.name for r in experiment.runs]
         files = experiment_figures(experiment, summary, out)
+        page.append({"title": experiment.title, "claim": experiment.claim,
+                     "published": experiment.published, "figures": files,
+                     **({"head": GRADIENT_HEAD,
+                         "rows": gradient_rows(summary.get("gradients", {}))}
+                        if experiment.key == "gradients" else
+                        {"head": HEAD, "rows": run_rows(names, runs)}),
+                     "verdict": summary["verdicts"].get(experiment.key) or ""})
         lines += [f"## {experiment.title}", "", f"Claim: {experiment.claim}.", "",
                   f"Published: {experiment.published}.", ""]
         if experiment.key != "gradients":
@@ -114,15 +129,24 @@ def write_report(experiments, summary: dict, out: Path) -> None:
             lines += [gradient_lines(summary.get("gradients", {})), ""]
         lines += [f"![{f.stem}]({f.relative_to(out)})" for f in files] + [""]
     atomic_write_text(out / "report.md", "\n".join(lines))
+    write_lab_page(out / "report.html", lines[0].removeprefix("# "), lines[2], page)
 
 
-def gradient_lines(gradients: dict[str, dict]) -> str:
+GRADIENT_HEAD = ["model", "norm ratio t=0 / t=T-1, init", "trained"]
+
+
+def gradient_rows(gradients: dict[str, dict]) -> list[list[str]]:
     """One row per model: ||dL/dh_0|| / ||dL/dh_(T-1)||, at initialisation and trained."""
-    rows = ["| model | norm ratio t=0 / t=T-1, init | trained |", "|---|---|---|"]
+    rows = []
     for model, by_when in gradients.items():
         ratios = []
         for when in ("init", "trained"):
             norms = by_when[when]
             ratios.append(norms[0] / norms[-1] if norms[-1] else math.nan)
-        rows.append(f"| {model} | {fmt(ratios[0], 3)} | {fmt(ratios[1], 3)} |")
-    return "\n".join(rows)
+        rows.append([model, fmt(ratios[0], 3), fmt(ratios[1], 3)])
+    return rows
+
+
+def gradient_lines(gradients: dict[str, dict]) -> str:
+    rows = [f"| {' | '.join(GRADIENT_HEAD)} |", "|---|---|---|"]
+    return "\n".join(rows + [f"| {' | '.join(row)} |" for row in gradient_rows(gradients)])

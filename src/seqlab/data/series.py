@@ -26,7 +26,9 @@ from seqlab.data.series_csv import FILLS, Series, finished, read_csv, read_rows,
 
 EXTRA = "pip install 'seqlab[series]'"
 SCALINGS = ("window", "series", "none")
-__all__ = ["BUNDLED", "FILLS", "SCALINGS", "Series", "Split", "WindowSet", "load", "read_csv"]
+TRANSFORMS = ("none", "log")
+__all__ = ["BUNDLED", "FILLS", "SCALINGS", "TRANSFORMS", "Inputs", "Series", "Split", "WindowSet",
+           "load", "read_csv"]
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,24 @@ class Split:
                     f"{self.horizon}: at least {self.needed()}")
 
 
+@dataclass
+class Inputs:
+    """What windows read beside their values: ``before`` steps ahead of each context (for lag
+    inputs), each series' calendar (period, position of its first step in it), and its
+    covariates (T_i, V), already standardized."""
+
+    before: int = 0
+    calendar: list[tuple[int, int]] | None = None
+    covariates: list[np.ndarray] | None = None
+
+
 class WindowSet:
     """Windows (context C then H targets) of many series, gathered from one flat tensor; a
     context that starts before its series is padded on the left (zeros, marked unobserved)."""
 
     def __init__(self, values: list[np.ndarray], origins: list[list[int]] | list[range],
-                 context: int, horizon: int, ends: list[int] | None = None) -> None:
+                 context: int, horizon: int, ends: list[int] | None = None,
+                 inputs: Inputs | None = None) -> None:
         lengths = [len(v) for v in values]
         self.flat = torch.tensor(np.concatenate(values), dtype=torch.float32)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -155,19 +169,69 @@ class WindowSet:
         ends = lengths if ends is None else ends
         self.ends = torch.tensor([offsets[k] + ends[k] for k, _ in pairs], dtype=torch.long)
         self.context, self.horizon = context, horizon
+        self.inputs = inputs or Inputs()
+        self.covariates = None if self.inputs.covariates is None else torch.tensor(
+            np.concatenate(self.inputs.covariates), dtype=torch.float32)  # (sum T_i, V)
 
     def __len__(self) -> int:
         return len(self.origins)
 
+    def span(self, rows: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(flat index (B, stop - start), lower and upper bounds (B, 1)) of window steps
+        start..stop-1 (0 is the first target)."""
+        index = self.firsts[rows, None] + self.origins[rows, None] + torch.arange(start, stop)
+        return index, self.firsts[rows, None], self.ends[rows, None]
+
     def gather(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(context (B, C), targets (B, H), observed (B, C + H)) of windows ``rows``: padded
         context steps and masked targets are 0 and not observed."""
-        span = torch.arange(-self.context, self.horizon)
-        index = self.firsts[rows, None] + self.origins[rows, None] + span  # (B, C + H)
-        first, end = self.firsts[rows, None], self.ends[rows, None]
+        index, first, end = self.span(rows, -self.context, self.horizon)
         observed = (index >= first) & (index < end)
         window = torch.where(observed, self.flat[index.clamp(first, end - 1)], torch.zeros(()))
         return window[:, :self.context], window[:, self.context:], observed
+
+    def gather_before(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """(values (B, P), observed (B, P)) of the P = ``inputs.before`` steps before each
+        context; those before the series are 0 and not observed."""
+        index, first, end = self.span(rows, -self.context - self.inputs.before, -self.context)
+        seen = (index >= first) & (index < end)
+        return torch.where(seen, self.flat[index.clamp(first, end - 1)], torch.zeros(())), seen
+
+    def gather_calendar(self, rows: Tensor) -> Tensor:
+        """(B, C + H, 2) sine and cosine of each window step's place in its season (month of
+        year, ...), known past the series' end too; (B, C + H, 0) without a calendar."""
+        if self.inputs.calendar is None:
+            return torch.zeros(len(rows), self.context + self.horizon, 0)
+        period, phase = (torch.tensor(c, dtype=torch.float64)
+                         for c in zip(*self.inputs.calendar, strict=True))
+        k = self.series[rows, None]
+        steps = self.origins[rows, None] + torch.arange(-self.context, self.horizon) + phase[k]
+        angle = 2 * torch.pi * (steps % period[k]) / period[k]  # (B, C + H)
+        return torch.stack([angle.sin(), angle.cos()], -1).float()
+
+    def gather_covariates(self, rows: Tensor) -> Tensor:
+        """(B, C, V) the covariates of each context step (0 where the context is padded)."""
+        if self.covariates is None:
+            return torch.zeros(len(rows), self.context, 0)
+        index, first, end = self.span(rows, -self.context, 0)
+        seen = (index >= first) & (index < end)
+        return self.covariates[index.clamp(first, end - 1)] * seen[..., None]
+
+
+def transformed(series: Series, transform: str) -> list[np.ndarray]:
+    """The values a model reads: as they are, or their log (every value must be positive)."""
+    if transform == "none":
+        return series.values
+    for k, values in enumerate(series.values):
+        if (bad := np.flatnonzero(values <= 0)).size:
+            raise ValueError(f"{series.where(k, int(bad[0]))}: series {series.names[k]!r} has "
+                             f"the value {values[bad[0]]:g}; --transform log needs values > 0")
+    return [np.log(values) for values in series.values]
+
+
+def untransformed(z: Tensor, transform: str) -> Tensor:
+    """Values (forecasts, quantiles, sample paths) back from :func:`transformed`."""
+    return z.exp() if transform == "log" else z
 
 
 @dataclass

@@ -31,6 +31,8 @@ loads and evaluates every family the same way and asks the family only for what 
     print      ``info_lines(info)``, ``eval_note(record)``, ``loss_unit(loss, assets)``,
                ``headline(record)``: how its numbers read
     resume     ``resumable``: the keys a resumed run may change
+    report     ``report_sections(run, loaded, live)``: the family's own sections of ``seqlab
+               report``'s page (:mod:`seqlab.report.blocks`; default: none)
 
 Library code raises; the command line turns a ValueError into ``seqlab: error: ...``.
 """
@@ -349,6 +351,13 @@ class Family(ABC):
     def figures(self, loaded: LoadedRun, probe: Probe, out: Path) -> list[Path]:
         """``seqlab diagnose``'s figures of this family beyond the shared ones (default:
         none), written into ``out``; returns their paths."""
+        return []
+
+    def report_sections(self, run: RunDir, loaded: LoadedRun | None, live: bool = False
+                        ) -> list:
+        """Sections of the run's report beyond those every run has (samples, decodings, its
+        own figures; :mod:`seqlab.report.blocks`). ``loaded`` is None while the run has no
+        weights; ``live`` (a refresh during training) asks for nothing slow. Default: none."""
         return []
 
     # how its numbers read ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from seqlab.data.series import BUNDLED
 from seqlab.diagnostics import Probe
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
 from seqlab.families.forecast_data import (
+    Batch,
     ForecastConfig,
     ForecastData,
     SeriesAssets,
@@ -35,7 +36,7 @@ from seqlab.families.forecast_data import (
     split_data,
 )
 from seqlab.families.forecast_eval import RunForecaster, backtest, evaluate_run
-from seqlab.models.forecaster import LEVELS, Forecaster
+from seqlab.models.forecaster import LEVELS, Forecaster, encoder_inputs, input_size
 
 
 class ForecastTask:
@@ -44,34 +45,37 @@ class ForecastTask:
     def __init__(self, data: ForecastData, configs: Configs, device) -> None:
         self.data, self.configs, self.device = data, configs, device
 
-    def train_batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
+    def train_batch(self, step: int) -> Batch:
         gen = torch.Generator().manual_seed(self.configs.train.seed * 1_000_003 + step)
         rows = torch.randint(len(self.data.train), (self.configs.train.batch_size,),
                              generator=gen)
-        return scaled(self.data.train, rows, self.data.assets, self.configs.own.scaling)[:3]
+        return scaled(self.data.train, rows, self.data.assets, self.configs.own)
 
-    def loss(self, model: nn.Module, batch, state) -> tuple[Tensor, None, int]:
-        context, targets, observed = (t.to(self.device) for t in batch)
-        return model.loss(context, targets, observed), None, targets.numel()
+    def loss(self, model: nn.Module, batch: Batch, state) -> tuple[Tensor, None, int]:
+        batch = batch.to(self.device)
+        return model.loss(*batch.model_inputs()), None, batch.targets.numel()
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """val_loss (pinball or NLL, scaled) and val_mase of the point forecasts."""
         model.eval()
         rows = torch.arange(len(self.data.val))
-        batch = scaled(self.data.val, rows, self.data.assets, self.configs.own.scaling)[:3]
-        loss = float(model.loss(*(t.to(self.device) for t in batch)))
+        batch = scaled(self.data.val, rows, self.data.assets, self.configs.own).to(self.device)
+        loss = float(model.loss(*batch.model_inputs()))
         result = backtest(model, self.data, self.data.val, self.configs.own)
         return {"val_loss": loss, "val_mase": result.metrics()["mase"]}
 
     def probe(self, batch: int) -> Probe:
         """The first ``batch`` validation contexts; the target: the first value after each."""
         rows = torch.arange(min(batch, len(self.data.val)))
-        context, targets, observed, _ = scaled(self.data.val, rows, self.data.assets,
-                                               self.configs.own.scaling)
-        seen = observed[:, :context.shape[1]].to(context.dtype)
-        inputs = torch.stack([context, seen], -1)  # (B, C, 2)
-        return Probe(inputs.to(self.device), targets[:, 0].to(self.device), "mse", "last")
+        own = self.configs.own
+        b = scaled(self.data.val, rows, self.data.assets, own)
+        path, seen = b.context, b.observed[:, :own.context]
+        if b.extra is not None:
+            path = torch.cat([b.extra.before, path], 1)
+            seen = torch.cat([b.extra.before_seen, seen], 1)
+        inputs = encoder_inputs(path, seen, b.extra, own.lag_steps(), 0, own.context)
+        return Probe(inputs.to(self.device), b.targets[:, 0].to(self.device), "mse", "last")
 
 
 class ForecastFamily(Family):
@@ -90,8 +94,13 @@ class ForecastFamily(Family):
     def shape(self, configs: Configs, assets: Any = None) -> limits.Shape:
         own, model = configs.own, configs.model
         outputs = own.horizon * len(LEVELS) if own.head == "direct" else 3
-        return limits.Shape(model, 2, 0, outputs, own.context + own.horizon,
-                            configs.train.batch_size)
+        return limits.Shape(model, self.input_size(own, assets), 0, outputs,
+                            own.context + own.horizon, configs.train.batch_size)
+
+    @staticmethod
+    def input_size(own: ForecastConfig, assets: SeriesAssets | None) -> int:
+        covariates = len(assets.covariates) if assets is not None else 0
+        return input_size(own.lag_steps(), 2 if own.calendar else 0, covariates)
 
     def prepare(self, source: str, configs: Configs, assets: Any = None) -> Prepared:
         series = read_series(source, configs.own)
@@ -103,12 +112,17 @@ class ForecastFamily(Family):
                        "lengths": [len(v) for v in series.values],
                        "seasonality": data.assets.seasonality,
                        "stats": data.assets.stats.tolist(),
+                       "covariates": data.assets.covariates,
+                       "covariate_stats": (None if data.assets.covariate_stats is None
+                                           else data.assets.covariate_stats.tolist()),
                        "train_windows": len(data.train), "val_windows": len(data.val),
                        "test_windows": len(data.test)}
         return Prepared(series.source, data.assets, data, description)
 
     def build(self, configs: Configs, assets: Any) -> Forecaster:
-        return Forecaster(configs.model, configs.own.head, configs.own.horizon)
+        own = configs.own
+        return Forecaster(configs.model, own.head, own.horizon, own.lag_steps(),
+                          2 if own.calendar else 0, len(assets.covariates))
 
     def task(self, prepared: Prepared, configs: Configs, device) -> ForecastTask:
         return ForecastTask(prepared.data, configs, device)
@@ -117,8 +131,12 @@ class ForecastFamily(Family):
                     ) -> SeriesAssets:
         data = config["data"]
         try:
+            stats = data.get("covariate_stats")  # absent from runs without covariates
             return SeriesAssets(list(data["series"]), int(data["seasonality"]),
-                                torch.tensor(data["stats"], dtype=torch.float32))
+                                torch.tensor(data["stats"], dtype=torch.float32),
+                                list(data.get("covariates", [])),
+                                None if stats is None else torch.tensor(stats,
+                                                                        dtype=torch.float32))
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{run.path / 'config.json'}: invalid forecast data section "
                              f"({err})") from err
@@ -132,11 +150,23 @@ class ForecastFamily(Family):
     def forecaster(self, loaded: LoadedRun):
         return RunForecaster(loaded)
 
+    def report_sections(self, run: RunDir, loaded: LoadedRun | None, live: bool = False):
+        from seqlab.families.forecast_report import sections  # forecasts with intervals
+
+        return sections(self, run, loaded, live)
+
     def info_lines(self, info: dict[str, Any]) -> list[str]:
         data, own = info["config"]["data"], info["config"]["forecast"]
+        inputs = [f"lags {own['lags']}" if own.get("lags") else "",
+                  "calendar" if own.get("calendar") else "",
+                  f"covariates {', '.join(data['covariates'])}" if own.get("covariates") else "",
+                  f"{own['transform']} transform" if own.get("transform", "none") != "none"
+                  else ""]
         return [f"data         {data['source']}: {len(data['series'])} series, season "
                 f"{data['seasonality']}; horizon {own['horizon']}, context {own['context']}, "
-                f"head {own['head']}", *super().info_lines(info)]
+                f"head {own['head']}", *([f"inputs       {'; '.join(i for i in inputs if i)}"]
+                                         if any(inputs) else []),
+                *super().info_lines(info)]
 
     def eval_note(self, record: dict[str, Any]) -> str:
         return f"val MASE {record['val_mase']:.4f}"

@@ -20,9 +20,16 @@ import torch
 from torch import Tensor
 
 from seqlab import forecast_metrics as metrics
-from seqlab.data.series import Series, WindowSet, load, scale_of
+from seqlab.data.series import Series, WindowSet, load, untransformed
+from seqlab.data.series_time import future_stamps
 from seqlab.families.base import LoadedRun, Report
-from seqlab.families.forecast_data import read_series, scaled, split_data
+from seqlab.families.forecast_data import (
+    Batch,
+    future_windows,
+    read_series,
+    scaled,
+    split_data,
+)
 from seqlab.io import atomic_write_json, atomic_write_text
 from seqlab.models.forecaster import Forecaster
 
@@ -52,34 +59,46 @@ class Backtest:
 
 
 @torch.no_grad()
-def predict(model: Forecaster, context: Tensor, horizon: int, samples: int,
-            observed: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-    """(levels (Q,), quantiles (B, H, Q), samples (B, S, H) or None) of scaled contexts."""
+def predict(model: Forecaster, batch: Batch, horizon: int, samples: int
+            ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(levels (Q,), quantiles (B, H, Q), samples (B, S, H) or None) of scaled windows, in
+    the series' units (the batch's scale and the run's transform inverted by the caller)."""
+    context, extra = batch.context, batch.extra
+    seen = batch.observed[:, :context.shape[1]]
     if model.head == "direct":
-        levels, quantiles = model.quantiles(context, observed)
+        levels, quantiles = model.quantiles(context, seen, extra)
         return levels, quantiles[:, :horizon], None
     levels = torch.sort(model.levels).values
     rows = max(1, CHUNK // samples)
     paths = torch.cat([model.sample(context[k:k + rows], horizon, samples, seed=k,
-                                    observed=None if observed is None else observed[k:k + rows])
+                                    observed=seen[k:k + rows],
+                                    extra=None if extra is None else extra.select(
+                                        slice(k, k + rows)))
                        for k in range(0, len(context), rows)])  # (B, S, H)
     return levels, torch.quantile(paths, levels, dim=1).permute(1, 2, 0), paths
 
 
+def forecasts(model: Forecaster, windows: WindowSet, assets, own, horizon: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(levels, quantiles (W, H, Q), paths (W, S, H) or None) of every window, in the series'
+    units: scaled, forecast, then the scale and the transform inverted."""
+    device = next(model.parameters()).device
+    batch = scaled(windows, torch.arange(len(windows)), assets, own)
+    levels, quantiles, paths = predict(model, batch.to(device), horizon, own.samples)
+
+    def units(z: Tensor) -> np.ndarray:
+        return untransformed(batch.scale.invert(z.cpu()), own.transform).numpy().astype(float)
+
+    return levels.cpu().numpy(), units(quantiles), None if paths is None else units(paths)
+
+
 def backtest(model: Forecaster, data, windows: WindowSet, own) -> Backtest:
     """The model's forecasts of every window of ``windows``, in the series' units."""
-    device = next(model.parameters()).device
-    rows = torch.arange(len(windows))
-    truth = windows.gather(rows)[1]
-    context, _, observed, scale = scaled(windows, rows, data.assets, own.scaling)
-    seen = observed[:, :own.context].to(device)
-    levels, quantiles, paths = predict(model, context.to(device), own.horizon, own.samples,
-                                       seen)
-    quantiles, paths = scale.invert(quantiles.cpu()), paths
-    if paths is not None:
-        paths = scale.invert(paths.cpu()).numpy()
-    return Backtest(truth.numpy().astype(float), levels.cpu().numpy(),
-                    quantiles.numpy().astype(float), paths,
+    levels, quantiles, paths = forecasts(model, windows, data.assets, own, own.horizon)
+    truth = np.stack([data.series.values[k][o:o + own.horizon]
+                      for k, o in zip(windows.series.tolist(), windows.origins.tolist(),
+                                      strict=True)])  # (W, H)
+    return Backtest(truth, levels, quantiles, paths,
                     window_scales(data.series, windows, data.assets.seasonality),
                     windows.series.numpy(), windows.origins.numpy())
 
@@ -189,30 +208,28 @@ class RunForecaster:
         return series, self.forecast(series, horizon)
 
     def forecast(self, series: Series, horizon: int) -> Backtest:
-        own, model = self.loaded.configs.own, self.loaded.model
-        context = torch.tensor(np.stack([v[-own.context:] for v in series.values]),
-                               dtype=torch.float32)  # (S, C)
-        scale = scale_of(context, own.scaling, self.loaded.vocab.stats)
-        device = next(model.parameters()).device
-        levels, quantiles, paths = predict(model, scale.apply(context).to(device), horizon,
-                                           own.samples)
+        own, assets = self.loaded.configs.own, self.loaded.vocab
+        windows = future_windows(series, own, assets, horizon)
+        levels, quantiles, paths = forecasts(self.loaded.model, windows, assets, own, horizon)
         count = len(series.values)
-        return Backtest(None, levels.cpu().numpy(), scale.invert(quantiles.cpu()).numpy(),
-                        None if paths is None else scale.invert(paths.cpu()).numpy(),
-                        np.ones(count), np.arange(count),
+        return Backtest(None, levels, quantiles, paths, np.ones(count), np.arange(count),
                         np.array([len(v) for v in series.values]))
 
 
 def forecast_csv(series: Series, result: Backtest) -> str:
-    """One row per series and step: the median and the 80% and 95% intervals' ends."""
+    """One row per series and step: its time stamp (continuing a regular time column, else
+    the row number after the last), the median and the 80% and 95% intervals' ends."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(("series", "after", "step", "lower_95", "lower_80", "forecast", "upper_80",
-                     "upper_95"))
+    writer.writerow(("series", "after", "step", "time", "lower_95", "lower_80", "forecast",
+                     "upper_80", "upper_95"))
     for k, name in enumerate(series.names):
-        after = series.times[k][-1] if series.times else str(len(series.values[k]) - 1)
-        for h, row in enumerate(result.quantiles[k], start=1):
-            writer.writerow((name, after, h, *(f"{v:.6g}" for v in row)))
+        n, quantiles = len(series.values[k]), result.quantiles[k]
+        after = series.times[k][-1] if series.times else str(n - 1)
+        stamps = (future_stamps(series.times[k], len(quantiles), series.where(k))
+                  if series.times else [str(n - 1 + h) for h in range(1, len(quantiles) + 1)])
+        for h, (stamp, row) in enumerate(zip(stamps, quantiles, strict=True), start=1):
+            writer.writerow((name, after, h, stamp, *(f"{v:.6g}" for v in row)))
     return text.getvalue()
 
 

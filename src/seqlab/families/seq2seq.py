@@ -35,6 +35,7 @@ from seqlab.data.pairs import (
     read_pairs,
     task_alphabet,
 )
+from seqlab.families import seq2seq_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report, token_lines
 from seqlab.families.seq2seq_sizes import PairSizes, check_beam_work
 from seqlab.models.seq2seq import Seq2Seq, Seq2SeqShape
@@ -242,6 +243,7 @@ class Seq2SeqFamily(PairSizes, Family):
     name = "seq2seq"
     help = "an encoder-decoder on source<TAB>target pairs or a built-in pair task"
     config_class = Seq2SeqConfig
+    report_sections = seq2seq_report.sections  # translations, attention, by length
     # the decoder's input is the target so far, whole: no windows, chunks or recorded probe
     ignores = frozenset({"batching", "seq_len", "eval_batches", "record_every", "chrono_steps",
                          "window", "bow_mode"})

@@ -26,6 +26,7 @@ from seqlab.checkpoint import RunDir
 from seqlab.config import ModelConfig, opt, validate
 from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_task, parse_length
 from seqlab.diagnostics import Probe
+from seqlab.families import synthetic_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
 from seqlab.models.sequence import SequenceModel
 from seqlab.recurrent import CELLS
@@ -163,6 +164,7 @@ class SyntheticFamily(Family):
     name = "synthetic"
     help = "a synthetic long-range task: adding, copy, order or delay"
     config_class = SyntheticConfig
+    report_sections = synthetic_report.sections  # the loss beside the baseline
     # text handling, and the output head tied to an embedding, mean nothing here
     ignores = frozenset({"tokenizer", "bpe_vocab_size", "val_fraction", "batching", "seq_len",
                          "eval_batches", "tie_weights"})

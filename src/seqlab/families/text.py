@@ -36,6 +36,7 @@ from seqlab.data.tunes_batches import EncodedTunes, encode_tunes
 from seqlab.data.vocab import Vocab, build_vocab
 from seqlab.diagnostics import Probe
 from seqlab.encoders import encoder_spec
+from seqlab.families import text_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report, token_lines
 from seqlab.generate import generate
 from seqlab.line_lm import sample_lines
@@ -178,6 +179,7 @@ class TextFamily(Family):
     name = "lm"
     help = "a language model on text or ABC tunes: a file, a folder or a bundled corpus"
     fallback = True  # any source no other family claims is text
+    report_sections = text_report.sections  # samples at two temperatures, or tunes
 
     def claims(self, source: str) -> bool:
         return True

@@ -14,11 +14,20 @@ channel, the scaled value:
   are S sample paths, each sampled value fed back as the next input.
 
 Outputs are per step (B, T, O), so ``trace`` and the diagnostics work as for every sequence
-model (inputs (B, T, 2): the value and whether it is observed); output 0 is the first
-forecast step's median (direct) or mean (the others).
+model (inputs (B, T, F)); output 0 is the first forecast step's median (direct) or mean (the
+others).
+
+Input channels (:func:`encoder_inputs`): window position j reads its value y_j and whether it
+is observed; then, when the model has them, the known inputs of the step it predicts, j + 1:
+y_{j+1-k} and whether it is observed for every lag k (from the window's past, or from the
+decoder's own samples once the forecast runs past the context), the calendar's sine and cosine;
+then covariates of step j itself and a flag saying they are known: over the context only
+(past it, zeros and flag 0, in training as in forecasting, so no future covariate is needed).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, distributions, nn
@@ -32,47 +41,109 @@ LEVELS = (0.5, 0.025, 0.1, 0.9, 0.975)
 PARAMETERS = {"gaussian": 2, "student-t": 3}  # (mu, sigma) and (mu, sigma, nu)
 
 
+@dataclass
+class Extra:
+    """What B windows give a forecaster beside their values, scaled like them."""
+
+    before: Tensor  # (B, P) values before the context, read by lag inputs only (P >= max lag)
+    before_seen: Tensor  # (B, P) bool: False before the series starts
+    known: Tensor  # (B, C + H, K) calendar channels of every window step (K may be 0)
+    covariates: Tensor  # (B, C, V) covariates of the context steps (V may be 0)
+
+    def select(self, rows) -> Extra:
+        return Extra(*(t[rows] for t in self.parts()))
+
+    def repeat(self, times: int) -> Extra:
+        return Extra(*(t.repeat_interleave(times, 0) for t in self.parts()))
+
+    def to(self, device) -> Extra:
+        return Extra(*(t.to(device) for t in self.parts()))
+
+    def parts(self) -> tuple[Tensor, ...]:
+        return self.before, self.before_seen, self.known, self.covariates
+
+
+def input_size(lags: tuple[int, ...] = (), known: int = 0, covariates: int = 0) -> int:
+    """Channels F per step: value and flag, each lag and its flag, known, covariates and flag."""
+    return 2 + 2 * len(lags) + known + (covariates + 1 if covariates else 0)
+
+
+def encoder_inputs(path: Tensor, seen: Tensor, extra: Extra | None, lags: tuple[int, ...],
+                   start: int, steps: int) -> Tensor:
+    """(B, steps, F) inputs of window positions start..start+steps-1 (module docstring);
+    ``path`` and ``seen`` (B, P + T) hold the P steps before the window, then the window."""
+    before = 0 if extra is None else extra.before.shape[1]
+    j = torch.arange(start, start + steps, device=path.device)  # window positions
+    flags = seen.to(path.dtype)
+    parts = [path[:, before + j, None], flags[:, before + j, None]]  # (B, steps, 1) each
+    if lags:
+        at = before + j[:, None] + 1 - torch.tensor(lags, device=path.device)  # (steps, L)
+        parts += [path[:, at], flags[:, at]]  # y_{j+1-k}: (B, steps, L) each
+    if extra is not None:
+        context = extra.covariates.shape[1]
+        within = (j < context).to(path.dtype)[None, :, None]  # (1, steps, 1)
+        covariates = extra.covariates[:, j.clamp(max=context - 1)] * within  # (B, steps, V)
+        parts += [extra.known[:, j + 1], covariates]
+        if covariates.shape[-1]:
+            parts.append(within.expand(len(path), -1, -1))
+    return torch.cat(parts, -1)
+
+
 class Forecaster(SequenceModel):
     """Scaled context (B, C) -> quantiles (B, H, Q) or sample paths (B, S, H).
 
-    The encoder reads two channels per step: the scaled value and whether it is observed
-    (0 for the left padding of a context that starts before its series)."""
+    The encoder reads the value and whether it is observed (0 for the left padding of a
+    context that starts before its series) at each step, and with ``lags``, ``known`` calendar
+    channels or ``covariates`` the inputs of :func:`encoder_inputs`, given as an :class:`Extra`.
+    """
 
-    def __init__(self, config: ModelConfig, head: str, horizon: int) -> None:
+    def __init__(self, config: ModelConfig, head: str, horizon: int, lags: tuple[int, ...] = (),
+                 known: int = 0, covariates: int = 0) -> None:
         if head not in HEADS:
             raise ValueError(f"Forecaster: head must be one of {', '.join(HEADS)}, got {head!r}")
         outputs = horizon * len(LEVELS) if head == "direct" else PARAMETERS[head]
-        super().__init__(config, "real", 2, outputs)
-        self.head, self.horizon = head, horizon
+        self.channels = input_size(lags, known, covariates)
+        super().__init__(config, "real", self.channels, outputs)
+        self.head, self.horizon, self.lags = head, horizon, tuple(lags)
         self.register_buffer("levels", torch.tensor(LEVELS), persistent=False)
 
-    def read(self, values: Tensor, observed: Tensor | None = None, state=None):
-        """The encoder and head over values (B, T) -> (outputs (B, T, O), state)."""
-        seen = torch.ones_like(values) if observed is None else observed.to(values.dtype)
-        return self(torch.stack([values, seen], -1), state)  # (B, T, 2) in
+    def read(self, values: Tensor, observed: Tensor | None = None, state=None,
+             extra: Extra | None = None, start: int = 0):
+        """The encoder and head over window positions start.. of values (B, T) (the window
+        from its first step) -> (outputs (B, T - start, O), state)."""
+        seen = torch.ones_like(values, dtype=torch.bool) if observed is None else observed
+        if extra is None and self.channels > 2:
+            raise ValueError("Forecaster: this model reads lags, calendar or covariates; "
+                             "pass them as extra")
+        if extra is not None:
+            values = torch.cat([extra.before, values], 1)
+            seen = torch.cat([extra.before_seen, seen.bool()], 1)
+        steps = values.shape[1] - start - (0 if extra is None else extra.before.shape[1])
+        return self(encoder_inputs(values, seen, extra, self.lags, start, steps), state)
 
     # direct ------------------------------------------------------------------------------
-    def raw_quantiles(self, context: Tensor, observed: Tensor | None = None) -> Tensor:
+    def raw_quantiles(self, context: Tensor, observed: Tensor | None = None,
+                      extra: Extra | None = None) -> Tensor:
         """(B, C) -> (B, H, Q) in :data:`LEVELS` order, as trained (possibly crossing)."""
-        outputs, _ = self.read(context, observed)  # (B, C, H Q)
+        outputs, _ = self.read(context, observed, extra=extra)  # (B, C, H Q)
         last = outputs[:, -1].view(len(context), len(LEVELS), self.horizon)  # (B, Q, H)
         return last.transpose(1, 2)  # (B, H, Q)
 
-    def quantiles(self, context: Tensor, observed: Tensor | None = None
-                  ) -> tuple[Tensor, Tensor]:
+    def quantiles(self, context: Tensor, observed: Tensor | None = None,
+                  extra: Extra | None = None) -> tuple[Tensor, Tensor]:
         """(levels (Q,) ascending, quantiles (B, H, Q) ascending): crossing quantiles are
         rearranged by sorting, which never moves them further from the truth."""
         order = torch.argsort(self.levels)
-        raw = self.raw_quantiles(context, observed)[..., order]
+        raw = self.raw_quantiles(context, observed, extra)[..., order]
         return self.levels[order], raw.sort(-1).values
 
-    def pinball(self, context: Tensor, targets: Tensor, observed: Tensor | None = None
-                ) -> Tensor:
+    def pinball(self, context: Tensor, targets: Tensor, observed: Tensor | None = None,
+                extra: Extra | None = None) -> Tensor:
         """Mean pinball loss of the H x Q quantiles against the observed targets (B, H)
         (``observed`` (B, C + H): which context steps and targets are real)."""
         steps = context.shape[1]
         seen = None if observed is None else observed[:, :steps]
-        u = targets[..., None] - self.raw_quantiles(context, seen)  # (B, H, Q)
+        u = targets[..., None] - self.raw_quantiles(context, seen, extra)  # (B, H, Q)
         loss = torch.maximum(self.levels * u, (self.levels - 1) * u).mean(-1)  # (B, H)
         if observed is None:
             return loss.mean()
@@ -87,42 +158,49 @@ class Forecaster(SequenceModel):
             return distributions.Normal(mu, sigma)
         return distributions.StudentT(2 + nn.functional.softplus(params[..., 2]), mu, sigma)
 
-    def nll(self, window: Tensor, observed: Tensor | None = None) -> Tensor:
+    def nll(self, window: Tensor, observed: Tensor | None = None, extra: Extra | None = None
+            ) -> Tensor:
         """Mean negative log-likelihood of the observed y_2..y_T of windows (B, T), each step
         given the values before it (teacher forcing)."""
         seen = torch.ones_like(window, dtype=torch.bool) if observed is None else observed
-        params, _ = self.read(window[:, :-1], seen[:, :-1])  # (B, T - 1, P)
+        params, _ = self.read(window[:, :-1], seen[:, :-1], extra=extra)  # (B, T - 1, P)
         log_p = self.distribution(params).log_prob(window[:, 1:])  # (B, T - 1)
         scored = seen[:, 1:]
         return -(log_p * scored).sum() / scored.sum().clamp_min(1)
 
     @torch.no_grad()
     def sample(self, context: Tensor, horizon: int, samples: int, seed: int = 0,
-               observed: Tensor | None = None) -> Tensor:
-        """(B, C) -> (B, S, H) sample paths, each drawn value the next step's input; the
-        same seed draws the same paths (torch's global generator is left as it was)."""
+               observed: Tensor | None = None, extra: Extra | None = None) -> Tensor:
+        """(B, C) -> (B, S, H) sample paths, each drawn value the next step's input (and the
+        lag input of later steps); the same seed draws the same paths (torch's global
+        generator is left as it was). ``extra.known`` must span C + H steps."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self._sample(context, horizon, samples, observed)
+            return self._sample(context, horizon, samples, observed, extra)
 
     def _sample(self, context: Tensor, horizon: int, samples: int,
-                observed: Tensor | None) -> Tensor:
+                observed: Tensor | None, extra: Extra | None) -> Tensor:
         batch = len(context)
-        seen = None if observed is None else observed.repeat_interleave(samples, 0)
-        params, state = self.read(context.repeat_interleave(samples, 0), seen)  # (B S, C, P)
-        params, paths = params[:, -1], []
-        for _ in range(horizon):
+        path = context.repeat_interleave(samples, 0)  # (B S, C), grows by one step each draw
+        seen = (torch.ones_like(path, dtype=torch.bool) if observed is None
+                else observed.repeat_interleave(samples, 0))
+        extra = None if extra is None else extra.repeat(samples)
+        params, state = self.read(path, seen, None, extra)  # (B S, C, P)
+        params = params[:, -1]
+        for h in range(horizon):
             y = self.distribution(params).sample()  # (B S,)
-            paths.append(y)
-            out, state = self.read(y[:, None], None, state)  # (B S, 1, P)
-            params = out[:, -1]
-        return torch.stack(paths, 1).view(batch, samples, horizon)
+            path = torch.cat([path, y[:, None]], 1)
+            seen = torch.cat([seen, torch.ones_like(y[:, None], dtype=torch.bool)], 1)
+            if h + 1 < horizon:
+                out, state = self.read(path, seen, state, extra, start=path.shape[1] - 1)
+                params = out[:, -1]  # (B S, P)
+        return path[:, -horizon:].reshape(batch, samples, horizon)
 
     # either head -------------------------------------------------------------------------
-    def loss(self, context: Tensor, targets: Tensor, observed: Tensor | None = None
-             ) -> Tensor:
+    def loss(self, context: Tensor, targets: Tensor, observed: Tensor | None = None,
+             extra: Extra | None = None) -> Tensor:
         """The training loss of scaled windows: context (B, C), targets (B, H), which of
-        their steps are observed (B, C + H)."""
+        their steps are observed (B, C + H), their :class:`Extra` inputs."""
         if self.head == "direct":
-            return self.pinball(context, targets, observed)
-        return self.nll(torch.cat([context, targets], 1), observed)
+            return self.pinball(context, targets, observed, extra)
+        return self.nll(torch.cat([context, targets], 1), observed, extra)

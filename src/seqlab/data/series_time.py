@@ -1,0 +1,72 @@
+"""What a series' time stamps say beyond their order: the position of each step in its season
+(month of year, quarter, day of week) and the stamps of the steps after the last one.
+
+Both read stamps already checked by :func:`seqlab.data.series_csv.check_times` (one kind,
+regular); monthly stamps written as dates (``2020-01-01``, every day ``01``) count as months.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from seqlab.data.series_csv import MONTHS, months_of, time_key
+
+# the calendar's season of each kind of stamp: month of year, quarter of year, day of week
+PERIODS = {"month": 12, "quarter": 4, "day": 7}
+MONTH_NAMES = {k: m.capitalize() for m, k in MONTHS.items()}
+
+
+def stamp_kind(stamps: list[str], where: str) -> tuple[str, list[float]]:
+    """(kind, positions) of regular stamps: months count months, dates days, numbers as
+    written."""
+    keys = [time_key(s, where) for s in stamps]
+    kind = keys[0][0]
+    if kind == "day" and all(s.strip()[-2:] == "01" for s in stamps):  # monthly, as dates
+        return "month", [float(months_of(s)) for s in stamps]
+    return kind, [p for _, p in keys]
+
+
+def calendar_phase(stamps: list[str], where: str) -> tuple[int, int] | None:
+    """(period, position of the first step in it) of monthly, quarterly or daily stamps (month
+    of year 0-11, quarter 0-3, day of week 0-6 from Monday); None for other stamps."""
+    if not stamps:
+        return None
+    kind, positions = stamp_kind(stamps, where)
+    if kind not in PERIODS or len(positions) > 1 and positions[1] - positions[0] != 1:
+        return None
+    period = PERIODS[kind]
+    # date ordinals count from Monday 0001-01-01 (ordinal 1)
+    first = int(positions[0]) - (1 if kind == "day" else 0)
+    return period, first % period
+
+
+def future_stamps(stamps: list[str], count: int, where: str) -> list[str]:
+    """The stamps of the ``count`` steps after the last of regular ``stamps``, written like it
+    (monthly, quarterly, daily, numbers such as years); a single stamp is read as a step of 1."""
+    kind, positions = stamp_kind(stamps, where)
+    step = positions[-1] - positions[-2] if len(positions) > 1 else 1.0
+    nexts = [positions[-1] + h * step for h in range(1, count + 1)]
+    last = stamps[-1].strip()
+    if kind == "month":
+        return [month_stamp(int(p), last) for p in nexts]
+    if kind == "quarter":
+        sep = re.fullmatch(r"\d{4}([- ]?)[Qq][1-4]", last)[1]
+        return [f"{int(p) // 4:04d}{sep}Q{int(p) % 4 + 1}" for p in nexts]
+    if kind == "day":
+        return [datetime.date.fromordinal(int(p)).isoformat() for p in nexts]
+    if kind == "second":
+        return [datetime.datetime.fromtimestamp(p).isoformat(sep=" ") for p in nexts]
+    whole = all(float(p).is_integer() for p in (*positions[-2:], step))
+    return [str(int(p)) if whole else f"{p:g}" for p in nexts]
+
+
+def month_stamp(position: int, like: str) -> str:
+    """Month ``position`` (year * 12 + month - 1) written like ``like``: YYYY-MM, YYYY Mon or
+    YYYY-MM-01."""
+    year, month = divmod(position, 12)
+    if re.fullmatch(r"\d{4} [A-Za-z]{3}", like):
+        return f"{year:04d} {MONTH_NAMES[month + 1]}"
+    if len(like) > 7:
+        return f"{year:04d}-{month + 1:02d}-01"
+    return f"{year:04d}-{month + 1:02d}"
