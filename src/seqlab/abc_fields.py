@@ -1,11 +1,14 @@
-"""ABC header fields as the bar tracker (:mod:`seqlab.abc_meter`) reads them: a meter, a unit
-note length, a key, and whether a header line is one that
-:func:`seqlab.music_checks.check_headers` (and music21) accept, as it is written."""
+"""ABC fields and lengths as the bar tracker (:mod:`seqlab.abc_meter`) reads them: a meter, a
+unit note length, a key, whether a header line is one that
+:func:`seqlab.music_checks.check_headers` (and music21) accept, as it is written, which fields
+a tune may hold, and exact arithmetic on lengths kept as integers where they can be."""
 
 from __future__ import annotations
 
 import re
 from fractions import Fraction
+
+from seqlab.data.abc import KEPT_FIELDS
 
 MODES = ("", "m", "min", "maj", "dor", "mix", "lyd", "phr", "loc", "aeo", "ion", "Major",
          "Minor", "Dorian", "Mixolydian", "Lydian", "Phrygian", "Locrian", "Aeolian", "Ionian")
@@ -13,6 +16,14 @@ MODES = ("", "m", "min", "maj", "dor", "mix", "lyd", "phr", "loc", "aeo", "ion",
 KEYS = frozenset({"none", "HP", "Hp"} | {f"{t}{a}{sep}{m}" for t in "ABCDEFG"
                                          for a in ("", "#", "b") for m in MODES
                                          for sep in ("", " ") if m or not sep})
+
+# the fields a tune may hold: those the loader keeps (every tune seqlab reads has no other); in
+# the music, no X: (music21 reads it as a new tune's number)
+HEADER_FIELDS = frozenset(f for f in KEPT_FIELDS if f.isupper())
+BODY_FIELDS = KEPT_FIELDS - {"X"}
+# a note length's denominator: a power of two (abc2midi reads no other), as its digits come
+DENOMINATORS = frozenset({1, 2, 4, 8, 16, 32, 64})
+DENOMINATOR_PREFIXES = DENOMINATORS | {3, 6}
 
 # ABC 2.1's !decorations! (and O'Neill's and Ryan's typos): a `!` then anything else is a
 # line break, what follows it music
@@ -43,7 +54,8 @@ def meter_of(value: str) -> tuple[Fraction | None, bool]:
 
 def header_prefix(text: str) -> bool:
     """Whether a header line written so far can still become a field that check_headers
-    passes: ``N:``, with ``M:`` a meter and ``L:`` a unit as they are being written."""
+    passes: ``N:``, with ``M:`` a meter and ``L:`` a unit as they are being written (numbers
+    of two digits at most: music21 spends minutes on ``M:86132032/6``)."""
     if len(text) < 2:
         return text.isalpha()
     name, colon, value = text[0], text[1], text[2:]
@@ -51,10 +63,10 @@ def header_prefix(text: str) -> bool:
         return False
     if name == "M":
         return any(m.startswith(value) for m in ("C|", "none")) or bool(
-            re.fullmatch(r"\d+(\+\d+)*\+?(/\d*)?", value))
+            re.fullmatch(r"\d\d?(\+\d\d?)*\+?(/\d{0,2})?", value))
     if name == "K":
         return any(key.startswith(value) for key in KEYS)
-    return name != "L" or bool(re.fullmatch(r"1(/\d*)?|", value))
+    return name != "L" or bool(re.fullmatch(r"1(/\d{0,2})?|", value))
 
 
 def header_line(text: str, has_meter: bool) -> bool:
@@ -64,9 +76,9 @@ def header_line(text: str, has_meter: bool) -> bool:
         return False
     name, value = text[0], text[2:]
     if name == "M":
-        return bool(re.fullmatch(r"C\|?|none|\d+(\+\d+)*/\d+", value))
+        return bool(re.fullmatch(r"C\|?|none|\d\d?(\+\d\d?)*/\d\d?", value))
     if name == "L":
-        return bool(re.fullmatch(r"1/\d+", value))
+        return bool(re.fullmatch(r"1/\d\d?", value))
     return name != "K" or (has_meter and value in KEYS)
 
 
@@ -76,3 +88,13 @@ def unit_of(value: str) -> Fraction | None:
     except (ValueError, ZeroDivisionError):
         return None
     return unit if unit > 0 and unit.numerator == 1 else None  # 1/n, as ABC writes it
+
+
+def scaled(x: int | Fraction, num: int, den: int) -> int | Fraction:
+    """``x * num / den`` exactly: an int where it is one (the fast case), else a Fraction."""
+    if type(x) is int:
+        value = x * num
+        if value % den == 0:
+            return value // den
+    exact = Fraction(x) * num / den
+    return exact.numerator if exact.denominator == 1 else exact

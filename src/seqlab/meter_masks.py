@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from seqlab import abc_meter
-from seqlab.generate import next_tokens
+from seqlab.abc_fields import BODY_FIELDS
+from seqlab.generate import filter_logits, next_tokens
 
 DRAWS = 8  # draws again from the model's distribution before building a mask
 
@@ -25,8 +26,8 @@ class MeterMasks:
     categorical draw rejected outside a set is a draw from the set, renormalised); with them the
     draws were filtered before the mask. Moves (state, token) -> (state, legal) and masks
     are cached; a new mask in the music reads each kind of token once: single characters that
-    the tracker cannot tell apart there (upper-case note letters, lower-case ones and rests,
-    other letters, accidentals) share one reading; in the header or a field, every token is
+    the tracker cannot tell apart there (upper-case note letters, lower-case ones, rests,
+    letters that name no field) share one reading; in the header or a field, every token is
     read.
     """
 
@@ -52,10 +53,11 @@ class MeterMasks:
 
     def move(self, sid: int, token: int) -> tuple[int, bool]:
         """(the state after ``token``, whether it is legal)."""
-        if (sid, token) not in self.moves:
+        found = self.moves.get((sid, token))
+        if found is None:
             state = abc_meter.read(self.texts[token], self.states[sid])
-            self.moves[sid, token] = (self.intern(state), state.violations == 0)
-        return self.moves[sid, token]
+            found = self.moves[sid, token] = (self.intern(state), state.violations == 0)
+        return found
 
     def advance(self, sid: int, token: int) -> int:
         return self.move(sid, token)[0]
@@ -79,13 +81,15 @@ class MeterMasks:
         again among the legal ones: first by drawing ``DRAWS`` more from the row's distribution
         and keeping the first legal one (no mask needed), else from the masked distribution.
         A row with no legal token keeps its token, counted in its stream's ``fallbacks``."""
-        rows = [k for k, (stream, token) in enumerate(zip(streams, sampled, strict=True))
-                if stream.sampling and not self.move(stream.meter, token)[1]]
+        moves, rows = self.moves, []
+        for k, (stream, token) in enumerate(zip(streams, sampled, strict=True)):
+            if stream.sampling and not (moves.get((stream.meter, token))
+                                        or self.move(stream.meter, token))[1]:
+                rows.append(k)
         if not rows:
             return sampled
-        draws = next_tokens(logits[rows].repeat_interleave(DRAWS, 0), config, generator)
         left = []
-        for k, tokens in zip(rows, draws.view(len(rows), DRAWS).tolist(), strict=True):
+        for k, tokens in zip(rows, _draws(logits[rows], config, generator), strict=True):
             legal = [t for t in tokens if self.move(streams[k].meter, t)[1]]
             if legal:
                 sampled[k] = legal[0]
@@ -102,11 +106,24 @@ class MeterMasks:
         return sampled
 
 
+def _draws(logits: torch.Tensor, config, generator: torch.Generator) -> list[list[int]]:
+    """``DRAWS`` tokens from each of (R, V) ``logits``' distributions, as
+    :func:`seqlab.generate.next_tokens` samples them (none when sampling is greedy)."""
+    if config.greedy:
+        return [[] for _ in range(len(logits))]
+    logits = logits.float()
+    if config.banned:
+        logits = logits.index_fill(-1, torch.tensor(config.banned, device=logits.device),
+                                   float("-inf"))
+    probs = filter_logits(logits - logits.amax(-1, keepdim=True), config).softmax(-1)
+    return torch.multinomial(probs.cpu(), DRAWS, replacement=True, generator=generator).tolist()
+
+
 def _kind(text: str) -> str:
     """A text that the bar tracker reads exactly as it reads ``text``."""
     if len(text) != 1:
         return text
-    for members, kind in (("ABCDEFG", "A"), ("abcdefgzx", "a"), ("^_=", "^")):
+    for members, kind in (("ABCDEFG", "A"), ("abcdefg", "a"), ("zx", "z")):
         if text in members:
             return kind
-    return "T" if text.isalpha() and text not in "ZX" else text
+    return "T" if text.isalpha() and text not in BODY_FIELDS and text not in "ZX" else text
