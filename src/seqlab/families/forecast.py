@@ -25,6 +25,7 @@ from seqlab import limits
 from seqlab.checkpoint import RunDir
 from seqlab.data.series import BUNDLED
 from seqlab.diagnostics import Probe
+from seqlab.families import forecast_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
 from seqlab.families.forecast_data import (
     Batch,
@@ -150,10 +151,7 @@ class ForecastFamily(Family):
     def forecaster(self, loaded: LoadedRun):
         return RunForecaster(loaded)
 
-    def report_sections(self, run: RunDir, loaded: LoadedRun | None, live: bool = False):
-        from seqlab.families.forecast_report import sections  # forecasts with intervals
-
-        return sections(self, run, loaded, live)
+    report_sections = forecast_report.sections  # forecasts with 80% / 95% intervals
 
     def info_lines(self, info: dict[str, Any]) -> list[str]:
         data, own = info["config"]["data"], info["config"]["forecast"]
