@@ -164,11 +164,13 @@ def run_lab(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("train a model: a language model on text or tunes, a synthetic long-range "
-              "task, or an encoder-decoder on pairs", add_train, run_train),
+              "task, an encoder-decoder on pairs, a classifier or a forecaster", add_train,
+              run_train),
     "generate": ("sample text, or whole tunes with MIDI, audio and sheet music, from a "
                  "trained language model", add_generate, run_generate),
-    "evaluate": ("score a run: loss, perplexity and bits per character on a text; a synthetic "
-                 "or seq2seq run's own metrics", add_evaluate, run_evaluate),
+    "evaluate": ("score a run on data with its family's own metrics: bits per character, "
+                 "exact match, accuracy and a confusion matrix, forecast errors beside "
+                 "baselines", add_evaluate, run_evaluate),
     "info": ("config, parameter count and metrics of a run", add_info, run_info),
     "diagnose": ("gradients through time, Jacobian products, spectral radius and gate "
                  "statistics of a recurrent run", add_diagnose, run_diagnose),
