@@ -17,7 +17,7 @@ SHARED = ["cli.py", "cli_base.py", "cli_train.py", "cli_use.py", "api.py", "chec
           "training.py", "diagnostics.py", "diagnose.py", "lab.py", "lab_report.py", "recording.py",
           "families/runner.py", "cli_report.py", "report/run_report.py",
           "report/training_sections.py", "report/live.py", "report/lab_page.py",
-          "report/blocks.py", "report/svg.py", "report/media.py"]
+          "sections/blocks.py", "sections/svg.py", "sections/media.py"]
 # the figures of an evaluation that belong to one family or another (val_loss is everyone's)
 FAMILY_METRICS = {"val_bpc", "val_ppl", "val_baseline", "val_ratio", "val_accuracy",
                   "val_exact_match", "val_token_accuracy"}
@@ -33,11 +33,11 @@ LAYERS = [
     ("seqlab.diagnostics", ("seqlab.families", "seqlab.cli", "seqlab.checkpoint",
                             "seqlab.training")),
     ("seqlab.families", ("seqlab.cli", "seqlab.api", "seqlab.lab", "seqlab.diagnose",
-                         "seqlab.report.run_report", "seqlab.report.live")),
+                         "seqlab.report")),
     # the drawing blocks know no run, no family, no model: families build their sections on them
-    ("seqlab.report.blocks", ("seqlab.",)),
-    ("seqlab.report.svg", ("seqlab.checkpoint", "seqlab.families", "seqlab.models",
-                           "seqlab.training", "seqlab.cli")),
+    ("seqlab.sections.blocks", ("seqlab.",)),
+    ("seqlab.sections", ("seqlab.checkpoint", "seqlab.families", "seqlab.models",
+                         "seqlab.training", "seqlab.cli", "seqlab.report")),
     ("seqlab.report", ("seqlab.cli", "seqlab.api")),
 ]
 

@@ -211,7 +211,7 @@ def test_a_long_tune_encodes_to_ogg_vorbis(tmp_path):
     import numpy as np
     import soundfile
 
-    from seqlab.report.media import RATE, ogg_uri
+    from seqlab.sections.media import RATE, ogg_uri
 
     t = np.arange(60 * RATE) / RATE
     wav = tmp_path / "tune.wav"

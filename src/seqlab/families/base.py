@@ -32,7 +32,7 @@ loads and evaluates every family the same way and asks the family only for what 
                ``headline(record)``: how its numbers read
     resume     ``resumable``: the keys a resumed run may change
     report     ``report_sections(run, loaded, live)``: the family's own sections of ``seqlab
-               report``'s page (:mod:`seqlab.report.blocks`; default: none)
+               report``'s page (:mod:`seqlab.sections.blocks`; default: none)
 
 Library code raises; the command line turns a ValueError into ``seqlab: error: ...``.
 """
@@ -356,7 +356,7 @@ class Family(ABC):
     def report_sections(self, run: RunDir, loaded: LoadedRun | None, live: bool = False
                         ) -> list:
         """Sections of the run's report beyond those every run has (samples, decodings, its
-        own figures; :mod:`seqlab.report.blocks`). ``loaded`` is None while the run has no
+        own figures; :mod:`seqlab.sections.blocks`). ``loaded`` is None while the run has no
         weights; ``live`` (a refresh during training) asks for nothing slow. Default: none."""
         return []
 

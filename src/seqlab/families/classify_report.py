@@ -10,8 +10,8 @@ from seqlab.checkpoint import RunDir
 from seqlab.class_metrics import confusion, scores
 from seqlab.families.base import LoadedRun
 from seqlab.families.classify_data import pad, probabilities
-from seqlab.report import svg
-from seqlab.report.blocks import Figure, Note, Section, Table, number
+from seqlab.sections import svg
+from seqlab.sections.blocks import Figure, Note, Section, Table, number
 
 POOLED = 8  # validation sequences whose attention pooling weights are drawn
 

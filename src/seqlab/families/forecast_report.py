@@ -8,8 +8,8 @@ import numpy as np
 from seqlab.checkpoint import RunDir
 from seqlab.families.base import LoadedRun
 from seqlab.families.forecast_eval import backtest
-from seqlab.report import svg
-from seqlab.report.blocks import Figure, Note, Section, Table, number
+from seqlab.sections import svg
+from seqlab.sections.blocks import Figure, Note, Section, Table, number
 
 PANELS = 6  # series drawn at most
 BANDS = (((0.025, 0.975), 0.18, "95%"), ((0.1, 0.9), 0.35, "80%"))

@@ -7,8 +7,8 @@ from collections import defaultdict
 
 from seqlab.checkpoint import RunDir
 from seqlab.families.base import LoadedRun
-from seqlab.report import svg
-from seqlab.report.blocks import Figure, Group, Note, Section, Table, number
+from seqlab.sections import svg
+from seqlab.sections.blocks import Figure, Group, Note, Section, Table, number
 from seqlab.seq2seq_eval import Translation, translate_texts
 
 SHOWN, SCORED = 4, 300  # translations shown with their attention; pairs scored by length

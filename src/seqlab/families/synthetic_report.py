@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from seqlab.checkpoint import RunDir
 from seqlab.families.base import LoadedRun
-from seqlab.report import svg
-from seqlab.report.blocks import Figure, Note, Section
+from seqlab.sections import svg
+from seqlab.sections.blocks import Figure, Note, Section
 
 
 def sections(family, run: RunDir, loaded: LoadedRun | None, live: bool = False

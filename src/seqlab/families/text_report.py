@@ -11,7 +11,7 @@ from seqlab.checkpoint import RunDir
 from seqlab.data.abc import is_abc_source
 from seqlab.families.base import LoadedRun
 from seqlab.families.tunes_report import tunes_section
-from seqlab.report.blocks import Note, Samples, Section
+from seqlab.sections.blocks import Note, Samples, Section
 
 TEMPERATURES = (0.7, 1.0)
 SAMPLES, TOKENS, LINES = 2, 200, 4  # per temperature: samples of TOKENS tokens, or LINES lines

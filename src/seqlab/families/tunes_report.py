@@ -16,8 +16,8 @@ from typing import Any
 from seqlab import music
 from seqlab.checkpoint import RunDir
 from seqlab.families.base import LoadedRun
-from seqlab.report.blocks import Audio, Figure, Group, Note, Samples, Section, Table, number
-from seqlab.report.media import sheet_svg, tune_audio
+from seqlab.sections.blocks import Audio, Figure, Group, Note, Samples, Section, Table, number
+from seqlab.sections.media import sheet_svg, tune_audio
 
 COUNT, SHOWN, MAX_LENGTH, SEED = 4, 10, 1500, 0  # sampled, shown at most, tokens a tune, seed
 

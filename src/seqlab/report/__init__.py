@@ -1,9 +1,10 @@
 """HTML reports: one self-contained page per run (``seqlab report``) and per ``seqlab lab``.
 
-:mod:`seqlab.report.blocks` (what a section holds) and :mod:`seqlab.report.svg` (figures as
-inline SVG) know nothing of runs: families build their own sections from them. The page itself
-is :mod:`seqlab.report.run_report` (sections every run has, then the family's), rendered from
-the jinja2 templates in ``templates/``; :mod:`seqlab.report.live` refreshes it during training
-and writes TensorBoard event files. This module imports nothing, so that a family can import
-the blocks without importing the page (which imports the families).
+The page is :mod:`seqlab.report.run_report` (the sections every run has, from
+:mod:`seqlab.report.training_sections`, then the family's own, built by each family from
+:mod:`seqlab.sections`), rendered from the jinja2 templates in ``templates/``;
+:mod:`seqlab.report.live` refreshes it during training and writes TensorBoard event files;
+:mod:`seqlab.report.lab_page` is ``seqlab lab``'s page. This package sits above the families
+(it asks the registry for a run's family); what families build on sits below them, in
+:mod:`seqlab.sections`.
 """

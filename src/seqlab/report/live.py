@@ -23,7 +23,7 @@ import torch
 from seqlab.checkpoint import RunDir
 from seqlab.families import registry
 from seqlab.report import run_report
-from seqlab.report.blocks import Section
+from seqlab.sections.blocks import Section
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from seqlab.io import atomic_write_text
 from seqlab.models import count_parameters
 from seqlab.recording import read_gradients
 from seqlab.report import training_sections
-from seqlab.report.blocks import Section
 from seqlab.report.render import render
+from seqlab.sections.blocks import Section
 
 log = logging.getLogger(__name__)
 REPORT = "report.html"

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from seqlab.report import svg
-from seqlab.report.blocks import Figure, Group, Note, Section, Table, number
+from seqlab.sections import svg
+from seqlab.sections.blocks import Figure, Group, Note, Section, Table, number
 from seqlab.version import __version__
 
 VAL_LOSS_GID = "val-loss"  # the group of the validation loss's points in the loss figure

@@ -2,8 +2,8 @@
 
 Families build their sections (:meth:`seqlab.families.base.Family.report_sections`) from these;
 the templates render each kind. Every text is escaped by the templates; an SVG is inlined as
-it is, so it must come from :mod:`seqlab.report.svg` or a tool's output cleaned by
-:func:`seqlab.report.svg.clean`.
+it is, so it must come from :mod:`seqlab.sections.svg` or a tool's output cleaned by
+:func:`seqlab.sections.svg.clean`.
 """
 
 from __future__ import annotations

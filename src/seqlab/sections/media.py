@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqlab.report.svg import clean
+from seqlab.sections.svg import clean
 
 QUALITY = 0.3  # Vorbis quality from 0 (smallest) to 1 (best): plenty for a synthesised fiddle
 RATE = 22050  # Hz, as seqlab renders its WAV files
