@@ -123,6 +123,11 @@ class TrainConfig:
                     maximum=2**32 - 1)  # batches seed generators with seed * 1_000_003 + step
     device: str = opt("auto", "where to train: auto takes a GPU when there is one",
                       choices=("auto", "cpu", "cuda"))
+    precision: str = opt("fp32", "arithmetic of the forward pass and loss: fp32; bf16 "
+                         "(autocast to bfloat16, on a GPU or a CPU with bfloat16 instructions); "
+                         "fp16 (autocast to float16 with a gradient scaler, CUDA GPUs only). "
+                         "Weights, optimiser and checkpoints stay float32",
+                         choices=("fp32", "bf16", "fp16"))
 
     def __post_init__(self) -> None:
         validate(self)

@@ -12,6 +12,7 @@ reports through ``on_event(kind, record)`` with kind ``log``, ``eval`` or ``stop
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -58,6 +59,35 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is available here")
     return torch.device(name)
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX), which bf16 autocast
+    needs to be faster than float32 rather than emulated."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def check_precision(precision: str, device: torch.device | str) -> None:
+    """A one-line ValueError when ``precision`` cannot run on ``device``."""
+    kind = torch.device(device).type
+    if precision == "fp16" and kind != "cuda":
+        raise ValueError("fp16 needs a CUDA GPU; use bf16 on a CPU")
+    if precision == "bf16" and kind == "cpu" and not cpu_has_bf16():
+        raise ValueError("bf16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX), "
+                         "which this one lacks; use fp32")
+    if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("bf16 is not supported by this GPU; use fp16 or fp32")
+
+
+def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """The context of a forward pass and loss at ``precision`` (nothing for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
 
 
 def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
@@ -132,6 +162,10 @@ class Trainer:
         self.on_event = on_event or (lambda kind, record: None)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, config)
+        check_precision(config.precision, self.device)
+        # fp16's narrow range needs the loss scaled up before backward (bf16 has fp32's range)
+        self.scaler = (torch.amp.GradScaler(self.device.type) if config.precision == "fp16"
+                       else None)
         self.step = 0
         self.state: State | None = None  # carried across chunks (TBPTT)
         self.best_val = math.inf
@@ -181,18 +215,32 @@ class Trainer:
     def _train_step(self) -> None:
         chunk = self.task.train_batch(self.step)
         self.optimizer.zero_grad(set_to_none=True)
-        loss, state, tokens = self.task.loss(self.model, chunk, self.state)
-        loss.backward()
+        with autocast(self.config.precision, self.device):
+            loss, state, tokens = self.task.loss(self.model, chunk, self.state)
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
         grad_norm = clip_gradients(self.params, self.config)
         loss = loss.item()
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            if self.scaler is not None and math.isfinite(loss) and self.scaler.get_scale() > 1:
+                # an fp16 gradient overflow, not a bad step: retry this step at half the scale
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                return
             self._skip(loss, grad_norm)
             return
         self.bad_in_row = 0
         lr = learning_rate(self.step, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.state = state
         self.step += 1
         self.window["loss"] += loss
@@ -236,7 +284,8 @@ class Trainer:
 
     def _evaluate_and_save(self) -> bool:
         """Evaluate, keep the best weights, save last/; True when early stopping triggers."""
-        metrics = self.task.evaluate(self.model)
+        with autocast(self.config.precision, self.device):
+            metrics = self.task.evaluate(self.model)
         self.model.train()
         val = metrics["val_loss"]
         improved = val < self.best_val
@@ -261,8 +310,9 @@ class Trainer:
         carried = self.state
         if isinstance(carried, tuple):
             carried = list(carried)
+        scaler = {} if self.scaler is None else {"scaler": self.scaler.state_dict()}
         return {
-            "step": self.step, "optimizer": self.optimizer.state_dict(),
+            **scaler, "step": self.step, "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "carried": carried, "best_val": self.best_val,
@@ -273,6 +323,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -22,7 +22,7 @@ from seqlab.families import registry
 from seqlab.families.base import Configs, Family, LoadedRun, Prepared, Report, replace_keys
 from seqlab.io import fingerprint
 from seqlab.models import count_parameters
-from seqlab.training import Event, Summary, fit_keeping_best, resolve_device
+from seqlab.training import Event, Summary, check_precision, fit_keeping_best, resolve_device
 
 
 @dataclass
@@ -87,6 +87,7 @@ def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path 
     that fails before its first checkpoint leaves no folder behind (or the empty one given)."""
     model = initial_model(family, configs, prepared.assets)
     task = family.task(prepared, configs, resolve_device(configs.train.device))
+    check_precision(configs.train.precision, resolve_device(configs.train.device))
     if out is None:  # every check on the data is done: nothing is written before this point
         return fit(family, model, task, configs, prepared, None, on_event, None, stop)
     created = not Path(out).exists()
@@ -132,6 +133,7 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
     assets = family.assets_of(run, new_configs, config)
     prepared = family.prepare(location, new_configs, assets)
     task = family.task(prepared, new_configs, resolve_device(new_configs.train.device))
+    check_precision(new_configs.train.precision, resolve_device(new_configs.train.device))
     check_fingerprint(config["data"], location, out)
     state = run.load_trainer_state()
     step = int(state["step"])

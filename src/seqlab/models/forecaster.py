@@ -143,7 +143,7 @@ class Forecaster(SequenceModel):
         (``observed`` (B, C + H): which context steps and targets are real)."""
         steps = context.shape[1]
         seen = None if observed is None else observed[:, :steps]
-        u = targets[..., None] - self.raw_quantiles(context, seen, extra)  # (B, H, Q)
+        u = targets[..., None] - self.raw_quantiles(context, seen, extra).float()  # (B, H, Q)
         loss = torch.maximum(self.levels * u, (self.levels - 1) * u).mean(-1)  # (B, H)
         if observed is None:
             return loss.mean()
@@ -153,6 +153,7 @@ class Forecaster(SequenceModel):
     # probabilistic -----------------------------------------------------------------------
     def distribution(self, params: Tensor) -> distributions.Distribution:
         """p(y_t) from the raw outputs (..., P)."""
+        params = params.float()  # the likelihood in float32, also under autocast
         mu, sigma = params[..., 0], nn.functional.softplus(params[..., 1]) + 1e-3
         if self.head == "gaussian":
             return distributions.Normal(mu, sigma)
