@@ -330,23 +330,23 @@ class Family(ABC):
 
     def generator(self, loaded: LoadedRun):
         """What samples from this run (``seqlab generate``)."""
-        raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not a language model; "
-                         "generate samples text from language models")
+        self.refuse(loaded, "a language model", "generate samples text from language models")
 
     def translator(self, loaded: LoadedRun):
         """What decodes new inputs with this run (``seqlab translate``)."""
-        raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not an encoder-decoder; "
-                         "translate decodes with seq2seq runs")
+        self.refuse(loaded, "an encoder-decoder", "translate decodes with seq2seq runs")
 
     def predictor(self, loaded: LoadedRun):
         """What labels new sequences with this run (``seqlab predict``)."""
-        raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not a classifier; "
-                         "predict labels sequences with classify runs")
+        self.refuse(loaded, "a classifier", "predict labels sequences with classify runs")
 
     def forecaster(self, loaded: LoadedRun):
         """What forecasts new series with this run (``seqlab forecast``)."""
-        raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not a forecaster; "
-                         "forecast continues series with forecast runs")
+        self.refuse(loaded, "a forecaster", "forecast continues series with forecast runs")
+
+    def refuse(self, loaded: LoadedRun, kind: str, use: str) -> None:
+        """The error of a command that uses a kind of run this family does not train."""
+        raise ValueError(f"{loaded.run.path} is a {self.name!r} run, not {kind}; {use}")
 
     def figures(self, loaded: LoadedRun, probe: Probe, out: Path) -> list[Path]:
         """``seqlab diagnose``'s figures of this family beyond the shared ones (default:

@@ -97,13 +97,16 @@ class ClassifyFamily(Family):
         examples, _ = read_examples(source, fill=configs.own.fill)
         train_index, val_index = split(examples.labels, configs.train.val_fraction,
                                        configs.train.seed, source=examples.source)
-        if assets is None:
+        fresh = assets is None
+        if fresh:
             assets = new_assets(examples, train_index, configs)
         elif sorted(set(examples.labels)) != assets.classes:
             raise ValueError(f"{source} holds the classes {sorted(set(examples.labels))}, but "
                              f"the run was trained on {assets.classes}")
         encoded = encode(examples, assets, configs.own.max_tokens)
         empty_examples(encoded)
+        if fresh:  # in steps as the model reads them: tokens of a text, not its characters
+            assets.max_length = max(len(item) for item in encoded.items)
         data = (encoded.subset(train_index), encoded.subset(val_index))
         description = {"source": str(source), "kind": examples.kind,
                        "classes": len(assets.classes), "train_examples": len(train_index),
@@ -236,19 +239,17 @@ class ClassifyFamily(Family):
 
 def new_assets(examples: Examples, train_index: np.ndarray, configs: Configs
                ) -> ClassifyAssets:
-    """Classes, the vocabulary (text) or the scaling (series) of the training examples."""
+    """Classes, the vocabulary (text) or the scaling (series) of the training examples (the
+    longest example's steps are set once they are encoded)."""
     classes = sorted(set(examples.labels))
     train_labels = [examples.labels[i] for i in train_index]
     counts = [train_labels.count(c) for c in classes]
-    longest = max(len(item) for item in examples.items)
     if examples.kind == "text":
         text = "\n".join(examples.items)
         vocab = build_vocab(text, configs.train.tokenizer, configs.train.bpe_vocab_size)
-        longest = max(len(vocab.encode(item)) for item in examples.items)
-        return ClassifyAssets("text", classes, counts, [], longest, vocab=vocab)
+        return ClassifyAssets("text", classes, counts, [], vocab=vocab)
     scaler = Standardizer.fit([examples.items[i] for i in train_index])
-    return ClassifyAssets("series", classes, counts, list(examples.features), longest,
-                          scaler=scaler)
+    return ClassifyAssets("series", classes, counts, list(examples.features), scaler=scaler)
 
 
 def unknown_label(data: Examples, encoded: Encoded, loaded: LoadedRun) -> str:

@@ -95,8 +95,12 @@ def encode(examples: Examples, assets: ClassifyAssets, max_tokens: int = 0) -> E
 
 
 def encode_texts(examples: Examples, vocab: Vocab) -> list[np.ndarray]:
+    """Token ids of every text; a character vocabulary (which has no unknown token) drops the
+    characters it lacks, with a warning."""
+    if vocab.kind != "char":
+        return [vocab.encode(text) for text in examples.items]
     unknown = sorted({c for text in examples.items for c in vocab.unknown(text)})
-    if unknown and vocab.kind == "char":
+    if unknown:
         shown = ", ".join(repr(c) for c in unknown[:10])
         log.warning("%s: dropped %d character(s) the run's vocabulary lacks (%s)",
                     examples.source, len(unknown), shown)
