@@ -8,6 +8,8 @@ per seed, and writes every result to OUT/results.json.
 
     OMP_NUM_THREADS=1 python benchmarks/classify.py japanese-vowels --seeds 0 1 2 3 4 \\
         --out benchmarks/out/classify
+    OMP_NUM_THREADS=1 python benchmarks/classify.py gunpoint italy-power --models lstm-fcn
+    OMP_NUM_THREADS=1 python benchmarks/classify.py gunpoint --models lstm-fcn --members 3
     python benchmarks/classify.py tune-types --models lstm bow window-mlp --seeds 0 1 2 3 4
     python benchmarks/classify.py japanese-vowels --curve --seeds 0   # last vs attention
     python benchmarks/classify.py japanese-vowels --epoch-time        # against torch.nn
@@ -49,6 +51,21 @@ PRESETS = {
                        batch_size=32, lr=3e-3, max_steps=800, eval_every=100,
                        max_tokens=300, val_fraction=0.1),
 }
+# LSTM-FCN (Karim et al. 2018): a recurrent encoder beside the fully convolutional branch
+# (Conv1d blocks of 128, 256, 128 filters, kernels 8, 5, 3, batch norm over the valid steps,
+# ReLU, the mean over the valid steps), concatenated before the head. "lstm-fcn" is the
+# published training recipe (an LSTM of 8 units, dropout 0.8 after it, Adam at 1e-3), chosen
+# on validation loss (seeds 0 and 1, BENCHMARKS.md) over the candidates tried, never on the
+# test split; "mlstm-fcn" the same with squeeze-and-excitation after the first two blocks
+# (MLSTM-FCN, Karim et al. 2019; chosen on japanese-vowels); "preset-fcn" the set's recurrent
+# preset beside the branch
+FCN = dict(conv_filters="128,256,128", conv_kernels="8,5,3")
+RECIPE = dict(model="lstm", hidden_size=8, dropout=0.8, lr=1e-3, **FCN)
+CONV_PRESETS = {
+    "japanese-vowels": dict(RECIPE, batch_size=32, max_steps=800, eval_every=50),
+    "gunpoint": dict(RECIPE, batch_size=16, max_steps=600, eval_every=25),
+    "italy-power": dict(RECIPE, batch_size=16, max_steps=1000, eval_every=25),
+}
 # the feed-forward baselines read what they can: a bag of all steps, a window of the first n
 BASELINES = {
     "bow": dict(model="bow", pooling="last", bidirectional=False),
@@ -63,6 +80,12 @@ def settings(name: str, model: str) -> dict:
     keys = {**COMMON, **PRESETS[name]}
     if model in BASELINES:
         keys.update(BASELINES[model])
+    elif model == "lstm-fcn":
+        keys = {**COMMON, **CONV_PRESETS[name]}
+    elif model == "mlstm-fcn":
+        keys = {**COMMON, **CONV_PRESETS[name], "conv_se": True}
+    elif model == "preset-fcn":
+        keys.update(FCN)
     elif model == "mlp":
         keys.update(model="window-mlp", window=FLATTEN[name], pooling="last",
                     bidirectional=False)
@@ -71,16 +94,46 @@ def settings(name: str, model: str) -> dict:
     return keys
 
 
-def train_and_score(name: str, model: str, seed: int, out: Path, budget: float) -> dict:
-    run = out / f"{name}-{model}-seed{seed}"
+def train_and_score(name: str, model: str, seed: int, out: Path, budget: float,
+                    members: int = 1) -> dict:
+    """One seed's model, or with ``members`` > 1 an ensemble of members trained with the
+    seeds seed, seed + 1000, ... (each its own validation split and best weights), scored by
+    its mean class probabilities on the test split."""
+    label = model if members == 1 else f"{model} x{members}"
+    runs = [out / f"{name}-{model}-seed{seed + 1000 * m}" for m in range(members)]
     started = time.perf_counter()
-    seqlab.train(name, out=run, task="classify", seed=seed, time_budget=budget,
-                 **settings(name, model))
+    for m, run in enumerate(runs):
+        seqlab.train(name, out=run, task="classify", seed=seed + 1000 * m, time_budget=budget,
+                     **settings(name, model))
     seconds = time.perf_counter() - started
-    result = runner.evaluate(run, name, device="cpu")
-    return {"set": name, "model": model, "seed": seed, "accuracy": result["accuracy"],
+    if members == 1:
+        result = runner.evaluate(runs[0], name, device="cpu")
+    else:
+        result = ensemble_scores(runs, name)
+    return {"set": name, "model": label, "seed": seed, "accuracy": result["accuracy"],
             "macro_f1": result["macro_f1"], "majority_rate": result["majority_rate"],
-            "examples": result["examples"], "train_seconds": seconds, "run": str(run)}
+            "examples": result["examples"], "train_seconds": seconds,
+            "run": ", ".join(map(str, runs))}
+
+
+def ensemble_scores(runs: list[Path], name: str) -> dict:
+    """Accuracy and macro-F1 of the members' mean class probabilities on the test split."""
+    from seqlab.class_metrics import confusion, scores
+
+    probs, given, classes = None, None, None
+    for run in runs:
+        loaded = runner.load_run(run, device="cpu")
+        records = loaded.family.predictor(loaded).predict(name)
+        classes = list(records[0]["probabilities"])
+        p = torch.tensor([[r["probabilities"][c] for c in classes] for r in records])
+        probs = p if probs is None else probs + p
+        given = [classes.index(r["given"]) for r in records]
+    labels = torch.tensor(given)
+    result = scores(confusion(labels.numpy(), probs.argmax(1).numpy(), len(classes)), classes)
+    counts = json.loads((runs[0] / "classes.json").read_text())["counts"]
+    result["majority_rate"] = float((labels == max(range(len(counts)),
+                                                   key=counts.__getitem__)).float().mean())
+    return result
 
 
 def spread(values: list[float]) -> str:
@@ -171,14 +224,20 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sets", nargs="+", choices=sorted(PRESETS))
     parser.add_argument("--models", nargs="+", default=["preset"],
-                        help="preset (the set's chosen model), lstm, gru, rnn, bow, "
-                             "window-mlp, mlp (flattened series)")
+                        help="preset (the set's chosen recurrent model), lstm-fcn (an LSTM "
+                             "beside the convolutional branch, LSTM-FCN's recipe), mlstm-fcn "
+                             "(the same with squeeze-and-excitation), preset-fcn (the preset "
+                             "beside the branch), lstm, gru, rnn, bow, window-mlp, mlp "
+                             "(flattened series)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/classify"))
     parser.add_argument("--time-budget", type=float, default=0.0,
                         help="seconds of training per seed at most (default 0: the preset's "
                              "steps, whatever the machine's load: results that do not depend "
                              "on what else runs)")
+    parser.add_argument("--members", type=int, default=1,
+                        help="train this many members per seed (seeds s, s + 1000, ...) and "
+                             "score their mean class probabilities (default 1: one model)")
     parser.add_argument("--curve", action="store_true")
     parser.add_argument("--epoch-time", action="store_true")
     args = parser.parse_args()
@@ -198,9 +257,11 @@ def main() -> None:
     for name in args.sets:
         for model in args.models:
             for seed in args.seeds:
-                results.append(train_and_score(name, model, seed, args.out, args.time_budget))
+                results.append(train_and_score(name, model, seed, args.out, args.time_budget,
+                                               args.members))
                 print(json.dumps(results[-1]), flush=True)
-    path = args.out / f"results-{'-'.join(args.sets)}-{'-'.join(args.models)}.json"
+    members = f"-x{args.members}" if args.members > 1 else ""
+    path = args.out / f"results-{'-'.join(args.sets)}-{'-'.join(args.models)}{members}.json"
     path.write_text(json.dumps(results, indent=1))
     print(table(results))
 

@@ -4,18 +4,26 @@ Both train the same model (embedding 64, one LSTM layer of 512, vocabulary 65, b
 sequence 128) on the same token streams with Adam, truncated BPTT with a carried, detached
 state, and clipping of the global gradient norm at 1.0 (seqlab's default; the plain loop does the
 same work). Rounds alternate between the contestants so that machine noise hits both alike;
-the figure of merit is the ratio of median tokens per second, measured in one run.
+the figure of merit is the ratio of median tokens per second, measured in one run. Each ratio is
+also given from the process's CPU seconds (``_cpu``), which on a machine shared with other work
+leave out the others' turns on the cores (run it with one thread for that figure to mean it).
 
-Also reported: the explicit path (Python loop over cells) as a ratio, the machine's measured
-float32 matrix-multiply peak, and the achieved FLOP rate, counting an LSTM step as
-8*H*(I+H) FLOPs forward per sample, the head as 2*H*V, and training as 3x forward.
+Also reported: the explicit path (Python loop over cells) as a ratio to the plain loop, measured
+in rounds of its own that alternate with it; with ``--compile`` also the explicit path with its
+step through torch.compile (``train --compile``), whose first step (the compilation, forward
+and backward) is timed apart; with ``--per-step`` also the explicit loop with neither its input
+projected before it nor W_hh's gradient made after it (the cell's own step at every step, W_hh's
+gradient accumulated step by step); the machine's measured float32 matrix-multiply peak, and the
+achieved FLOP rate, counting an LSTM step as 8*H*(I+H) FLOPs forward per sample, the head as
+2*H*V, and training as 3x forward.
 
-    python benchmarks/speed.py [--rounds 5] [--steps 8] [--json out.json]
+    python benchmarks/speed.py [--rounds 5] [--steps 8] [--compile] [--per-step] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -83,12 +91,15 @@ def plain_loop(data: torch.Tensor):
     return run
 
 
-def seqlab_loop(data: torch.Tensor, mode: str):
+def seqlab_loop(data: torch.Tensor, mode: str, compile: bool = False, per_step: bool = False):
     """seqlab's trainer step (what Trainer.fit runs between evaluations)."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(model="lstm", embedding_size=E, hidden_size=H, vocab_size=V))
     model.recurrent.mode = mode
-    config = TrainConfig(batch_size=B, seq_len=T, lr=2e-3, warmup_steps=0, max_steps=10**9)
+    if per_step:  # the cell's own step at every step
+        model.recurrent.spec = dataclasses.replace(model.recurrent.spec, recur=None)
+    config = TrainConfig(batch_size=B, seq_len=T, lr=2e-3, warmup_steps=0, max_steps=10**9,
+                         compile=compile)
     task = LanguageModelTask(data, data[:1000], config)
     trainer = Trainer(model, task, config)
     model.train()
@@ -111,17 +122,24 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
     return best
 
 
-def measure(runners: dict, rounds: int, steps: int) -> dict[str, float]:
-    """Median tokens/s per runner over alternating rounds (one warm-up step each first)."""
-    for run in runners.values():
+def measure(runners: dict, rounds: int, steps: int, first: dict | None = None
+            ) -> dict[str, float]:
+    """Median tokens/s per runner over alternating rounds (one warm-up step each first, whose
+    seconds go into ``first`` when given)."""
+    for name, run in runners.items():
+        t0 = time.perf_counter()
         run(1)
+        if first is not None:
+            first[name] = time.perf_counter() - t0
     rates = {name: [] for name in runners}
+    cpu_rates = {f"{name}_cpu": [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run(steps)
             rates[name].append(steps * B * T / (time.perf_counter() - t0))
-    return {name: statistics.median(r) for name, r in rates.items()}
+            cpu_rates[f"{name}_cpu"].append(steps * B * T / (time.process_time() - c0))
+    return {name: statistics.median(r) for name, r in {**rates, **cpu_rates}.items()}
 
 
 def main() -> None:
@@ -130,21 +148,41 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="training steps per round (default 8)")
     parser.add_argument("--explicit-steps", type=int, default=2,
                         help="steps per round for the slow explicit path (default 2)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also the explicit path with its step through torch.compile")
+    parser.add_argument("--per-step", action="store_true",
+                        help="also the explicit path running the cell's own step at every step")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     data = tokens(B * T * 40 + 1)
     fast = measure({"plain": plain_loop(data), "seqlab": seqlab_loop(data, "fused")},
                    args.rounds, args.steps)
-    slow = measure({"plain": plain_loop(data), "explicit": seqlab_loop(data, "explicit")},
-                   max(2, args.rounds // 2), args.explicit_steps)
+    explicit = {"plain": plain_loop(data), "explicit": seqlab_loop(data, "explicit")}
+    if args.compile:
+        explicit["compiled"] = seqlab_loop(data, "explicit", compile=True)
+    if args.per_step:
+        explicit["per_step"] = seqlab_loop(data, "explicit", per_step=True)
+    first: dict[str, float] = {}
+    slow = measure(explicit, max(2, args.rounds // 2), args.explicit_steps, first)
     peak = matmul_peak()
     flops_per_token = 3 * (8 * H * (E + H) + 2 * H * V)
     result = {
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "plain_tokens_per_s": fast["plain"], "seqlab_tokens_per_s": fast["seqlab"],
         "seqlab_over_plain": fast["seqlab"] / fast["plain"],
+        "seqlab_over_plain_cpu": fast["seqlab_cpu"] / fast["plain_cpu"],
         "explicit_tokens_per_s": slow["explicit"],
         "explicit_over_plain": slow["explicit"] / slow["plain"],
+        # the same from the process's CPU seconds: what a shared machine's other work leaves out
+        "explicit_over_plain_cpu": slow["explicit_cpu"] / slow["plain_cpu"],
+        **({"compiled_tokens_per_s": slow["compiled"],
+            "compiled_over_plain": slow["compiled"] / slow["plain"],
+            "compiled_over_plain_cpu": slow["compiled_cpu"] / slow["plain_cpu"],
+            "compiled_first_step_s": first["compiled"],
+            "explicit_first_step_s": first["explicit"]} if args.compile else {}),
+        **({"per_step_over_plain": slow["per_step"] / slow["plain"],
+            "per_step_over_plain_cpu": slow["per_step_cpu"] / slow["plain_cpu"]}
+           if args.per_step else {}),
         "matmul_peak_gflops": peak,
         "seqlab_gflops": fast["seqlab"] * flops_per_token / 1e9,
         "seqlab_fraction_of_peak": fast["seqlab"] * flops_per_token / 1e9 / peak,

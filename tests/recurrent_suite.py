@@ -128,8 +128,9 @@ layers = pytest.mark.parametrize("layers", LAYERS)
 
 class RecurrentSuite:
     """Every cell as a Recurrent stack. Needs a ``cell`` fixture (a registered name). On a cell
-    without a fused kernel, ``fused`` runs the explicit loop, and the fused-against-explicit
-    tests hold trivially; the reference and carried-state tests still bind it."""
+    without a fused kernel, ``fused`` runs its scan (mingru, minlstm) or else the explicit
+    loop, and then the fused-against-explicit tests hold trivially; the reference and
+    carried-state tests still bind it."""
 
     # ----- fused vs explicit, in every way of running -------------------------------------
 
@@ -164,7 +165,8 @@ class RecurrentSuite:
 
     def test_fused_runs_the_kernel_when_there_is_one(self, cell):
         model = make(cell, 1)
-        assert model.fused == (CELLS[cell].kernel is not None)
+        fast = CELLS[cell].kernel is not None or CELLS[cell].scan is not None
+        assert model.fused == fast
         model.mode = "explicit"
         assert not model.fused
 
@@ -368,8 +370,7 @@ class RecurrentSuite:
     def test_weights_load_both_ways(self, cell, layers):
         spec = CELLS[cell]
         model = make(cell, layers, seed=40)
-        names = {f"core.{n}_l{k}" for k in range(layers)
-                 for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        names = {f"core.{n}_l{k}" for k in range(layers) for n in spec.weight_names}
         assert set(model.state_dict()) == names  # torch.nn's names, with or without a kernel
         if spec.kernel is None:
             pytest.skip(f"{cell} has no fused torch.nn kernel to load from or into")

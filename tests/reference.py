@@ -105,11 +105,41 @@ def _gru(x, state, *weights):
     return (h,), gates
 
 
+def _positive(v: Tensor) -> Tensor:
+    """g(v) of minGRU and minLSTM: v + 1/2 for v >= 0, 1 / (1 + e^-v) below."""
+    return torch.where(v >= 0, v + 0.5, 1 / (1 + torch.exp(-v)))
+
+
+def _mingru(x, state, w_ih, w_hh, b_ih, b_hh):
+    """minGRU (Feng et al. 2024): z = sigmoid(W_z x + b_z), h~ = g(W_h x + b_h),
+    h_t = (1 - z) h_{t-1} + z h~. No W_hh, no b_hh."""
+    assert w_hh is None and b_hh is None
+    wi, bi = _blocks(w_ih, ("z", "h_tilde")), _blocks(b_ih, ("z", "h_tilde"))
+    z = 1 / (1 + torch.exp(-_affine(x, wi["z"], bi["z"])))
+    h_tilde = _positive(_affine(x, wi["h_tilde"], bi["h_tilde"]))
+    return ((1 - z) * state[0] + z * h_tilde,), {"z": z, "h_tilde": h_tilde}
+
+
+def _minlstm(x, state, w_ih, w_hh, b_ih, b_hh):
+    """minLSTM (Feng et al. 2024): f, i = sigmoid(W x + b), f' = f / (f + i), i' = i / (f + i),
+    h~ = g(W_h x + b_h), h_t = f' h_{t-1} + i' h~; the gates returned are f' and i'."""
+    assert w_hh is None and b_hh is None
+    names = ("f", "i", "h_tilde")
+    wi, bi = _blocks(w_ih, names), _blocks(b_ih, names)
+    f = 1 / (1 + torch.exp(-_affine(x, wi["f"], bi["f"])))
+    i = 1 / (1 + torch.exp(-_affine(x, wi["i"], bi["i"])))
+    h_tilde = _positive(_affine(x, wi["h_tilde"], bi["h_tilde"]))
+    h = f / (f + i) * state[0] + i / (f + i) * h_tilde
+    return (h,), {"f": f / (f + i), "i": i / (f + i), "h_tilde": h_tilde}
+
+
 REFERENCES: dict[str, Reference] = {
     "rnn": elman("tanh"),
     "irnn": elman("relu"),
     "lstm": Reference(_lstm, states=2),
     "gru": Reference(_gru),
+    "mingru": Reference(_mingru),
+    "minlstm": Reference(_minlstm),
 }
 
 

@@ -17,7 +17,8 @@ SHARED = ["cli.py", "cli_base.py", "cli_train.py", "cli_use.py", "api.py", "chec
           "training.py", "diagnostics.py", "diagnose.py", "lab.py", "lab_report.py", "recording.py",
           "families/runner.py", "cli_report.py", "report/run_report.py",
           "report/training_sections.py", "report/live.py", "report/lab_page.py",
-          "sections/blocks.py", "sections/svg.py", "sections/media.py"]
+          "sections/blocks.py", "sections/svg.py", "sections/media.py", "export.py",
+          "cli_export.py", "distributed.py"]
 # the figures of an evaluation that belong to one family or another (val_loss is everyone's)
 FAMILY_METRICS = {"val_bpc", "val_ppl", "val_baseline", "val_ratio", "val_accuracy",
                   "val_exact_match", "val_token_accuracy"}
@@ -30,6 +31,9 @@ LAYERS = [
     ("seqlab.models", ("seqlab.training", "seqlab.families", "seqlab.cli", "seqlab.checkpoint")),
     ("seqlab.checkpoint", ("seqlab.families", "seqlab.models", "seqlab.cli", "seqlab.api")),
     ("seqlab.training", ("seqlab.families", "seqlab.cli", "seqlab.api", "seqlab.models")),
+    # the processes of one training: below the trainer, it knows no data, model or run folder
+    ("seqlab.distributed", ("seqlab.training", "seqlab.checkpoint", "seqlab.families",
+                            "seqlab.models", "seqlab.data", "seqlab.cli", "seqlab.api")),
     ("seqlab.diagnostics", ("seqlab.families", "seqlab.cli", "seqlab.checkpoint",
                             "seqlab.training")),
     ("seqlab.families", ("seqlab.cli", "seqlab.api", "seqlab.lab", "seqlab.diagnose",
@@ -39,6 +43,8 @@ LAYERS = [
     ("seqlab.sections", ("seqlab.checkpoint", "seqlab.families", "seqlab.models",
                          "seqlab.training", "seqlab.cli", "seqlab.report")),
     ("seqlab.report", ("seqlab.cli", "seqlab.api")),
+    # ONNX export's plumbing, below the families that describe their graphs with it
+    ("seqlab.export", ("seqlab.families", "seqlab.cli", "seqlab.api", "seqlab.report")),
 ]
 
 

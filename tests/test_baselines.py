@@ -39,7 +39,8 @@ IDS = ["window3", "window1", "bag_mean", "bag_counts", "window3_2layers"]
 def test_registry_matches_config_names_and_readme():
     # one registry: the config's choices, the models and the encoders are one object
     assert MODELS is MODEL_NAMES is encoders.ENCODERS
-    assert tuple(MODELS) == ("rnn", "irnn", "lstm", "gru", "window-mlp", "bow")
+    assert tuple(MODELS) == ("rnn", "irnn", "lstm", "gru", "mingru", "minlstm", "window-mlp",
+                             "bow")
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\| `([\w-]+)` \|", readme, flags=re.M))
     assert set(MODELS) <= listed

@@ -55,10 +55,11 @@ class TestCellModule(CellModuleSuite):
 
 
 def test_registry_names_and_kinds():
-    assert list(CELLS) == ["rnn", "irnn", "lstm", "gru"]
+    assert list(CELLS) == ["rnn", "irnn", "lstm", "gru", "mingru", "minlstm"]
     assert {n: (s.state, s.blocks, s.gates) for n, s in CELLS.items()} == {
         "rnn": (("h",), 1, ()), "irnn": (("h",), 1, ()),
-        "lstm": (("h", "c"), 4, ("i", "f", "g", "o")), "gru": (("h",), 3, ("r", "z", "n"))}
+        "lstm": (("h", "c"), 4, ("i", "f", "g", "o")), "gru": (("h",), 3, ("r", "z", "n")),
+        "mingru": (("h",), 2, ("z", "h_tilde")), "minlstm": (("h",), 3, ("f", "i", "h_tilde"))}
     assert [n for n, s in CELLS.items() if s.elman] == ["rnn", "irnn"]
     assert CELLS["lstm"].block_names == ("i", "f", "g", "o")
     assert CELLS["rnn"].block_names == ("W_hh",)

@@ -30,7 +30,8 @@ class TestRecurrent(RecurrentSuite):
 
 
 def test_gate_names_follow_the_registry():
-    assert dict(GATE_NAMES) == {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+    assert dict(GATE_NAMES) == {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"),
+                                "mingru": ("z", "h_tilde"), "minlstm": ("f", "i", "h_tilde")}
     assert MODES == ("fused", "explicit")
 
 
@@ -143,7 +144,8 @@ def test_same_draws_as_the_torch_kernel(cell):
 # ----- errors -------------------------------------------------------------------------------
 
 def test_unknown_cell():
-    msg = r"^Recurrent: unknown cell 'lstmx'; choose from rnn, irnn, lstm, gru$"
+    msg = (r"^Recurrent: unknown cell 'lstmx'; choose from rnn, irnn, lstm, gru, mingru, "
+           r"minlstm$")
     with pytest.raises(ValueError, match=msg):
         Recurrent("lstmx", I, H)
 

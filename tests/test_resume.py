@@ -81,8 +81,8 @@ def test_help_says_which_keys_a_resumed_run_may_change(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, even in a flag
-    assert "onlythesekeysmaychange:--device,--eval-every,--log-every,--max-bad-steps," \
-           "--max-steps,--patience,--time-budget" in text
+    assert "onlythesekeysmaychange:--compile,--device,--eval-every,--log-every," \
+           "--max-bad-steps,--max-steps,--patience,--time-budget" in text
 
 
 def test_resume_after_kill_9_gives_the_losses_of_a_run_never_stopped(data, tmp_path,

@@ -194,6 +194,6 @@ def test_unknown_once_unregistered():
     with registered(*TOYS["softsign"]):
         assert ModelConfig(model="softsign").model == "softsign"
     with pytest.raises(ValueError, match=r"^unknown model 'softsign'; choose from rnn, irnn, "
-                                         r"lstm, gru, window-mlp, bow$"):
+                                         r"lstm, gru, mingru, minlstm, window-mlp, bow$"):
         ModelConfig(model="softsign")
     assert "softsign" not in MODELS

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from seqlab.cli_base import Parser, UsageError, WarningLines
+from seqlab.cli_export import EXPORT_COMMAND
 from seqlab.cli_forecast import FORECAST_COMMAND
 from seqlab.cli_predict import add_predict, run_predict
 from seqlab.cli_report import REPORT_COMMAND
@@ -33,6 +34,7 @@ EXAMPLES = """examples:
   seqlab info runs/tunes
   seqlab diagnose runs/tunes --out runs/tunes-diagnostics
   seqlab report runs/tunes
+  seqlab export runs/tunes --onnx tunes.onnx
   seqlab lab --quick --out lab
 """
 
@@ -113,8 +115,10 @@ def run_diagnose(args: argparse.Namespace) -> int:
         last = m["grad_last"]
         radius = ", ".join(f"{layer} " + " ".join(f"{k} {v:.3f}" for k, v in blocks.items())
                            for layer, blocks in m["spectral_radius"].items())
+        radius = (f"; spectral radius of W_hh: {radius}" if radius
+                  else " (no W_hh: its gates read x_t only)")
         print(f"{when:8} ||dL/dh_t|| (loss at the last step): t=0 {last[0]:.3g}, "
-              f"t=T-1 {last[-1]:.3g}; spectral radius of W_hh: {radius}")
+              f"t=T-1 {last[-1]:.3g}{radius}")
         if "jacobian" in m:
             print(f"{'':8} ||dh_T/dh_(T-d)||: d=1 {m['jacobian'][0]:.3g}, "
                   f"d={len(m['jacobian'])} {m['jacobian'][-1]:.3g}")
@@ -182,6 +186,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
                 add_predict, run_predict),
     **FORECAST_COMMAND,
     **REPORT_COMMAND,
+    **EXPORT_COMMAND,
 }
 
 
@@ -216,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # argparse's own one-line error for what it did not know
     if sys.stdout is None and args.command != "train":  # started with stdout closed (>&-)
         return fail("standard output is closed: what this command prints would be lost", 2)
+    from seqlab.distributed import ProcessLost
     from seqlab.training import TrainingDiverged
 
     warnings = WarningLines()
@@ -230,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return fail(err, 2)
-    except TrainingDiverged as err:
+    except (TrainingDiverged, ProcessLost) as err:
         if args.debug:
             raise
         return fail(err, 1)

@@ -8,14 +8,20 @@ step with a checkpoint; progress is a bar on a terminal, periodic lines otherwis
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqlab.cli_base import UsageError
+
+if TYPE_CHECKING:
+    from seqlab.distributed import World
 
 
 # train ---------------------------------------------------------------------------------
@@ -45,6 +51,10 @@ def add_train(p: argparse.ArgumentParser) -> None:
                    help="also write TensorBoard event files into DIR: the scalars of "
                         "metrics.jsonl and the family's text samples (needs the tensorboard "
                         "package: pip install 'seqlab[tensorboard]')")
+    p.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="with several processes (torchrun): how long one waits for the others "
+                        "before it stops with an error, e.g. when another died (default: "
+                        "600)")
     p.add_argument("--task", choices=list(registry.FAMILIES), default=None,
                    help="what to train (default: what DATA names, else lm): " + "; ".join(
                        f"{name}: {family.help}" for name, family in registry.FAMILIES.items()))
@@ -71,6 +81,37 @@ def add_key(group, f) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """One process of a training: alone, or one of several started by torchrun (RANK,
+    WORLD_SIZE, LOCAL_RANK in the environment), of which rank 0 alone writes and prints."""
+    from seqlab import distributed
+
+    timeout = distributed.DEFAULT_TIMEOUT if args.dist_timeout is None else args.dist_timeout
+    if timeout <= 0:
+        raise UsageError(f"--dist-timeout must be > 0 seconds, got {args.dist_timeout}")
+    world = distributed.from_env(os.environ)
+    try:
+        with distributed.session(os.environ, timeout) as world, warnings_of(world):
+            return train_command(args, world)
+    except RuntimeError as err:
+        if (lost := distributed.lost(err, world)) is None:
+            raise
+        raise lost from err
+
+
+@contextlib.contextmanager
+def warnings_of(world: World):
+    """The library's warnings from rank 0 only (every process would say the same)."""
+    logger = logging.getLogger("seqlab")
+    level = logger.level
+    if not world.main:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def train_command(args: argparse.Namespace, world: World) -> int:
     from seqlab.config import read_toml
     from seqlab.families import registry, runner
 
@@ -94,19 +135,23 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError("train needs DATA (a file, folder, bundled corpus or task), or "
                              "--resume --out RUN to continue a run")
         family = runner.family_for(args.data, keys)
-    reporter = Reporter(quiet=args.quiet, family=family)
+    reporter = Reporter(quiet=args.quiet or not world.main, family=family)
     out = args.out or default_run_name(args.data, keys.get("model", "lstm"))
-    on_event, watcher = watched(reporter, out, args.report, args.tensorboard)
-    with interrupt_sets(stop) as signals:
+    on_event, watcher = watched(reporter, out, args.report and world.main,
+                                args.tensorboard if world.main else None)
+    with interrupt_sets(stop, world.main) as signals:
         if args.resume:
             result = runner.resume(args.out, on_event=on_event, stop=stop, source=args.data,
-                                   **keys)
+                                   world=world, **keys)
         else:
             reporter.total = keys.get("max_steps")
-            result = runner.train(args.data, out=out, on_event=on_event, stop=stop, **keys)
+            result = runner.train(args.data, out=out, on_event=on_event, stop=stop,
+                                  world=world, **keys)
     reporter.close()
     if watcher is not None:
         watcher.close()
+    if not world.main:
+        return signals.exit_code() if result.summary.stop_reason == "interrupted" else 0
     s = result.summary
     print(f"best validation loss {result.best_loss()} after {s.steps} steps "
           f"({s.stop_reason}); run: {result.run.path}", file=sys.stderr)
@@ -157,8 +202,8 @@ class interrupt_sets:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
+    def __init__(self, stop: threading.Event, say: bool = True) -> None:
+        self.stop, self.say = stop, say  # say: print the line (rank 0 of many processes)
         self.received: int | None = None
 
     def __enter__(self):
@@ -168,8 +213,9 @@ class interrupt_sets:
             self.received = signum
             self.stop.set()
             again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
-            print(f"\nseqlab: stopping after this step ({again} again to abort)",
-                  file=sys.stderr)
+            if self.say:
+                print(f"\nseqlab: stopping after this step ({again} again to abort)",
+                      file=sys.stderr)
 
         self.previous = {s: signal.signal(s, handler) for s in self.SIGNALS}
         return self

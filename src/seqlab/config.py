@@ -128,6 +128,12 @@ class TrainConfig:
                          "fp16 (autocast to float16 with a gradient scaler, CUDA GPUs only). "
                          "Weights, optimiser and checkpoints stay float32",
                          choices=("fp32", "bf16", "fp16"))
+    compile: bool = opt(False, "run the per-step function of the explicit recurrent loop "
+                        "(a cell without a fused kernel or scan, gradient recording) through "
+                        "torch.compile: compiled on first use (seconds to a minute, logged); "
+                        "on a CPU it needs a C++ compiler, and at small batches its per-call "
+                        "overhead can outweigh what it fuses (BENCHMARKS.md). Fused kernels are "
+                        "not affected")
 
     def __post_init__(self) -> None:
         validate(self)

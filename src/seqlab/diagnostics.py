@@ -169,9 +169,12 @@ def jacobian_norms(model: nn.Module, probe: Probe, layer: int = -1, samples: int
 
 def spectral_radius(model: nn.Module) -> dict[str, dict[str, float]]:
     """max |eigenvalue| of W_hh per layer; per gate block (i, f, g, o / r, z, n) for gated
-    cells. Above 1 a linear recurrence explodes, below 1 it vanishes."""
+    cells. Above 1 a linear recurrence explodes, below 1 it vanishes. Empty for a cell without
+    W_hh (mingru, minlstm)."""
     recurrent = recurrent_of(model)
     result = {}
+    if recurrent.spec.input_only:
+        return result
     for layer in range(recurrent.num_layers):
         w_hh = recurrent.layer_weights(layer)[1].detach().double().cpu()
         names = recurrent.spec.block_names

@@ -193,8 +193,9 @@ class WindowEncoder(nn.Module):
             raise ValueError(f"WindowEncoder: expected a state of shape {want}, got "
                              f"{tuple(past.shape)}")
         full = torch.cat([past, x], dim=1)  # (B, n - 1 + T, I)
-        windows = full.unfold(1, self.window, 1)  # (B, T, I, n): oldest first along n
-        windows = windows.transpose(2, 3).reshape(batch, steps, -1)  # (B, T, n I)
+        # the n shifted spans side by side, oldest first (what unfold gives, but unfold over a
+        # dynamic length has no ONNX export)
+        windows = torch.cat([full[:, k:k + steps] for k in range(self.window)], -1)  # (B, T, n I)
         out = self.to_hidden(windows)  # (B, T, H)
         if lengths is None:
             return out, full[:, steps:]

@@ -175,8 +175,10 @@ def encoder_parameters(model: Any, input_size: int) -> int:
     if model.model == "bow":
         return input_size * h + h + (layers - 1) * (h * h + h)
     blocks = CELLS[model.model].blocks if model.model in CELLS else 1
-    first = blocks * h * (input_size + h + 2)
-    return first + (layers - 1) * blocks * h * (2 * h + 2)
+    # W_hh, b_hh per block row, unless the cell's gates read x_t alone (mingru, minlstm)
+    recurrent = 0 if model.model in CELLS and CELLS[model.model].input_only else h + 1
+    first = blocks * h * (input_size + 1 + recurrent)
+    return first + (layers - 1) * blocks * h * (h + 1 + recurrent)
 
 
 def encoder_activations(model: Any, input_size: int) -> int:

@@ -7,10 +7,19 @@ one of two ways:
 
 - ``fused`` (default): the cell's torch.nn kernel (nn.RNN / LSTM / GRU), which uses oneDNN on
   CPU and cuDNN on GPU; then ``core`` *is* that torch.nn module. A cell without a kernel has a
-  plain ``core`` holding the same parameter names, and ``fused`` runs the explicit loop: fused
-  means the fastest path the cell has (:attr:`Recurrent.fused` says which);
+  plain ``core`` holding the same parameter names, and ``fused`` runs the cell's parallel scan
+  over time when it has one (minGRU, minLSTM), else the explicit loop: fused means the fastest
+  path the cell has (:attr:`Recurrent.fused` says which);
 - ``explicit``: the cell's step function in a Python loop over time, which can also return
   every h_t, c_t and gate activation (:meth:`Recurrent.trace`).
+
+The explicit loop does per step only what must wait for h_{t-1}: a cell with a ``recur``
+(its step after the two projections) has every step's input projection W_ih x_t + b_ih made in
+one matrix product before the loop, and W_hh's gradient made in one after the backward loop
+(:mod:`seqlab.recurrent_loop`), as cuDNN and oneDNN do; a cell with only a ``step`` runs it as
+it is. With ``compiled`` (``train --compile``) that per-step function goes through
+torch.compile, which fuses its element-wise gate arithmetic and its backward into one kernel
+each.
 
 Both take a ``lengths`` tensor for padded batches: nothing past a sequence's end reaches its
 output (zeros there) or its final state. Shapes: B batch, T time, I input, H hidden, L layers.
@@ -18,7 +27,7 @@ output (zeros there) or its final state. Shapes: B batch, T time, I input, H hid
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +36,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab.cells import CELLS, CellSpec, InitOptions, LayerWeights
 from seqlab.cells.base import init_uniform
+from seqlab.recurrent_loop import RecurrentWeightGrad, compiled
 
 State = Tensor | tuple[Tensor, Tensor]
 MODES = ("fused", "explicit")
@@ -85,7 +95,8 @@ class StackWeights(nn.Module):
             width = input_size if layer == 0 else hidden_size
             shapes = ((rows, width), (rows, hidden_size), (rows,), (rows,))
             for name, shape in zip(WEIGHT_NAMES, shapes, strict=True):
-                self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape)))
+                self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape))
+                                        if name in spec.weight_names else None)
 
     def reset_parameters(self) -> None:
         init_uniform(self, self.hidden_size)
@@ -103,6 +114,8 @@ class Recurrent(nn.Module):
         chrono: LSTM only; when > 0, chrono initialisation for dependencies up to this many
             steps (:func:`seqlab.cells.init_chrono`), in place of ``forget_bias``.
         mode: ``fused`` or ``explicit`` (see the module docstring); may be changed at any time.
+        compiled: run the explicit loop's per-step function through torch.compile (see the
+            module docstring and :mod:`seqlab.recurrent_loop`); may be changed at any time.
 
     The state is torch.nn's: h (L, B, H) for a cell whose state is h (rnn, irnn, gru); the
     tuple (h, c) for one whose state is (h, c) (lstm).
@@ -110,7 +123,7 @@ class Recurrent(nn.Module):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  dropout: float = 0.0, forget_bias: float | None = 1.0,
-                 mode: str = "fused", chrono: int = 0) -> None:
+                 mode: str = "fused", chrono: int = 0, compiled: bool = False) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"Recurrent: unknown cell {cell!r}; choose from {', '.join(CELLS)}")
@@ -126,6 +139,7 @@ class Recurrent(nn.Module):
         self.forget_bias = forget_bias
         self.chrono = chrono
         self.mode = mode
+        self.compiled = compiled
         if self.spec.kernel is None:
             self.core = StackWeights(self.spec, input_size, hidden_size, num_layers)
         else:  # torch.nn warns when dropout is set on a single layer, a no-op there anyway
@@ -145,8 +159,10 @@ class Recurrent(nn.Module):
 
     @property
     def fused(self) -> bool:
-        """Whether forward runs a fused torch.nn kernel (mode fused and the cell has one)."""
-        return self.mode == "fused" and self.spec.kernel is not None
+        """Whether forward runs a fused torch.nn kernel or the cell's scan (mode fused and the
+        cell has one)."""
+        return self.mode == "fused" and (self.spec.kernel is not None
+                                         or self.spec.scan is not None)
 
     @property
     def paired(self) -> bool:
@@ -223,12 +239,33 @@ class Recurrent(nn.Module):
 
     def _fused(self, x: Tensor, state: State | None, lengths: Tensor | None
                ) -> tuple[Tensor, State]:
+        if self.spec.scan is not None:
+            return self._scanned(x, state, lengths)
         if lengths is None:
             return self.core(x, state)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = self.core(packed, state)
         output, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return output, state
+
+    def _scanned(self, x: Tensor, state: Tensor | None, lengths: Tensor | None
+                 ) -> tuple[Tensor, Tensor]:
+        """The cell's scan, one layer at a time, every step of a layer at once (state h)."""
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device, x.dtype)
+        alive = None if lengths is None else (  # (B, T, 1): steps before each sequence's end
+            torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        ).unsqueeze(-1)
+        if alive is not None:  # padding never enters the graph, even NaN
+            x = torch.where(alive, x, torch.zeros((), dtype=x.dtype))
+        finals, layer_input = [], x
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0 and self.training:
+                layer_input = nn.functional.dropout(layer_input, self.dropout, training=True)
+            h = self.spec.scan(layer_input, (state[layer],), *self.layer_weights(layer), alive)
+            finals.append(h[:, -1])  # carried unchanged past each end: the state at the end
+            layer_input = h if alive is None else torch.where(alive, h, torch.zeros_like(h))
+        return layer_input, torch.stack(finals)  # (B, T, H), (L, B, H)
 
     def _explicit(self, x: Tensor, state: State | None, lengths: Tensor | None, keep: bool
                   ) -> Trace:
@@ -259,10 +296,10 @@ class Recurrent(nn.Module):
     def _layer(self, layer: int, x: Tensor, carried: tuple[Tensor, ...], alive: Tensor | None,
                trace: Trace, keep: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One layer over every step: (output (B, T, H), final state); appends to the trace."""
-        weights, step = self.layer_weights(layer), self.spec.step
+        advance = self._advance(layer, x)
         kept, gates, outs = [], {g: [] for g in self.spec.gates}, []
         for t in range(x.shape[1]):
-            new, step_gates = step(x[:, t], carried, *weights)
+            new, step_gates = advance(t, carried)
             if alive is not None:  # past a sequence's end its state is carried unchanged
                 carried = tuple(torch.where(alive[t], n, c)
                                 for n, c in zip(new, carried, strict=True))
@@ -284,9 +321,42 @@ class Recurrent(nn.Module):
                 trace.gates[name].append(values)
         return torch.stack(outs, dim=1), carried  # (B, T, H)
 
+    def _advance(self, layer: int, x: Tensor) -> Callable:
+        """advance(t, state) -> (new state, gates): step t of one layer over x (B, T, I)."""
+        weights = self.layer_weights(layer)
+        if self.spec.recur is None or weights.w_hh is None:
+            step = compiled(self.spec.step, self.cell) if self.compiled else self.spec.step
+            inputs = x.unbind(1)  # one autograd node for all steps, not a zero (B, T, I) each
+            return lambda t, state: step(inputs[t], state, *weights)
+        recur = compiled(self.spec.recur, self.cell) if self.compiled else self.spec.recur
+        # time first: each step's slice, and each step's gradient in the backward, contiguous
+        from_input = nn.functional.linear(x.transpose(0, 1), weights.w_ih, weights.b_ih)
+        h_prev: list[Tensor] = []  # what W_hh met at each step, for its gradient
+        biases = RecurrentWeightGrad.apply(weights.w_hh, weights.b_hh, from_input.shape[:2],
+                                           h_prev)  # (T, B, blocks H)
+        from_input, biases = from_input.unbind(0), biases.unbind(0)
+        to_hidden = weights.w_hh.detach().t()  # (H, blocks H)
+        if torch.is_autocast_enabled(x.device.type):  # cast once, not at every step
+            to_hidden = to_hidden.to(torch.get_autocast_dtype(x.device.type))
+        keep_h = weights.w_hh.requires_grad and torch.is_grad_enabled()
+
+        def advance(t: int, state: tuple[Tensor, ...]):
+            if keep_h:
+                h_prev.append(state[0].detach())
+            return recur(from_input[t], torch.addmm(biases[t], state[0], to_hidden), state)
+        return advance
+
     def extra_repr(self) -> str:
         return (f"cell={self.cell}, {self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}, mode={self.mode}")
+
+
+def set_compiled(model: nn.Module, on: bool = True) -> int:
+    """Set ``compiled`` on every :class:`Recurrent` in ``model``; returns how many there are."""
+    stacks = [m for m in model.modules() if isinstance(m, Recurrent)]
+    for stack in stacks:
+        stack.compiled = on
+    return len(stacks)
 
 
 def detach_state(state: State | None) -> State | None:

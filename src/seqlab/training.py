@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from seqlab.checkpoint import RunDir
 from seqlab.config import TrainConfig
-from seqlab.recurrent import State
+from seqlab.distributed import SINGLE, Replicas, World
+from seqlab.recurrent import State, set_compiled
 
 log = logging.getLogger(__name__)
 Event = Callable[[str, dict[str, Any]], None]
@@ -36,7 +37,8 @@ class Task(Protocol):
     """What the trainer trains on; it knows nothing else of the data or the model."""
 
     def train_batch(self, step: int) -> Any:
-        """The batch of a step: a pure function of the step, so a resumed run repeats it."""
+        """The batch of a step: a pure function of the step, so a resumed run repeats it. Its
+        tensors hold one row per example first, so that many processes split it by rows."""
 
     def loss(self, model: nn.Module, batch: Any, state: Any) -> tuple[Tensor, Any, int]:
         """(mean loss of the batch, state to carry into the next batch (detached) or None,
@@ -136,14 +138,19 @@ class Summary:
 def fit_keeping_best(model: nn.Module, task: Task, config: TrainConfig, run: RunDir | None,
                      on_event: Event | None, device: torch.device | str,
                      stop: threading.Event | None = None, resume_state: dict | None = None,
-                     before_step: Callable[[int], None] | None = None) -> Summary:
+                     before_step: Callable[[int], None] | None = None,
+                     world: World = SINGLE) -> Summary:
     """Train ``model`` on ``task`` (resuming from ``resume_state`` when given) and leave it
-    holding the best weights of the run, in eval mode. Every task family trains through this."""
+    holding the best weights of the run, in eval mode. Every task family trains through this.
+    With many processes (``world``) only rank 0 has a ``run``, and the others keep the last
+    weights."""
     model.to(device)
-    trainer = Trainer(model, task, config, run, on_event, device, stop)
+    trainer = Trainer(model, task, config, run, on_event, device, stop, world)
     trainer.before_step = before_step
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
+    else:
+        world.seed_apart()
     summary = trainer.fit()
     if run is not None:
         run.load_weights(model)  # the best weights, not the last
@@ -156,13 +163,17 @@ class Trainer:
 
     def __init__(self, model: nn.Module, task: Task, config: TrainConfig, run: RunDir | None = None,
                  on_event: Event | None = None, device: torch.device | str = "cpu",
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, world: World = SINGLE) -> None:
         self.model, self.task, self.config, self.run = model, task, config, run
         self.device = torch.device(device)
+        self.world = world  # with many processes: each trains on its rows of every batch
+        self.replicas = Replicas(model, task.loss, world)
         self.on_event = on_event or (lambda kind, record: None)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, config)
         check_precision(config.precision, self.device)
+        if config.compile:  # the explicit loop's step, compiled on first use
+            set_compiled(model)
         # fp16's narrow range needs the loss scaled up before backward (bf16 has fp32's range)
         self.scaler = (torch.amp.GradScaler(self.device.type) if config.precision == "fp16"
                        else None)
@@ -186,10 +197,13 @@ class Trainer:
         self.model.train()
         reason = "max_steps"
         while self.step < config.max_steps:
-            if self.stop.is_set():
+            # any process's Ctrl-C stops all; rank 0's clock keeps the time budget for all
+            over = bool(config.time_budget) and time.perf_counter() - started >= config.time_budget
+            interrupted, over = self.world.max([self.stop.is_set(), over and self.world.main])
+            if interrupted:
                 reason = "interrupted"
                 break
-            if config.time_budget and time.perf_counter() - started >= config.time_budget:
+            if over:
                 reason = "time_budget"  # wall time of this session, evaluations included
                 break
             if self.before_step is not None:
@@ -216,14 +230,14 @@ class Trainer:
         chunk = self.task.train_batch(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.config.precision, self.device):
-            loss, state, tokens = self.task.loss(self.model, chunk, self.state)
+            loss, state, mean, tokens = self.replicas(chunk, self.state)
         if self.scaler is None:
             loss.backward()
         else:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
         grad_norm = clip_gradients(self.params, self.config)
-        loss = loss.item()
+        loss = mean  # of the whole batch, over every process's rows
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             if self.scaler is not None and math.isfinite(loss) and self.scaler.get_scale() > 1:
                 # an fp16 gradient overflow, not a bad step: retry this step at half the scale
@@ -254,14 +268,16 @@ class Trainer:
         self.state = None  # a non-finite state would poison every later chunk
         self.skipped += 1
         self.bad_in_row += 1
-        log.warning("step %d skipped: loss %s, gradient norm %s", self.step, loss, grad_norm)
+        if self.world.main:
+            log.warning("step %d skipped: loss %s, gradient norm %s", self.step, loss, grad_norm)
         if self.bad_in_row >= self.config.max_bad_steps:
             kept = "the last good checkpoint is kept"
+            state = self.state_dict()  # every process: it gathers
             if self.run is not None and not self.run.has_checkpoint():
                 # no evaluation yet: keep the weights as they were before the bad steps (a
                 # skipped step changes nothing), so the run folder is whole and resumable
                 self.run.save_weights(self.model)
-                self.run.save_last(self.model, self.state_dict())
+                self.run.save_last(self.model, state)
                 kept = "the weights before the non-finite steps are saved"
             raise TrainingDiverged(
                 f"training diverged: {self.bad_in_row} consecutive steps with a non-finite loss "
@@ -285,7 +301,7 @@ class Trainer:
     def _evaluate_and_save(self) -> bool:
         """Evaluate, keep the best weights, save last/; True when early stopping triggers."""
         with autocast(self.config.precision, self.device):
-            metrics = self.task.evaluate(self.model)
+            metrics = self.world.from_main(self.task.evaluate(self.model))  # one verdict for all
         self.model.train()
         val = metrics["val_loss"]
         improved = val < self.best_val
@@ -295,11 +311,12 @@ class Trainer:
             self.evals_since_best += 1
         record = {"step": self.step, **metrics, "best_val_loss": self.best_val,
                   "elapsed_s": round(self.elapsed, 3)}
+        state = self.state_dict()  # every process: it gathers the carried state of all rows
         if self.run is not None:
             if improved:
                 self.run.save_weights(self.model)
             self.run.append_metrics(record)
-            self.run.save_last(self.model, self.state_dict())
+            self.run.save_last(self.model, state)
         self._evaluated_step = self.step
         self.on_event("eval", record)
         patience = self.config.patience
@@ -307,11 +324,13 @@ class Trainer:
 
     # resumable state -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The resumable state; with many processes every one must call it (it gathers each
+        process's carried state and random streams, by rank)."""
         carried = self.state
         if isinstance(carried, tuple):
             carried = list(carried)
         scaler = {} if self.scaler is None else {"scaler": self.scaler.state_dict()}
-        return {
+        state = {
             **scaler, "step": self.step, "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -319,6 +338,13 @@ class Trainer:
             "evals_since_best": self.evals_since_best, "skipped": self.skipped,
             "elapsed": self.elapsed, "window": dict(self.window),
         }
+        if self.world.many:
+            own_cuda = (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
+                        else torch.empty(0, dtype=torch.uint8))
+            ranks = self.world.gather({"carried": to_cpu(carried), "rng": state["rng"],
+                                       "cuda_rng": own_cuda})
+            state.update(carried=None, world_size=self.world.size, ranks=ranks)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
@@ -329,6 +355,20 @@ class Trainer:
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         carried = state["carried"]
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world.size:  # other rows per process: no carried state fits
+            if self.world.main:
+                log.warning("this run was trained by %d process(es) and continues with %d: each "
+                            "step now reads %d x --batch-size rows, and the carried state "
+                            "starts afresh", saved_world, self.world.size, self.world.size)
+            carried = None
+            self.world.seed_apart()
+        elif self.world.many:
+            own = state["ranks"][self.world.rank]
+            carried = own["carried"]
+            torch.set_rng_state(own["rng"])
+            if own["cuda_rng"].numel():
+                torch.cuda.set_rng_state(own["cuda_rng"], self.device)
         if isinstance(carried, list):
             carried = tuple(c.to(self.device) for c in carried)
         elif carried is not None:
@@ -340,3 +380,10 @@ class Trainer:
         self.elapsed = float(state["elapsed"])
         self.window = dict(state["window"])
         self._evaluated_step = self.step
+
+
+def to_cpu(carried: Any) -> Any:
+    """A carried state (None, a tensor or a list of them) on the CPU."""
+    if isinstance(carried, list):
+        return [c.cpu() for c in carried]
+    return None if carried is None else carried.cpu()

@@ -26,15 +26,23 @@ class GRUGates(NamedTuple):
 def gru_step(x: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor,
              b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor, GRUGates]:
     """One GRU step (torch.nn / cuDNN convention); returns (h_t, gates). See :class:`GRUCell`."""
-    from_input = nn.functional.linear(x, w_ih, b_ih)
-    from_hidden = nn.functional.linear(h_prev, w_hh, b_hh)
-    in_r, in_z, in_n = from_input.chunk(3, dim=-1)
-    hid_r, hid_z, hid_n = from_hidden.chunk(3, dim=-1)
-    r = torch.sigmoid(in_r + hid_r)  # (1) reset gate
-    z = torch.sigmoid(in_z + hid_z)  # (2) update gate
-    n = torch.tanh(in_n + r * hid_n)  # (3) candidate, reset applied after W_hn
-    h = (1 - z) * n + z * h_prev  # (4) interpolation
-    return h, GRUGates(r, z, n)
+    (h,), gates = gru_recur(nn.functional.linear(x, w_ih, b_ih),
+                            nn.functional.linear(h_prev, w_hh, b_hh), (h_prev,))
+    return h, gates
+
+
+def gru_recur(from_input: Tensor, from_hidden: Tensor, state: tuple[Tensor]
+              ) -> tuple[tuple[Tensor], GRUGates]:
+    """One GRU step from its projections W_ih x_t + b_ih and W_hh h_prev + b_hh (B, 3H):
+    ((h_t,), gates)."""
+    # few, whole-tensor calls: per step on a CPU each call costs more than its arithmetic
+    rows = 2 * state[0].shape[-1]
+    rz = torch.sigmoid(from_input[..., :rows] + from_hidden[..., :rows])
+    r, z = rz.chunk(2, dim=-1)  # (1) reset gate, (2) update gate
+    # (3) candidate, reset applied after W_hn: tanh(in_n + r * hid_n)
+    n = torch.tanh(torch.addcmul(from_input[..., rows:], r, from_hidden[..., rows:]))
+    h = torch.addcmul(n, z, state[0] - n)  # (4) interpolation, (1 - z) * n + z * h_prev
+    return (h,), GRUGates(r, z, n)
 
 
 def gru_state_step(x: Tensor, state: tuple[Tensor], w_ih: Tensor, w_hh: Tensor,
@@ -78,4 +86,4 @@ class GRUCell(Cell):
 
 GRU_SPEC = CellSpec(name="gru", module=GRUCell, step=gru_state_step, blocks=3,
                     gates=GRUGates._fields, sigmoid_gates=frozenset({"r", "z"}),
-                    kernel=nn.GRU, torch_cell=nn.GRUCell)
+                    kernel=nn.GRU, torch_cell=nn.GRUCell, recur=gru_recur)

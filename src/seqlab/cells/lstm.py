@@ -27,15 +27,23 @@ class LSTMGates(NamedTuple):
 def lstm_step(x: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: Tensor,
               b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor, Tensor, LSTMGates]:
     """One LSTM step; returns (h_t, c_t, gates). Equations in :class:`LSTMCell`."""
-    pre = nn.functional.linear(x, w_ih, b_ih) + nn.functional.linear(h_prev, w_hh, b_hh)
-    pre_i, pre_f, pre_g, pre_o = pre.chunk(4, dim=-1)
-    i = torch.sigmoid(pre_i)  # (1) input gate
-    f = torch.sigmoid(pre_f)  # (2) forget gate
-    g = torch.tanh(pre_g)  # (3) candidate
-    o = torch.sigmoid(pre_o)  # (4) output gate
-    c = f * c_prev + i * g  # (5) cell update
+    (h, c), gates = lstm_recur(nn.functional.linear(x, w_ih, b_ih),
+                               nn.functional.linear(h_prev, w_hh, b_hh), (h_prev, c_prev))
+    return h, c, gates
+
+
+def lstm_recur(from_input: Tensor, from_hidden: Tensor, state: tuple[Tensor, Tensor]
+               ) -> tuple[tuple[Tensor, Tensor], LSTMGates]:
+    """One LSTM step from its projections W_ih x_t + b_ih and W_hh h_prev + b_hh (B, 4H):
+    ((h_t, c_t), gates)."""
+    pre = from_input + from_hidden
+    # few, whole-tensor calls: per step on a CPU each call costs more than its arithmetic, so
+    # one sigmoid serves all four blocks (the g block's is not used)
+    i, f, _, o = torch.sigmoid(pre).chunk(4, dim=-1)  # (1) input, (2) forget, (4) output gate
+    g = torch.tanh(pre.chunk(4, dim=-1)[2])  # (3) candidate
+    c = torch.addcmul(f * state[1], i, g)  # (5) cell update, f * c_prev + i * g
     h = o * torch.tanh(c)  # (6) output
-    return h, c, LSTMGates(i, f, g, o)
+    return (h, c), LSTMGates(i, f, g, o)
 
 
 def lstm_state_step(x: Tensor, state: tuple[Tensor, Tensor], w_ih: Tensor, w_hh: Tensor,
@@ -137,4 +145,5 @@ def reset_gate_biases(weights: LayerWeights, options: InitOptions) -> None:
 
 LSTM_SPEC = CellSpec(name="lstm", module=LSTMCell, step=lstm_state_step, state=("h", "c"),
                      blocks=4, gates=LSTMGates._fields, sigmoid_gates=frozenset({"i", "f", "o"}),
-                     reset=reset_gate_biases, kernel=nn.LSTM, torch_cell=nn.LSTMCell)
+                     reset=reset_gate_biases, kernel=nn.LSTM, torch_cell=nn.LSTMCell,
+                     recur=lstm_recur)

@@ -22,9 +22,9 @@ class LayerWeights(NamedTuple):
     """One layer's parameters in torch.nn's packed layout: gate blocks stacked along the rows."""
 
     w_ih: Tensor  # (blocks H, I)
-    w_hh: Tensor  # (blocks H, H)
+    w_hh: Tensor | None  # (blocks H, H); None for a cell whose gates read x_t alone
     b_ih: Tensor | None  # (blocks H,)
-    b_hh: Tensor | None  # (blocks H,)
+    b_hh: Tensor | None  # (blocks H,); None likewise
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +39,16 @@ class InitOptions:
 # a tuple of (B, H) tensors in the order of CellSpec.state, the gates a tuple in CellSpec.gates
 Step = Callable[..., tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]
 Reset = Callable[[LayerWeights, InitOptions], None]
+# scan(x (B, T, I), state, w_ih, w_hh, b_ih, b_hh, alive) -> every h_t (B, T, H): a whole
+# sequence at once; alive (B, T, 1) bool or None marks the steps before each sequence's end, and
+# past its end h_t is carried unchanged
+Scan = Callable[..., Tensor]
+# recur(from_input, from_hidden, state) -> (new state, gate activations): ``step`` from its two
+# projections W_ih x_t + b_ih and W_hh h_prev + b_hh (B, blocks H), for cells whose step
+# reads x_t and h_prev through them alone
+Recur = Callable[..., tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]
 STATE_KINDS = (("h",), ("h", "c"))
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,8 +56,9 @@ class CellSpec:
     """Everything shared code needs to know about one cell.
 
     The explicit path calls ``step`` once per layer and time step; the fused path runs
-    ``kernel`` when there is one. Both read the same parameters, named as torch.nn names them
-    (``weight_ih_l0`` ...), ``blocks`` gate blocks of H rows each.
+    ``kernel`` when there is one, else ``scan`` when there is one. Both read the same
+    parameters, named as torch.nn names them (``weight_ih_l0`` ...), ``blocks`` gate blocks of
+    H rows each; a cell whose gates read x_t alone (``input_only``) has no W_hh and no b_hh.
     """
 
     name: str
@@ -62,6 +72,10 @@ class CellSpec:
     kernel: Callable[..., nn.RNNBase] | None = None  # fused torch.nn stack, called as
     # kernel(input_size, hidden_size, num_layers, batch_first=True, dropout=p); None: none
     torch_cell: Callable[..., nn.Module] | None = None  # torch.nn's one-step twin, for tests
+    input_only: bool = False  # gates read x_t alone: weight_ih and bias_ih, no W_hh or b_hh
+    scan: Scan | None = None  # the whole sequence at once (h_t linear in h_{t-1}); input_only
+    recur: Recur | None = None  # step after its projections: lets the explicit path project
+    # every step's input in one matrix product before the loop (``step`` must equal it)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -75,6 +89,12 @@ class CellSpec:
         if not set(self.sigmoid_gates) <= set(self.gates):
             raise ValueError(f"CellSpec {self.name}: sigmoid_gates {sorted(self.sigmoid_gates)} "
                              f"are not all among its gates {self.gates}")
+        if self.scan is not None and not (self.input_only and self.state == ("h",)):
+            raise ValueError(f"CellSpec {self.name}: a scan needs input_only gates and the "
+                             f"state ('h',)")
+        if self.input_only and self.kernel is not None:
+            raise ValueError(f"CellSpec {self.name}: torch.nn's kernels all have W_hh; an "
+                             f"input_only cell has none")
 
     def __deepcopy__(self, memo) -> CellSpec:
         return self  # immutable: a copied model keeps the very spec it was built from
@@ -88,10 +108,15 @@ class CellSpec:
         return ("W_hh",) if self.blocks == 1 else tuple(f"W_hh[{k}]" for k in range(self.blocks))
 
     @property
+    def weight_names(self) -> tuple[str, ...]:
+        """A layer's parameters: torch.nn's four, or weight_ih and bias_ih if input_only."""
+        return ("weight_ih", "bias_ih") if self.input_only else WEIGHT_NAMES
+
+    @property
     def elman(self) -> bool:
         """One W_hh block acting on a lone state h, h_t = act(W_ih x_t + W_hh h_{t-1} + b): the
         recurrence whose spectral radius alone sets how a signal grows or fades through time."""
-        return self.blocks == 1 and self.state == ("h",)
+        return self.blocks == 1 and self.state == ("h",) and not self.input_only
 
 
 CELLS: dict[str, CellSpec] = {}

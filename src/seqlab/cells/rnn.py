@@ -18,8 +18,17 @@ from seqlab.cells.registry import CellSpec, InitOptions, LayerWeights
 def rnn_step(x: Tensor, h_prev: Tensor, w_ih: Tensor, w_hh: Tensor,
              b_ih: Tensor | None, b_hh: Tensor | None, nonlinearity: str = "tanh") -> Tensor:
     """h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh); returns h_t (B, H)."""
-    pre = nn.functional.linear(x, w_ih, b_ih) + nn.functional.linear(h_prev, w_hh, b_hh)
-    return torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre)
+    (h,), _ = elman_recur(nn.functional.linear(x, w_ih, b_ih),
+                          nn.functional.linear(h_prev, w_hh, b_hh), (h_prev,), nonlinearity)
+    return h
+
+
+def elman_recur(from_input: Tensor, from_hidden: Tensor, state: tuple[Tensor],
+                nonlinearity: str = "tanh") -> tuple[tuple[Tensor], tuple[()]]:
+    """h_t = act(from_input + from_hidden), from the projections W_ih x_t + b_ih and
+    W_hh h_{t-1} + b_hh (B, H): ((h_t,), no gates)."""
+    pre = from_input + from_hidden
+    return (torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre),), ()
 
 
 def elman_step(x: Tensor, state: tuple[Tensor], w_ih: Tensor, w_hh: Tensor,
@@ -82,9 +91,11 @@ def reset_identity(weights: LayerWeights, options: InitOptions) -> None:
 RNN_SPEC = CellSpec(name="rnn", module=partial(RNNCell, nonlinearity="tanh"),
                     step=partial(elman_step, nonlinearity="tanh"),
                     kernel=partial(nn.RNN, nonlinearity="tanh"),
-                    torch_cell=partial(nn.RNNCell, nonlinearity="tanh"))
+                    torch_cell=partial(nn.RNNCell, nonlinearity="tanh"),
+                    recur=partial(elman_recur, nonlinearity="tanh"))
 IRNN_SPEC = CellSpec(name="irnn",
                      module=partial(RNNCell, nonlinearity="relu", identity_init=True),
                      step=partial(elman_step, nonlinearity="relu"), reset=reset_identity,
                      kernel=partial(nn.RNN, nonlinearity="relu"),
-                     torch_cell=partial(nn.RNNCell, nonlinearity="relu"))
+                     torch_cell=partial(nn.RNNCell, nonlinearity="relu"),
+                     recur=partial(elman_recur, nonlinearity="relu"))

@@ -24,10 +24,9 @@ loads and evaluates every family the same way and asks the family only for what 
                directory needs beyond weights
     evaluate   ``evaluate(loaded, source, **options)`` -> :class:`Report` (``options``: the
                names in ``evaluate_options``)
-    use        ``generator`` / ``translator`` / ``predictor`` / ``forecaster``: what the
-               commands that use a run (generate, translate, predict, forecast) drive; the
-               base refuses a run of a family that offers none; ``figures``: its own diagnose
-               figures
+    use        ``generator`` / ``translator`` / ``predictor`` / ``forecaster`` / ``exporter``:
+               what the commands generate, translate, predict, forecast and export drive; the
+               base refuses a run of a family that offers none; ``figures``: its diagnose figures
     print      ``info_lines(info)``, ``eval_note(record)``, ``loss_unit(loss, assets)``,
                ``headline(record)``: how its numbers read
     resume     ``resumable``: the keys a resumed run may change
@@ -64,9 +63,10 @@ from seqlab.diagnostics import Probe
 from seqlab.training import Task, resolve_device
 from seqlab.version import __version__
 
-# the training keys a resumed run may change: where and how long it runs, how often it reports
+# the training keys a resumed run may change: where, how and how long it runs, how often it
+# reports
 RESUMABLE = frozenset({"max_steps", "time_budget", "device", "patience", "eval_every",
-                       "log_every", "max_bad_steps"})
+                       "log_every", "max_bad_steps", "compile"})
 SHARED = (ModelConfig, TrainConfig)
 # the shared keys that scale memory, one of which an estimate that does not fit names
 SIZE_KEYS = ("hidden_size", "embedding_size", "num_layers", "window", "batch_size", "seq_len")
@@ -343,6 +343,9 @@ class Family(ABC):
     def forecaster(self, loaded: LoadedRun):
         """What forecasts new series with this run (``seqlab forecast``)."""
         self.refuse(loaded, "a forecaster", "forecast continues series with forecast runs")
+
+    def exporter(self, loaded: LoadedRun) -> list:  # seqlab export's graphs (export.Graph)
+        raise ValueError(f"{loaded.run.path}: a {self.name!r} run has no ONNX export")
 
     def refuse(self, loaded: LoadedRun, kind: str, use: str) -> None:
         """The error of a command that uses a kind of run this family does not train."""

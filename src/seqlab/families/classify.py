@@ -10,7 +10,8 @@ test split is read by ``evaluate`` only.
 
 The model (:class:`seqlab.models.classifier.Classifier`) is any encoder of the registry (a
 recurrent cell, optionally bidirectional; the lecture's window-mlp and bow baselines) pooled
-over valid steps (last state, mean, or attention with a learned query), then a linear head. A
+over valid steps (last state, mean, or attention with a learned query), then a linear head;
+``--conv-filters`` adds LSTM-FCN's convolutional branch beside the encoder. A
 run directory holds ``classes.json`` (classes, their training counts, the series' channels and
 scaling) and, for text, the vocabulary.
 """
@@ -34,6 +35,7 @@ from seqlab.data.labelled import FILLS, Examples, Standardizer, is_bundled, read
 from seqlab.data.labelled import stratified_split as split
 from seqlab.data.vocab import build_vocab
 from seqlab.diagnostics import Probe
+from seqlab.export import Graph, classifier_graph, real_inputs, token_inputs
 from seqlab.families import classify_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
 from seqlab.families.classify_data import (
@@ -74,9 +76,42 @@ class ClassifyConfig:
     input_noise: float = opt(0.0, "classify, series: add Gaussian noise of this standard "
                              "deviation to the standardised inputs of every training batch (a "
                              "regulariser for small sets; 0: none)", minimum=0.0)
+    conv_filters: str = opt("", "classify: add LSTM-FCN's fully convolutional branch beside the "
+                            "encoder, the filters of each Conv1d block, comma-separated (e.g. "
+                            "128,256,128; empty: none); its outputs, averaged over the valid "
+                            "steps, join the pooled states before the head")
+    conv_kernels: str = opt("8,5,3", "classify: the kernel size of each block of "
+                            "--conv-filters, comma-separated (as many as filters)")
+    conv_se: bool = opt(False, "classify: squeeze-and-excitation after every convolutional "
+                        "block but the last (MLSTM-FCN); needs --conv-filters")
 
     def __post_init__(self) -> None:
         validate(self)
+        filters, kernels = self.conv()
+        if filters and len(filters) != len(kernels):
+            raise ValueError(f"conv_kernels needs one kernel size per block of conv_filters "
+                             f"({len(filters)}), got {self.conv_kernels!r}")
+        if self.conv_se and not filters:
+            raise ValueError("conv_se needs a convolutional branch: set conv_filters")
+
+    def conv(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(filters, kernels) of the convolutional branch; ((), ()) without one."""
+        if not self.conv_filters.strip():
+            return (), ()
+        return (_sizes("conv_filters", self.conv_filters),
+                _sizes("conv_kernels", self.conv_kernels))
+
+
+def _sizes(name: str, text: str) -> tuple[int, ...]:
+    """'128,256,128' -> (128, 256, 128); ValueError naming the key otherwise."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) <= 0 or max(sizes) > 65536:
+        raise ValueError(f"{name} must be positive integers up to 65536, comma-separated, got "
+                         f"{text!r}")
+    return sizes
 
 
 class ClassifyFamily(Family):
@@ -135,7 +170,9 @@ class ClassifyFamily(Family):
         own = configs.own
         return Classifier(configs.model, "tokens" if assets.vocab is not None else "real",
                           assets.input_size, len(assets.classes), pooling=own.pooling,
-                          bidirectional=own.bidirectional, window_at=own.window_at)
+                          bidirectional=own.bidirectional, window_at=own.window_at,
+                          conv_filters=own.conv()[0], conv_kernels=own.conv()[1],
+                          conv_se=own.conv_se)
 
     def task(self, prepared: Prepared, configs: Configs, device) -> ClassifyTask:
         train, val = prepared.data
@@ -200,6 +237,17 @@ class ClassifyFamily(Family):
         encoded = encode(data, loaded.vocab, loaded.configs.own.max_tokens)
         empty_examples(encoded)
         return encoded
+
+    def exporter(self, loaded: LoadedRun) -> list[Graph]:
+        """The classifier: ids (B, T) or channels (B, T, C) and lengths (B,) -> class logits
+        and probabilities (B, K)."""
+        model, tokens = loaded.model, loaded.vocab.vocab is not None
+        inputs = (token_inputs if tokens else real_inputs)(model.input_size)
+        given = ("ids of the run's vocabulary (vocab.json)" if tokens else
+                 f"channels standardised by the scaler of the run's {ASSETS}")
+        return [classifier_graph(model, "ids" if tokens else "channels", inputs, {
+            "family": self.name, "classes": json.dumps(loaded.vocab.classes),
+            "inputs": given})]
 
     def predictor(self, loaded: LoadedRun) -> Predictor:
         return Predictor(self, loaded)

@@ -25,7 +25,7 @@ from seqlab import limits
 from seqlab.checkpoint import RunDir
 from seqlab.data.series import BUNDLED
 from seqlab.diagnostics import Probe
-from seqlab.families import forecast_report
+from seqlab.families import forecast_export, forecast_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
 from seqlab.families.forecast_data import (
     Batch,
@@ -54,7 +54,11 @@ class ForecastTask:
 
     def loss(self, model: nn.Module, batch: Batch, state) -> tuple[Tensor, None, int]:
         batch = batch.to(self.device)
-        return model.loss(*batch.model_inputs()), None, batch.targets.numel()
+        # the values the loss averages over: the observed targets (direct head), or every
+        # observed step after the first (the autoregressive heads' likelihood)
+        first = batch.context.shape[1] if model.head == "direct" else 1
+        scored = int(batch.observed[:, first:].sum())
+        return model.loss(*batch.model_inputs()), None, scored
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -150,6 +154,11 @@ class ForecastFamily(Family):
 
     def forecaster(self, loaded: LoadedRun):
         return RunForecaster(loaded)
+
+    def exporter(self, loaded: LoadedRun) -> list:
+        """The direct head's forecast, or the autoregressive heads' decoder step
+        (:mod:`seqlab.families.forecast_export`)."""
+        return forecast_export.graphs(loaded)
 
     report_sections = forecast_report.sections  # forecasts with 80% / 95% intervals
 

@@ -8,6 +8,7 @@ every later command reads the run directory and asks the family named in its con
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,12 @@ from torch import nn
 
 from seqlab import recording
 from seqlab.checkpoint import CONFIG, METRICS, WEIGHTS, RunDir, RunInUse
+from seqlab.distributed import SINGLE, World
 from seqlab.families import registry
 from seqlab.families.base import Configs, Family, LoadedRun, Prepared, Report, replace_keys
 from seqlab.io import fingerprint
 from seqlab.models import count_parameters
+from seqlab.recurrent_loop import check_compile
 from seqlab.training import Event, Summary, check_precision, fit_keeping_best, resolve_device
 
 
@@ -63,12 +66,14 @@ def initial_model(family: Family, configs: Configs, assets: Any) -> nn.Module:
 
 # train and resume ------------------------------------------------------------------------
 def train(source: str | Path, out: str | Path | None = None, on_event: Event | None = None,
-          stop: threading.Event | None = None, **keys: Any) -> TrainResult:
+          stop: threading.Event | None = None, world: World = SINGLE, **keys: Any
+          ) -> TrainResult:
     """Train on ``source``; ``keys`` are the config keys of the command line's flags.
 
     With ``out`` the run directory is written there (it must not exist or be empty);
     without, nothing touches the disk. Setting ``stop`` ends training after the current step,
-    with ``last/`` saved (the command line sets it on Ctrl-C).
+    with ``last/`` saved (the command line sets it on Ctrl-C). With many processes
+    (``world``, see :mod:`seqlab.distributed`) each reads ``source`` and only rank 0 writes.
     """
     family = family_for(source, keys)
     configs = typed_configs(family, keys)
@@ -78,18 +83,20 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
                                     source_fingerprint=fingerprint(Path(source)))
     configs = family.complete(configs, prepared.assets)
     with family.allocation_errors(configs):  # what the estimates missed: one line, exit 2
-        return start(family, configs, prepared, out, on_event, stop)
+        return start(family, configs, prepared, out, on_event, stop, world)
 
 
 def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path | None,
-          on_event: Event | None, stop: threading.Event | None) -> TrainResult:
+          on_event: Event | None, stop: threading.Event | None, world: World) -> TrainResult:
     """Build the model and the task, then create the run folder (if any) and train; a run
     that fails before its first checkpoint leaves no folder behind (or the empty one given)."""
     model = initial_model(family, configs, prepared.assets)
-    task = family.task(prepared, configs, resolve_device(configs.train.device))
-    check_precision(configs.train.precision, resolve_device(configs.train.device))
-    if out is None:  # every check on the data is done: nothing is written before this point
-        return fit(family, model, task, configs, prepared, None, on_event, None, stop)
+    task = family.task(prepared, whole_batches(configs, world), device_of(configs, world))
+    check_precision(configs.train.precision, device_of(configs, world))
+    if configs.train.compile:
+        check_compile(device_of(configs, world))
+    if out is None or not world.main:  # every check on the data is done: nothing is written
+        return fit(family, model, task, configs, prepared, None, on_event, None, stop, world)
     created = not Path(out).exists()
     run = RunDir.create(out)
     try:
@@ -97,7 +104,7 @@ def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path 
             family.save_assets(run, prepared.assets)
             run.write_config({**family.run_config(configs, prepared),
                               "checksums": run.checksums()})
-            return fit(family, model, task, configs, prepared, run, on_event, None, stop)
+            return fit(family, model, task, configs, prepared, run, on_event, None, stop, world)
     except BaseException as err:  # a full disk, a second Ctrl-C, a bug: before any checkpoint,
         if not isinstance(err, RunInUse) and not run.has_checkpoint():  # nothing to resume
             run.discard(created)
@@ -105,21 +112,26 @@ def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path 
 
 
 def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
-           source: str | Path | None = None, **keys: Any) -> TrainResult:
+           source: str | Path | None = None, world: World = SINGLE, **keys: Any
+           ) -> TrainResult:
     """Continue a stopped run from its ``last/`` checkpoint.
 
     ``keys`` may repeat the run's own values (the original command plus ``--resume``); only
     the family's ``resumable`` keys (``max_steps``, ``time_budget``, ``device``, ...) may
-    differ. ``source``, when given, must be the run's own.
+    differ. ``source``, when given, must be the run's own. With many processes every one
+    reads the run folder (on several machines: a shared one) and only rank 0 writes.
     """
     run = RunDir(out)
     run.read_config()  # first: "no such run directory" before any lock
+    if not world.main:  # rank 0 holds the folder; the others only read what it held
+        return resume_writing(run, on_event, stop, source, keys, world)
     with run.writing():
-        return resume_writing(run, on_event, stop, source, keys)
+        return resume_writing(run, on_event, stop, source, keys, world)
 
 
 def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | None,
-                   source: str | Path | None, keys: dict[str, Any]) -> TrainResult:
+                   source: str | Path | None, keys: dict[str, Any], world: World
+                   ) -> TrainResult:
     """:func:`resume`, with the run folder held: everything is checked before anything is
     written."""
     out = run.path
@@ -132,8 +144,11 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
     new_configs = changed(family, configs, {k: v for k, v in keys.items() if k != "task"})
     assets = family.assets_of(run, new_configs, config)
     prepared = family.prepare(location, new_configs, assets)
-    task = family.task(prepared, new_configs, resolve_device(new_configs.train.device))
-    check_precision(new_configs.train.precision, resolve_device(new_configs.train.device))
+    task = family.task(prepared, whole_batches(new_configs, world),
+                       device_of(new_configs, world))
+    check_precision(new_configs.train.precision, device_of(new_configs, world))
+    if new_configs.train.compile:
+        check_compile(device_of(new_configs, world))
     check_fingerprint(config["data"], location, out)
     state = run.load_trainer_state()
     step = int(state["step"])
@@ -144,17 +159,21 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
     run.read_metrics(), recording.read_gradients(run.path)  # damaged files stop us here
     with family.allocation_errors(new_configs):
         return continue_run(family, run, config, configs, new_configs, prepared, task, state,
-                            on_event, stop)
+                            on_event, stop, world)
 
 
 def continue_run(family: Family, run: RunDir, config: dict[str, Any], configs: Configs,
                  new_configs: Configs, prepared: Prepared, task, state: dict[str, Any],
-                 on_event: Event | None, stop: threading.Event | None) -> TrainResult:
+                 on_event: Event | None, stop: threading.Event | None, world: World
+                 ) -> TrainResult:
     """The model at its checkpoint, then training; its rewrites of the run wait for its first
     write and are undone if it fails before its first checkpoint."""
     step = int(state["step"])
     model = family.build(new_configs, prepared.assets)
     run.load_weights(model, last=True)
+    if not world.main:
+        return fit(family, model, task, new_configs, prepared, None, on_event, state, stop,
+                   world)
     if new_configs != configs:
         fresh = family.run_config(new_configs, prepared)
         run.defer(lambda: run.write_config({**config, **{
@@ -162,7 +181,8 @@ def continue_run(family: Family, run: RunDir, config: dict[str, Any], configs: C
     run.defer(lambda: run.truncate_metrics(step))
     run.defer(lambda: recording.truncate_gradients(run, step))
     with run.restored_unless_checkpointed((CONFIG, METRICS, WEIGHTS, recording.GRADIENTS)):
-        return fit(family, model, task, new_configs, prepared, run, on_event, state, stop)
+        return fit(family, model, task, new_configs, prepared, run, on_event, state, stop,
+                   world)
 
 
 def data_location(data: dict[str, Any], recorded: str, given: str | Path | None,
@@ -222,10 +242,24 @@ def changed(family: Family, configs: Configs, keys: dict[str, Any]) -> Configs:
     return new
 
 
+def whole_batches(configs: Configs, world: World) -> Configs:
+    """The configs a task is built with: its batches hold the rows of every process
+    (``batch_size`` is per process), which each process then splits by rows."""
+    if not world.many:
+        return configs
+    return dataclasses.replace(configs, train=dataclasses.replace(
+        configs.train, batch_size=configs.train.batch_size * world.size))
+
+
+def device_of(configs: Configs, world: World) -> torch.device:
+    """Where this process trains: the run's device, on a GPU the LOCAL_RANK-th."""
+    return world.device(resolve_device(configs.train.device))
+
+
 def fit(family: Family, model: nn.Module, task, configs: Configs, prepared: Prepared,
         run: RunDir | None, on_event: Event | None, resume_state: dict | None,
-        stop: threading.Event | None) -> TrainResult:
-    device = resolve_device(configs.train.device)
+        stop: threading.Event | None, world: World) -> TrainResult:
+    device = device_of(configs, world)
     record = None
     if configs.train.record_every and run is not None:
         probe = task.probe(recording.PROBE)
@@ -233,7 +267,7 @@ def fit(family: Family, model: nn.Module, task, configs: Configs, prepared: Prep
             record = recording.recorder(model.to(device), probe, configs.train.record_every,
                                         run)
     summary = fit_keeping_best(model, task, configs.train, run, on_event, device, stop,
-                               resume_state, before_step=record)
+                               resume_state, before_step=record, world=world)
     return TrainResult(model, prepared.assets, summary, run, family)
 
 

@@ -35,7 +35,7 @@ from seqlab.data.pairs import (
     read_pairs,
     task_alphabet,
 )
-from seqlab.families import seq2seq_report
+from seqlab.families import seq2seq_export, seq2seq_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report, token_lines
 from seqlab.families.seq2seq_sizes import PairSizes, check_beam_work
 from seqlab.models.seq2seq import Seq2Seq, Seq2SeqShape
@@ -239,7 +239,7 @@ def max_target(config: dict[str, Any]) -> int:
     return int(config["data"].get("max_target_chars", 0))
 
 
-class Seq2SeqFamily(PairSizes, Family):
+class Seq2SeqFamily(PairSizes, seq2seq_export.Seq2SeqExport, Family):
     name = "seq2seq"
     help = "an encoder-decoder on source<TAB>target pairs or a built-in pair task"
     config_class = Seq2SeqConfig

@@ -26,6 +26,7 @@ from seqlab.checkpoint import RunDir
 from seqlab.config import ModelConfig, opt, validate
 from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_task, parse_length
 from seqlab.diagnostics import Probe
+from seqlab.export import Graph, real_inputs, step_graph, token_inputs
 from seqlab.families import synthetic_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
 from seqlab.models.sequence import SequenceModel
@@ -248,6 +249,14 @@ class SyntheticFamily(Family):
         result = {"run": str(loaded.run.path), "data": data.spec.name,
                   "length": loaded.config["data"]["length"], "sequences": sequences, **result}
         return Report(result, summarize(result))
+
+    def exporter(self, loaded: LoadedRun) -> list[Graph]:
+        """The sequence model with its state in and out: inputs (B, T) ids or (B, T, C)
+        channels and the state -> outputs (B, T, O) and the new state."""
+        model, spec = loaded.model, loaded.vocab.spec
+        inputs = token_inputs if spec.inputs == "tokens" else real_inputs
+        return [step_graph(model, model.encoder.initial_state, inputs(spec.input_size),
+                           ("inputs", "outputs"), {"family": self.name, "task": spec.name})]
 
     def info_lines(self, info: dict[str, Any]) -> list[str]:
         data = info["config"]["data"]

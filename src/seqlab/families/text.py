@@ -36,6 +36,7 @@ from seqlab.data.tunes_batches import EncodedTunes, encode_tunes
 from seqlab.data.vocab import Vocab, build_vocab
 from seqlab.diagnostics import Probe
 from seqlab.encoders import encoder_spec
+from seqlab.export import Graph, step_graph, token_inputs
 from seqlab.families import text_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report, token_lines
 from seqlab.generate import generate
@@ -243,6 +244,15 @@ class TextFamily(Family):
 
     def generator(self, loaded: LoadedRun) -> Sampler:
         return Sampler(loaded)
+
+    def exporter(self, loaded: LoadedRun) -> list[Graph]:
+        """One step with the state in and out: token ids (B, T) and the state -> logits
+        (B, T, V) and the new state; a server feeds each sampled token back with the state."""
+        model = loaded.model
+        return [step_graph(model, model.initial_state, token_inputs(model.config.vocab_size),
+                           ("tokens", "logits"), {"family": self.name, "tokens": "ids of the "
+                                                  "run's vocabulary (vocab.json or "
+                                                  "tokenizer.json)"})]
 
     def info_lines(self, info: dict[str, Any]) -> list[str]:
         data = info["config"]["data"]

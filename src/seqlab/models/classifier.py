@@ -14,6 +14,9 @@ length L (zeros past L, D = H, or 2H bidirectional) are pooled into one vector z
     a_t = \\frac{\\exp e_t}{\\sum_{t' \\le L} \\exp e_{t'}}                           (4) weights
     z = \\sum_{t \\le L} a_t s_t                                                   (5) context
     \\text{logits} = W_o \\operatorname{dropout}(z) + b_o                          (6) head
+    u^{(l)}_t = \\operatorname{ReLU}(\\operatorname{BN}((w^{(l)} * u^{(l-1)})_t))      (7) conv
+    g = \\frac{1}{L} \\sum_{t \\le L} u^{(n)}_t                                      (8) conv pool
+    \\text{logits} = W_o [\\operatorname{dropout}(z); g] + b_o                      (9) LSTM-FCN
 
 Attention pooling is additive attention (Bahdanau et al. 2014) with one learned query, the
 vector v, for the single label: attention as a memory read once; W is (D, D), a_t exactly 0
@@ -29,7 +32,20 @@ forward stack alone (as :mod:`seqlab.models.seq2seq`'s encoder). ``window_at="fi
 only the first ``config.window`` steps (inputs cut, lengths clamped to it): the lecture's
 fixed window over the start; ``"last"`` reads everything (with window-mlp and last pooling the
 window then covers the last n steps). Shapes: B batch, T time, C channels, E embedding, H
-hidden, D pooled, K classes.
+hidden, D pooled, F the last block's filters, K classes.
+
+``conv_filters`` adds the fully convolutional branch of LSTM-FCN (Karim et al. 2018; FCN: Wang
+et al. 2017) beside the encoder, reading the same inputs u^{(0)} = x: blocks (7) of a Conv1d
+with "same" padding (kernel k: (k - 1) // 2 zeros before, the rest after), batch norm and a
+ReLU, then the mean (8) of the last block over the valid steps; g joins the pooled z before the
+head (9), the dropout on z alone, as LSTM-FCN's dropout after its LSTM. ``conv_se`` adds
+squeeze-and-excitation (Hu et al. 2018; MLSTM-FCN, Karim et al. 2019) after every block but the
+last: each channel scaled by sigmoid(W_2 ReLU(W_1 m)), m the block's channel means over the
+valid steps, W_1 reducing by 16 (:mod:`seqlab.models.conv_branch`). Padding never enters:
+every block reads zeros past each end, as "same" padding gives a sequence alone, and batch norm
+takes its training statistics over the valid steps only, so in training too the outputs do not
+depend on how much padding a batch carries (they depend on the batch's other sequences, as
+batch norm's always do; in evaluation the running statistics make each sequence's logits its own).
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ from torch import Tensor, nn
 from seqlab.attention import context, length_mask, masked_softmax
 from seqlab.config import ModelConfig
 from seqlab.encoders import encoder_spec
+from seqlab.models.conv_branch import ConvBranch
 from seqlab.models.seq2seq import reverse_padded
 from seqlab.recurrent import Recurrent, Trace
 
@@ -77,19 +94,25 @@ class Classifier(nn.Module):
         pooling: ``last``, ``mean`` or ``attention`` (equations (1)-(5) of the module).
         bidirectional: add a backward encoder (recurrent cells only); D = 2H.
         window_at: ``last`` (read everything) or ``first`` (the first ``config.window`` steps).
+        conv_filters: the filters of each block of the convolutional branch (LSTM-FCN:
+            (128, 256, 128)); empty: no branch.
+        conv_kernels: the kernel size of each block (LSTM-FCN: (8, 5, 3)).
+        conv_se: squeeze-and-excitation after every block but the last (MLSTM-FCN).
 
     State-dict keys (stable): ``embedding.weight`` (V, E) for token inputs read through an
     embedding; ``encoder.*`` the forward encoder (``encoder.core.weight_ih_l0`` ... for a
     recurrent cell, torch.nn's names; ``encoder.to_hidden.0.weight`` ... for window-mlp and
     bow); ``backward_encoder.*`` the same for the backward direction (bidirectional only);
     ``attention.to_key.weight`` (D, D), ``attention.to_key.bias`` (D,) and
-    ``attention.to_score.weight`` (1, D) for attention pooling; ``to_logits.weight`` (K, D),
+    ``attention.to_score.weight`` (1, D) for attention pooling; ``conv.*`` the convolutional
+    branch (:class:`ConvBranch`); ``to_logits.weight`` (K, D + F) (F = 0 without the branch),
     ``to_logits.bias`` (K,).
     """
 
     def __init__(self, config: ModelConfig, inputs: str, input_size: int, num_classes: int,
-                 pooling: str = "last", bidirectional: bool = False, window_at: str = "last"
-                 ) -> None:
+                 pooling: str = "last", bidirectional: bool = False, window_at: str = "last",
+                 conv_filters: tuple[int, ...] = (), conv_kernels: tuple[int, ...] = (),
+                 conv_se: bool = False) -> None:
         super().__init__()
         for name, value, choices in (("inputs", inputs, INPUTS), ("pooling", pooling, POOLINGS),
                                      ("window_at", window_at, WINDOW_AT)):
@@ -115,7 +138,12 @@ class Classifier(nn.Module):
         self.size = config.hidden_size * (2 if bidirectional else 1)  # D
         self.attention = AttentionPooling(self.size, self.size) if pooling == "attention" \
             else None
-        self.to_logits = nn.Linear(self.size, num_classes)  # (6)
+        self.conv = ConvBranch(width, tuple(conv_filters), tuple(conv_kernels), conv_se) \
+            if conv_filters or conv_kernels else None
+        if conv_se and self.conv is None:
+            raise ValueError("Classifier: conv_se needs a convolutional branch (conv_filters)")
+        extra = self.conv.size if self.conv is not None else 0
+        self.to_logits = nn.Linear(self.size + extra, num_classes)  # (6), (9)
 
     @property
     def bidirectional(self) -> bool:
@@ -148,6 +176,14 @@ class Classifier(nn.Module):
         bidirectional."""
         return self._states(inputs, lengths)[0]
 
+    def conv_features(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B, F) the convolutional branch's g, equation (8)."""
+        if self.conv is None:
+            raise ValueError("Classifier: no convolutional branch (conv_filters is empty)")
+        seen, seen_lengths = self.read(inputs, lengths)
+        x = self._embed(seen, seen_lengths)
+        return self.conv(x, _valid(seen_lengths, *x.shape[:2], x.device))
+
     def pool(self, states: Tensor, lengths: Tensor | None = None
              ) -> tuple[Tensor, Tensor | None]:
         """states (B, T, D), lengths (B,) within [1, T] -> (z (B, D), attention weights (B, T)
@@ -172,7 +208,8 @@ class Classifier(nn.Module):
 
     def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, T) ids or (B, T, C) channels, lengths (B,) -> logits (B, K)."""
-        return self._head(*self._states(inputs, lengths))
+        states, lengths, x = self._states(inputs, lengths)
+        return self._head(states, lengths, x)
 
     def attention_weights(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, T') weights a_t of attention pooling: sum to 1 over each sequence's valid
@@ -180,7 +217,7 @@ class Classifier(nn.Module):
         if self.attention is None:
             raise ValueError(f"Classifier: attention weights need pooling 'attention', got "
                              f"{self.pooling!r}")
-        return self.pool(*self._states(inputs, lengths))[1]
+        return self.pool(*self._states(inputs, lengths)[:2])[1]
 
     def trace(self, inputs: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Trace]:
         """For :mod:`seqlab.diagnostics`: (outputs (B, T, K), the forward stack's trace).
@@ -201,7 +238,7 @@ class Classifier(nn.Module):
         h = torch.stack(trace.h[-1], dim=1)  # (B, T', H): the traced tensors, not copies
         alive = _valid(seen_lengths, batch, steps, h.device)[..., None]
         states = self._directions(x, seen_lengths, torch.where(alive, h, h.new_zeros(())))
-        logits = self._head(states, seen_lengths)  # (B, K)
+        logits = self._head(states, seen_lengths, x)  # (B, K)
         full = inputs.shape[1]
         ends = _valid(lengths, batch, full, h.device).sum(1) - 1  # (B,)
         at_end = nn.functional.one_hot(ends, full).bool()[..., None]  # (B, T, 1)
@@ -236,12 +273,12 @@ class Classifier(nn.Module):
         return x if alive is None else x * alive[..., None]
 
     def _states(self, inputs: Tensor, lengths: Tensor | None
-                ) -> tuple[Tensor, Tensor | None]:
-        """(states (B, T', D), the lengths they were read with)."""
+                ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(states (B, T', D), the lengths they were read with, the inputs x (B, T', I))."""
         inputs, lengths = self.read(inputs, lengths)
         x = self._embed(inputs, lengths)  # (B, T', I)
         forward, _ = self.encoder(x, None, lengths)  # (B, T', H), zeros past each end
-        return self._directions(x, lengths, forward), lengths
+        return self._directions(x, lengths, forward), lengths, x
 
     def _directions(self, x: Tensor, lengths: Tensor | None, forward: Tensor) -> Tensor:
         """The forward states, or [forward_t; backward_t] (B, T, 2H) with a backward encoder
@@ -251,13 +288,19 @@ class Classifier(nn.Module):
         back, _ = self.backward_encoder(_reverse(x, lengths), None, lengths)
         return torch.cat([forward, _reverse(back, lengths)], dim=-1)
 
-    def _head(self, states: Tensor, lengths: Tensor | None) -> Tensor:
+    def _head(self, states: Tensor, lengths: Tensor | None, x: Tensor) -> Tensor:
         pooled, _ = self.pool(states, lengths)  # (B, D)
-        return self.to_logits(self.drop(pooled))  # (6) (B, K)
+        pooled = self.drop(pooled)
+        if self.conv is not None:  # (9): [dropout(z); g]
+            mask = _valid(lengths, *x.shape[:2], x.device)
+            pooled = torch.cat([pooled, self.conv(x, mask)], dim=-1)
+        return self.to_logits(pooled)  # (6) (B, K)
 
     def extra_repr(self) -> str:
         return (f"inputs={self.inputs}, classes={self.num_classes}, pooling={self.pooling}, "
-                f"bidirectional={self.bidirectional}, window_at={self.window_at}")
+                f"bidirectional={self.bidirectional}, window_at={self.window_at}"
+                + (f", conv_filters={self.conv.filters}, conv_kernels={self.conv.kernels}"
+                   if self.conv is not None else ""))
 
 
 def _check_lengths(lengths: Tensor | None, batch: int, steps: int) -> None:

@@ -85,7 +85,7 @@ def encoder_inputs(path: Tensor, seen: Tensor, extra: Extra | None, lags: tuple[
         covariates = extra.covariates[:, j.clamp(max=context - 1)] * within  # (B, steps, V)
         parts += [extra.known[:, j + 1], covariates]
         if covariates.shape[-1]:
-            parts.append(within.expand(len(path), -1, -1))
+            parts.append(within.expand(path.shape[0], -1, -1))
     return torch.cat(parts, -1)
 
 
@@ -126,7 +126,7 @@ class Forecaster(SequenceModel):
                       extra: Extra | None = None) -> Tensor:
         """(B, C) -> (B, H, Q) in :data:`LEVELS` order, as trained (possibly crossing)."""
         outputs, _ = self.read(context, observed, extra=extra)  # (B, C, H Q)
-        last = outputs[:, -1].view(len(context), len(LEVELS), self.horizon)  # (B, Q, H)
+        last = outputs[:, -1].view(context.shape[0], len(LEVELS), self.horizon)  # (B, Q, H)
         return last.transpose(1, 2)  # (B, H, Q)
 
     def quantiles(self, context: Tensor, observed: Tensor | None = None,

@@ -1,0 +1,120 @@
+"""The GRU and the LSTM on a CPU: torch.nn's kernels against seqlab's default and explicit paths.
+
+One layer, input size I = H, T 200 steps, batch 32, one thread; each call is a forward and a
+backward pass of the layer alone (sum of squares of the output as the loss). For every H the
+contestants run in alternating rounds and the figure is the median of the process's CPU seconds
+per call (one thread: on a machine shared with other work, wall time also counts the others'
+turns on the cores); tokens/s is B T over those seconds, GFLOP/s counts a GRU step as 6H(I+H)
+FLOPs forward per sample, an LSTM step as 8H(I+H), and training as 3x forward (the element-wise
+gate arithmetic is left out).
+
+Contestants: torch.nn.GRU / torch.nn.LSTM; seqlab's Recurrent in its default mode (``fused``:
+what a seqlab model runs); seqlab's explicit loop (every step's input projected before the loop,
+W_hh's gradient after it); with ``--compile`` also that loop with its step through torch.compile
+(first call, the compilation, reported apart); with ``--per-step`` also the loop with neither
+its input projected before it nor W_hh's gradient made after it (the cell's own step at every
+step, W_hh's gradient accumulated step by step).
+
+    python benchmarks/gru_cpu.py [--sizes 64,128,256,512,1024] [--rounds 3] [--compile]
+                                 [--per-step]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seqlab.recurrent import Recurrent
+
+T, B = 200, 32
+FLOPS_PER_STEP = {"gru": 6, "lstm": 8}  # x H (I + H), forward, per sample
+KERNELS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def contestants(cell: str, hidden: int, compile: bool, per_step: bool) -> dict:
+    """name -> a function running one forward and backward pass over a fixed batch."""
+    torch.manual_seed(0)
+    x = torch.randn(B, T, hidden, requires_grad=True)
+    kernel = KERNELS[cell](hidden, hidden, batch_first=True)
+    stack = Recurrent(cell, hidden, hidden)
+
+    spec = stack.spec
+
+    def run(module, mode=None, compiled=False, stepwise=False):
+        def once() -> None:
+            if mode is not None:
+                module.mode, module.compiled = mode, compiled
+                module.spec = dataclasses.replace(spec, recur=None) if stepwise else spec
+            output, _ = module(x)
+            output.pow(2).sum().backward()
+        return once
+    runners = {f"torch.nn.{cell}": run(kernel), f"seqlab {cell} default": run(stack, "fused"),
+               f"seqlab {cell} explicit": run(stack, "explicit")}
+    if compile:
+        runners[f"seqlab {cell} compiled"] = run(stack, "explicit", compiled=True)
+    if per_step:
+        runners[f"seqlab {cell} per-step"] = run(stack, "explicit", stepwise=True)
+    return runners
+
+
+def measure(runners: dict, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(median CPU seconds per call, wall seconds of the first call) per runner, in alternating
+    rounds."""
+    first = {}
+    for name, once in runners.items():
+        t0 = time.perf_counter()
+        once()
+        first[name] = time.perf_counter() - t0
+    seconds = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, once in runners.items():
+            t0 = time.process_time()
+            once()
+            seconds[name].append(time.process_time() - t0)
+    return {name: statistics.median(s) for name, s in seconds.items()}, first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="64,128,256,512,1024",
+                        help="hidden sizes H, comma-separated (default 64,128,256,512,1024)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also the explicit loop with its step through torch.compile")
+    parser.add_argument("--per-step", action="store_true",
+                        help="also the explicit loop running the cell's own step at every step")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    print(f"{'H':>5} {'contestant':26} {'ms/batch':>9} {'tokens/s':>9} {'GFLOP/s':>8} "
+          f"{'vs torch.nn':>11} {'first s':>8}")
+    for hidden in (int(h) for h in args.sizes.split(",")):
+        runners = {}
+        for cell in KERNELS:
+            runners.update(contestants(cell, hidden, args.compile, args.per_step))
+        seconds, first = measure(runners, args.rounds)
+        for name, s in seconds.items():
+            cell = name.split(".")[-1] if name.startswith("torch") else name.split()[1]
+            flops = 3 * FLOPS_PER_STEP[cell] * hidden * 2 * hidden * B * T
+            row = {"H": hidden, "contestant": name, "ms": s * 1e3, "tokens_per_s": B * T / s,
+                   "gflops": flops / s / 1e9,
+                   "vs_torch_nn": seconds[f"torch.nn.{cell}"] / s, "first_s": first[name]}
+            rows.append(row)
+            print(f"{hidden:5} {name:26} {row['ms']:9.1f} {row['tokens_per_s']:9.0f} "
+                  f"{row['gflops']:8.2f} {row['vs_torch_nn']:11.2f} {row['first_s']:8.1f}",
+                  flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2)
+                             + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+r"""The parallel scan of minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?",
+arXiv 2410.01201), their candidate activation g and what their one-step modules share.
+
+When a cell's gates read x_t alone, h_t = a_t h_{t-1} + b_t with a_t in (0, 1) and b_t > 0 known
+for every t before the recurrence runs. With A_t = a_1 a_2 ... a_t,
+
+.. math::
+    h_t = A_t h_0 + \sum_{k \le t} (A_t / A_k) b_k
+        = A_t h_0 + \exp(\log A_t + \mathrm{logcumsumexp}_{k \le t}(\log b_k - \log A_k))
+
+where log A_t is a cumulative sum of log a_t: two scans over time instead of T dependent steps,
+in log space so that products of many a_t < 1 do not underflow. h_0 enters as the linear term
+A_t h_0, which is the paper's "log h_0 as the first element of the scan" for h_0 > 0 and is
+right for any sign of h_0 (a carried state, a user's initial state). Shapes: B batch, T time,
+H hidden.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seqlab.cells.base import Cell
+
+
+def g(x: Tensor) -> Tensor:
+    """The candidate activation, positive so that log b_t exists: x + 1/2 for x >= 0, else
+    sigmoid(x) (continuous at 0, where both are 1/2)."""
+    return torch.where(x >= 0, x.clamp_min(0) + 0.5, torch.sigmoid(x))
+
+
+def log_g(x: Tensor) -> Tensor:
+    """log g(x), without forming g: log(x + 1/2) for x >= 0, else log sigmoid(x) = -softplus(-x).
+    Both branches stay finite everywhere (clamp), so neither leaks NaN into the gradient."""
+    return torch.where(x >= 0, torch.log(x.clamp_min(0) + 0.5), nn.functional.logsigmoid(x))
+
+
+# steps per scan: |log A_t| grows like t, and a float32 logcumsumexp keeps its terms to about
+# |log A_t| * 6e-8, so the scan restarts from the state it reached every CHUNK steps
+CHUNK = 512
+
+
+def log_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, alive: Tensor | None = None,
+             chunk: int = CHUNK) -> Tensor:
+    """h_t = a_t h_{t-1} + b_t for t = 1..T from log a_t, log b_t (B, T, H) and h_0 (B, H);
+    returns h_1..h_T (B, T, H), one scan per ``chunk`` steps, each from the last one's end.
+    Where ``alive`` (B, T, 1) is False (past a sequence's end), a_t = 1 and b_t = 0, so the
+    state is carried unchanged to step T."""
+    if alive is not None:
+        log_a = log_a.masked_fill(~alive, 0.0)
+        log_b = log_b.masked_fill(~alive, float("-inf"))
+    parts = []
+    for start in range(0, log_a.shape[1], chunk):
+        parts.append(_scan(log_a[:, start:start + chunk], log_b[:, start:start + chunk], h0))
+        h0 = parts[-1][:, -1]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def _scan(log_a: Tensor, log_b: Tensor, h0: Tensor) -> Tensor:
+    """One scan of the module docstring's formula over all the steps given."""
+    log_carry = torch.cumsum(log_a, dim=1)  # log A_t (B, T, H)
+    summed = torch.logcumsumexp(log_b - log_carry, dim=1)  # (B, T, H)
+    return log_carry.exp() * h0.unsqueeze(1) + torch.exp(log_carry + summed)
+
+
+class InputGatedCell(Cell):
+    """A one-step module of a cell whose gates read x_t alone: ``weight_ih`` (blocks H, I) and
+    ``bias_ih`` (blocks H,) as in torch.nn, and no ``weight_hh`` or ``bias_hh`` (None).
+    Subclasses set ``num_chunks`` and ``step`` (the registry's step function)."""
+
+    step = None  # step(x, (h_prev,), w_ih, None, b_ih, None) -> ((h_t,), gates)
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
+        super().__init__(input_size, hidden_size, bias)
+        self.weight_hh = None  # no recurrent weights: these names leave the state dict
+        self.bias_hh = None
+
+    def forward(self, x_t: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h, _ = self.step_with_gates(x_t, state)
+        return h, h
+
+    def step_with_gates(self, x_t: Tensor, state: Tensor | None = None) -> tuple[Tensor, tuple]:
+        """One step that also returns the gate activations."""
+        self._check_input(x_t)
+        h_prev = self.initial_state(x_t.shape[0]) if state is None else state
+        (h,), gates = type(self).step(x_t, (h_prev,), self.weight_ih, None, self.bias_ih, None)
+        return h, gates
