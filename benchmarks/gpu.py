@@ -1,0 +1,195 @@
+"""seqlab on a GPU: the default path against a plain cuDNN loop, bf16 against fp32, and the
+parallel-scan cells against the cuDNN GRU over the sequence length.
+
+1. Training speed: seqlab's LSTM language model (its trainer step: Adam, global-norm clipping
+   at 1.0, a carried detached state) against a hand-written torch.nn.LSTM loop of the same size
+   doing the same work; tokens per second, rounds alternating, median; goal seqlab/plain >= 0.95.
+2. The same trainer step at ``--precision bf16`` (and fp16 with its gradient scaler) against
+   fp32.
+3. One layer's forward and backward, mingru and minlstm (parallel scan) against torch.nn.GRU
+   (cuDNN) for T = 128 ... 8192.
+
+The card's name goes into every result. ``--device cpu --quick`` runs a small version anywhere,
+to check the script itself.
+
+    python benchmarks/gpu.py [--device cuda] [--rounds 5] [--json FILE] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seqlab.config import ModelConfig, TrainConfig
+from seqlab.models import build_model
+from seqlab.recurrent import Recurrent
+from seqlab.tasks import LanguageModelTask
+from seqlab.training import Trainer, check_precision
+
+E, V = 64, 65
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def data(n: int) -> torch.Tensor:
+    return torch.randint(0, V, (n,), generator=torch.Generator().manual_seed(0)).to(torch.int16)
+
+
+class PlainLM(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(V, E)
+        self.lstm = nn.LSTM(E, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, V)
+
+    def forward(self, x, state=None):
+        h, state = self.lstm(self.embedding(x), state)
+        return self.head(h), state
+
+
+def plain_loop(tokens: torch.Tensor, hidden: int, batch: int, length: int, device):
+    """n training steps of the hand-written loop over the same streams."""
+    torch.manual_seed(0)
+    model = PlainLM(hidden).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    per = (len(tokens) - 1) // batch
+    x_all = tokens[:batch * per].view(batch, per).long().to(device)
+    y_all = tokens[1:batch * per + 1].view(batch, per).long().to(device)
+    pos = {"k": 0, "state": None}
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            k = pos["k"]
+            if (k + 1) * length > per:
+                k, pos["state"] = 0, None
+            x, y = (t[:, k * length:(k + 1) * length] for t in (x_all, y_all))
+            logits, state = model(x, pos["state"])
+            loss = nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            pos["state"] = tuple(s.detach() for s in state)
+            pos["k"] = k + 1
+    return run
+
+
+def seqlab_loop(tokens: torch.Tensor, hidden: int, batch: int, length: int, device,
+                precision: str = "fp32"):
+    """n steps of seqlab's trainer (what Trainer.fit runs between evaluations)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(model="lstm", embedding_size=E, hidden_size=hidden,
+                                    vocab_size=V)).to(device)
+    config = TrainConfig(batch_size=batch, seq_len=length, lr=2e-3, warmup_steps=0,
+                         max_steps=10**9, precision=precision, device=str(device))
+    trainer = Trainer(model, LanguageModelTask(tokens, tokens[:1000], config), config,
+                      device=device)
+    model.train()
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            trainer._train_step()
+    return run
+
+
+def tokens_per_s(runners: dict, rounds: int, steps: int, items: int, device) -> dict:
+    """Median items/s per runner, rounds alternating, one warm-up step each."""
+    for run in runners.values():
+        run(1)
+    sync(device)
+    rates = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            sync(device)
+            t0 = time.perf_counter()
+            run(steps)
+            sync(device)
+            rates[name].append(steps * items / (time.perf_counter() - t0))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def layer_times(lengths: list[int], batch: int, hidden: int, rounds: int, device) -> list:
+    """Forward + backward seconds of one layer per cell, and the ratio to the GRU's."""
+    rows = []
+    for length in lengths:
+        x = torch.randn(batch, length, hidden, device=device,
+                        generator=torch.Generator(device).manual_seed(0))
+        runners = {}
+        for cell in ("gru", "mingru", "minlstm"):
+            torch.manual_seed(0)
+            layer = Recurrent(cell, hidden, hidden).to(device)
+            inputs = x.clone().requires_grad_()
+
+            def run(n: int, layer=layer, inputs=inputs) -> None:
+                for _ in range(n):
+                    output, _ = layer(inputs)
+                    output.square().mean().backward()
+            runners[cell] = run
+        rates = tokens_per_s(runners, rounds, 2, 1, device)  # calls per second
+        row = {"T": length, **{f"{c}_ms": 1e3 / r for c, r in rates.items()}}
+        row.update({f"{c}_over_gru": rates["gru"] / rates[c] for c in ("mingru", "minlstm")})
+        rows.append(row)
+        print(f"T {length:5d}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()
+                                               if k != "T"), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="training steps per round (default 10)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, to check the script (e.g. with --device cpu)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu.py: no CUDA GPU here (use --device cpu --quick to check it)")
+    card = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"CPU, {torch.get_num_threads()} threads")
+    hidden, batch, length = (64, 8, 32) if args.quick else (1024, 64, 128)
+    lengths = [64, 256] if args.quick else [128, 512, 2048, 8192]
+    steps = 2 if args.quick else args.steps
+    result = {"device": card, "torch": torch.__version__, "hidden": hidden, "batch": batch,
+              "length": length}
+    print(f"{card}, torch {torch.__version__}", flush=True)
+    tokens = data(200_000)
+    items = batch * length
+    speed = tokens_per_s({"plain": plain_loop(tokens, hidden, batch, length, device),
+                          "seqlab": seqlab_loop(tokens, hidden, batch, length, device)},
+                         args.rounds, steps, items, device)
+    result["speed"] = {**speed, "seqlab_over_plain": speed["seqlab"] / speed["plain"]}
+    print(f"default path: seqlab {speed['seqlab']:,.0f} tokens/s, plain cuDNN loop "
+          f"{speed['plain']:,.0f}: ratio {speed['seqlab'] / speed['plain']:.3f} (goal >= 0.95)",
+          flush=True)
+    precisions = {"fp32": "fp32"}
+    for name in ("bf16", "fp16"):
+        try:
+            check_precision(name, device)
+            precisions[name] = name
+        except ValueError as err:
+            print(f"{name}: skipped ({err})", flush=True)
+    rates = tokens_per_s({name: seqlab_loop(tokens, hidden, batch, length, device, name)
+                          for name in precisions}, args.rounds, steps, items, device)
+    result["precision"] = {**rates, **{f"{n}_over_fp32": r / rates["fp32"]
+                                       for n, r in rates.items() if n != "fp32"}}
+    print("precision: " + ", ".join(f"{n} {r:,.0f} tokens/s ({r / rates['fp32']:.2f}x)"
+                                    for n, r in rates.items()), flush=True)
+    result["scan"] = layer_times(lengths, 8, 64 if args.quick else 256, args.rounds, device)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
