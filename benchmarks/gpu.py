@@ -24,81 +24,15 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from seqlab.config import ModelConfig, TrainConfig
-from seqlab.models import build_model
 from seqlab.recurrent import Recurrent
-from seqlab.tasks import LanguageModelTask
-from seqlab.training import Trainer, check_precision
-
-E, V = 64, 65
+from seqlab.training import check_precision
+from speed import plain_loop, seqlab_loop, tokens  # the same two loops as the CPU benchmark
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def data(n: int) -> torch.Tensor:
-    return torch.randint(0, V, (n,), generator=torch.Generator().manual_seed(0)).to(torch.int16)
-
-
-class PlainLM(nn.Module):
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(V, E)
-        self.lstm = nn.LSTM(E, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, V)
-
-    def forward(self, x, state=None):
-        h, state = self.lstm(self.embedding(x), state)
-        return self.head(h), state
-
-
-def plain_loop(tokens: torch.Tensor, hidden: int, batch: int, length: int, device):
-    """n training steps of the hand-written loop over the same streams."""
-    torch.manual_seed(0)
-    model = PlainLM(hidden).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    per = (len(tokens) - 1) // batch
-    x_all = tokens[:batch * per].view(batch, per).long().to(device)
-    y_all = tokens[1:batch * per + 1].view(batch, per).long().to(device)
-    pos = {"k": 0, "state": None}
-
-    def run(n: int) -> None:
-        for _ in range(n):
-            k = pos["k"]
-            if (k + 1) * length > per:
-                k, pos["state"] = 0, None
-            x, y = (t[:, k * length:(k + 1) * length] for t in (x_all, y_all))
-            logits, state = model(x, pos["state"])
-            loss = nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            pos["state"] = tuple(s.detach() for s in state)
-            pos["k"] = k + 1
-    return run
-
-
-def seqlab_loop(tokens: torch.Tensor, hidden: int, batch: int, length: int, device,
-                precision: str = "fp32"):
-    """n steps of seqlab's trainer (what Trainer.fit runs between evaluations)."""
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(model="lstm", embedding_size=E, hidden_size=hidden,
-                                    vocab_size=V)).to(device)
-    config = TrainConfig(batch_size=batch, seq_len=length, lr=2e-3, warmup_steps=0,
-                         max_steps=10**9, precision=precision, device=str(device))
-    trainer = Trainer(model, LanguageModelTask(tokens, tokens[:1000], config), config,
-                      device=device)
-    model.train()
-
-    def run(n: int) -> None:
-        for _ in range(n):
-            trainer._train_step()
-    return run
 
 
 def tokens_per_s(runners: dict, rounds: int, steps: int, items: int, device) -> dict:
@@ -164,10 +98,11 @@ def main() -> None:
     result = {"device": card, "torch": torch.__version__, "hidden": hidden, "batch": batch,
               "length": length}
     print(f"{card}, torch {torch.__version__}", flush=True)
-    tokens = data(200_000)
+    text = tokens(200_000)
     items = batch * length
-    speed = tokens_per_s({"plain": plain_loop(tokens, hidden, batch, length, device),
-                          "seqlab": seqlab_loop(tokens, hidden, batch, length, device)},
+    sizes = dict(hidden=hidden, batch=batch, length=length, device=device)
+    speed = tokens_per_s({"plain": plain_loop(text, **sizes),
+                          "seqlab": seqlab_loop(text, **sizes)},
                          args.rounds, steps, items, device)
     result["speed"] = {**speed, "seqlab_over_plain": speed["seqlab"] / speed["plain"]}
     print(f"default path: seqlab {speed['seqlab']:,.0f} tokens/s, plain cuDNN loop "
@@ -180,7 +115,7 @@ def main() -> None:
             precisions[name] = name
         except ValueError as err:
             print(f"{name}: skipped ({err})", flush=True)
-    rates = tokens_per_s({name: seqlab_loop(tokens, hidden, batch, length, device, name)
+    rates = tokens_per_s({name: seqlab_loop(text, precision=name, **sizes)
                           for name in precisions}, args.rounds, steps, items, device)
     result["precision"] = {**rates, **{f"{n}_over_fp32": r / rates["fp32"]
                                        for n, r in rates.items() if n != "fp32"}}

@@ -52,34 +52,35 @@ def tokens(n: int) -> torch.Tensor:
 
 
 class PlainLM(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, hidden: int = H) -> None:
         super().__init__()
         self.embedding = nn.Embedding(V, E)
-        self.lstm = nn.LSTM(E, H, batch_first=True)
-        self.head = nn.Linear(H, V)
+        self.lstm = nn.LSTM(E, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, V)
 
     def forward(self, x, state=None):
         h, state = self.lstm(self.embedding(x), state)
         return self.head(h), state
 
 
-def plain_loop(data: torch.Tensor):
+def plain_loop(data: torch.Tensor, hidden: int = H, batch: int = B, length: int = T,
+               device: str | torch.device = "cpu"):
     """The hand-written baseline: returns a function that runs n training steps."""
     torch.manual_seed(0)
-    model = PlainLM()
+    model = PlainLM(hidden).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    per = (len(data) - 1) // B
-    x_all = data[:B * per].view(B, per)
-    y_all = data[1:B * per + 1].view(B, per)
+    per = (len(data) - 1) // batch
+    x_all = data[:batch * per].view(batch, per).to(device)
+    y_all = data[1:batch * per + 1].view(batch, per).to(device)
     pos = {"k": 0, "state": None}
 
     def run(n: int) -> None:
         for _ in range(n):
             k = pos["k"]
-            if (k + 1) * T > per:
+            if (k + 1) * length > per:
                 k, pos["state"] = 0, None
-            x = x_all[:, k * T:(k + 1) * T].long()
-            y = y_all[:, k * T:(k + 1) * T].long()
+            x = x_all[:, k * length:(k + 1) * length].long()
+            y = y_all[:, k * length:(k + 1) * length].long()
             logits, state = model(x, pos["state"])
             loss = nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
@@ -91,17 +92,20 @@ def plain_loop(data: torch.Tensor):
     return run
 
 
-def seqlab_loop(data: torch.Tensor, mode: str, compile: bool = False, per_step: bool = False):
+def seqlab_loop(data: torch.Tensor, mode: str = "fused", compile: bool = False,
+                per_step: bool = False, hidden: int = H, batch: int = B, length: int = T,
+                device: str | torch.device = "cpu", precision: str = "fp32"):
     """seqlab's trainer step (what Trainer.fit runs between evaluations)."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(model="lstm", embedding_size=E, hidden_size=H, vocab_size=V))
+    model = build_model(ModelConfig(model="lstm", embedding_size=E, hidden_size=hidden,
+                                    vocab_size=V)).to(device)
     model.recurrent.mode = mode
     if per_step:  # the cell's own step at every step
         model.recurrent.spec = dataclasses.replace(model.recurrent.spec, recur=None)
-    config = TrainConfig(batch_size=B, seq_len=T, lr=2e-3, warmup_steps=0, max_steps=10**9,
-                         compile=compile)
+    config = TrainConfig(batch_size=batch, seq_len=length, lr=2e-3, warmup_steps=0,
+                         max_steps=10**9, compile=compile, precision=precision)
     task = LanguageModelTask(data, data[:1000], config)
-    trainer = Trainer(model, task, config)
+    trainer = Trainer(model, task, config, device=device)
     model.train()
 
     def run(n: int) -> None:

@@ -50,12 +50,7 @@ WORDS = ("the", "cat", "sat", "on", "a", "mat", "dog", "ran", "far", "away")
 COMMON = dict(seed=0, device="cpu", log_every=2, eval_every=2, max_steps=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest: one intra-op thread
 
 
 @pytest.fixture(scope="module")

@@ -262,14 +262,16 @@ def outputs_of(graph: Graph, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def difference(graph: Graph, data: bytes, batch: int, length: int) -> float:
-    """The largest |onnxruntime - torch| over every output on an example of (batch, length);
-    ValueError when a shape or a value differs beyond :data:`TOLERANCE`."""
+def difference(graph: Graph, data: bytes, batch: int, length: int
+               ) -> tuple[float, dict[str, Tensor], dict[str, Tensor]]:
+    """(the largest |onnxruntime - torch| over every output on an example of (batch, length),
+    that example, PyTorch's outputs on it); ValueError when a shape or a value differs beyond
+    :data:`TOLERANCE`."""
     example = graph.example(batch, length)
-    want = outputs_of(graph, example).values()
+    want = outputs_of(graph, example)
     got = run_onnx(data, example)
     worst = 0.0
-    for name, a, b in zip(graph.outputs, got, want, strict=True):
+    for name, a, b in zip(graph.outputs, got, want.values(), strict=True):
         if tuple(a.shape) != tuple(b.shape):
             raise ValueError(f"the exported graph gives {name} of shape {tuple(a.shape)} for "
                              f"batch {batch}, length {length}; PyTorch gives {tuple(b.shape)}")
@@ -278,7 +280,7 @@ def difference(graph: Graph, data: bytes, batch: int, length: int) -> float:
     if not worst <= TOLERANCE:
         raise ValueError(f"the exported graph differs from PyTorch by {worst:.3g} at batch "
                          f"{batch}, length {length}: not written")
-    return worst
+    return worst, example, want
 
 
 def shapes(graph: Graph, tensors: dict[str, Tensor]) -> dict[str, list[int | str]]:
@@ -313,10 +315,8 @@ def export(graphs: Sequence[Graph], path: str | Path) -> list[Written]:
     files = [onnx_bytes(graph) for graph in graphs]
     written = []
     for graph, data, target in zip(graphs, files, targets, strict=True):
-        worst = difference(graph, data, *CHECKED)
-        example = graph.example(*CHECKED)
-        written.append(Written(target, shapes(graph, example),
-                               shapes(graph, outputs_of(graph, example)), worst))
+        worst, example, want = difference(graph, data, *CHECKED)
+        written.append(Written(target, shapes(graph, example), shapes(graph, want), worst))
     for data, target in zip(files, targets, strict=True):
         atomic_write_bytes(target, data)
     return written

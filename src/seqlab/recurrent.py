@@ -324,13 +324,17 @@ class Recurrent(nn.Module):
     def _advance(self, layer: int, x: Tensor) -> Callable:
         """advance(t, state) -> (new state, gates): step t of one layer over x (B, T, I)."""
         weights = self.layer_weights(layer)
-        if self.spec.recur is None or weights.w_hh is None:
-            step = compiled(self.spec.step, self.cell) if self.compiled else self.spec.step
+        step = self.spec.step if self.spec.recur is None else self.spec.recur
+        step = compiled(step, self.cell) if self.compiled else step
+        if self.spec.recur is None:
             inputs = x.unbind(1)  # one autograd node for all steps, not a zero (B, T, I) each
             return lambda t, state: step(inputs[t], state, *weights)
-        recur = compiled(self.spec.recur, self.cell) if self.compiled else self.spec.recur
+        recur = step
         # time first: each step's slice, and each step's gradient in the backward, contiguous
         from_input = nn.functional.linear(x.transpose(0, 1), weights.w_ih, weights.b_ih)
+        if weights.w_hh is None:  # gates from x_t alone (spec.input_only): nothing from h_prev
+            from_input = from_input.unbind(0)
+            return lambda t, state: recur(from_input[t], None, state)
         h_prev: list[Tensor] = []  # what W_hh met at each step, for its gradient
         biases = RecurrentWeightGrad.apply(weights.w_hh, weights.b_hh, from_input.shape[:2],
                                            h_prev)  # (T, B, blocks H)

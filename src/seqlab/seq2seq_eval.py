@@ -147,8 +147,10 @@ def save_attention(path: str | Path, translation: Translation) -> None:
     fig, ax = plt.subplots(figsize=(max(3, 0.3 * w.shape[1] + 1.5),
                                     max(2.5, 0.3 * w.shape[0] + 1.2)))
     ax.imshow(w, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(w.shape[1]), [_label(t) for t in translation.source_tokens], fontsize=8)
-    ax.set_yticks(range(w.shape[0]), [_label(t) for t in translation.output_tokens], fontsize=8)
+    ax.set_xticks(range(w.shape[1]),
+                  [token_label(t) for t in translation.source_tokens], fontsize=8)
+    ax.set_yticks(range(w.shape[0]),
+                  [token_label(t) for t in translation.output_tokens], fontsize=8)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     fig.tight_layout()
@@ -156,5 +158,5 @@ def save_attention(path: str | Path, translation: Translation) -> None:
     plt.close(fig)
 
 
-def _label(token: str) -> str:
+def token_label(token: str) -> str:
     return repr(token)[1:-1] if token.strip() else "␣"

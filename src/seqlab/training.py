@@ -311,7 +311,9 @@ class Trainer:
             self.evals_since_best += 1
         record = {"step": self.step, **metrics, "best_val_loss": self.best_val,
                   "elapsed_s": round(self.elapsed, 3)}
-        state = self.state_dict()  # every process: it gathers the carried state of all rows
+        # with many processes every one must build it (it gathers the carried state of all
+        # rows); alone, only when there is a run to save it to
+        state = self.state_dict() if self.run is not None or self.world.many else None
         if self.run is not None:
             if improved:
                 self.run.save_weights(self.model)

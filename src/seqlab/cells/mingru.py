@@ -26,7 +26,13 @@ class MinGRUGates(NamedTuple):
 def mingru_step(x: Tensor, state: tuple[Tensor], w_ih: Tensor, w_hh: None, b_ih: Tensor | None,
                 b_hh: None) -> tuple[tuple[Tensor], MinGRUGates]:
     """One minGRU step in the registry's signature: ((h_t,), gates). W_hh and b_hh are None."""
-    to_gate, to_hidden = nn.functional.linear(x, w_ih, b_ih).chunk(2, dim=-1)
+    return mingru_recur(nn.functional.linear(x, w_ih, b_ih), None, state)
+
+
+def mingru_recur(from_input: Tensor, from_hidden: None, state: tuple[Tensor]
+                 ) -> tuple[tuple[Tensor], MinGRUGates]:
+    """One minGRU step from its projection W_ih x_t + b_ih (B, 2H); there is no W_hh h_prev."""
+    to_gate, to_hidden = from_input.chunk(2, dim=-1)
     z = torch.sigmoid(to_gate)  # (1) update gate
     h_tilde = g(to_hidden)  # (2) candidate
     h = (1 - z) * state[0] + z * h_tilde  # (3) interpolation
@@ -68,4 +74,4 @@ class MinGRUCell(InputGatedCell):
 
 MINGRU_SPEC = CellSpec(name="mingru", module=MinGRUCell, step=mingru_step, blocks=2,
                        gates=MinGRUGates._fields, sigmoid_gates=frozenset({"z"}),
-                       input_only=True, scan=mingru_scan)
+                       input_only=True, scan=mingru_scan, recur=mingru_recur)

@@ -29,7 +29,13 @@ class MinLSTMGates(NamedTuple):
 def minlstm_step(x: Tensor, state: tuple[Tensor], w_ih: Tensor, w_hh: None,
                  b_ih: Tensor | None, b_hh: None) -> tuple[tuple[Tensor], MinLSTMGates]:
     """One minLSTM step in the registry's signature: ((h_t,), gates). W_hh and b_hh are None."""
-    to_forget, to_input, to_hidden = nn.functional.linear(x, w_ih, b_ih).chunk(3, dim=-1)
+    return minlstm_recur(nn.functional.linear(x, w_ih, b_ih), None, state)
+
+
+def minlstm_recur(from_input: Tensor, from_hidden: None, state: tuple[Tensor]
+                  ) -> tuple[tuple[Tensor], MinLSTMGates]:
+    """One minLSTM step from its projection W_ih x_t + b_ih (B, 3H); there is no W_hh h_prev."""
+    to_forget, to_input, to_hidden = from_input.chunk(3, dim=-1)
     f = torch.sigmoid(to_forget)  # (1) forget gate
     i = torch.sigmoid(to_input)  # (2) input gate
     f, i = f / (f + i), i / (f + i)  # (3) normalised, f' + i' = 1
@@ -77,4 +83,4 @@ class MinLSTMCell(InputGatedCell):
 
 MINLSTM_SPEC = CellSpec(name="minlstm", module=MinLSTMCell, step=minlstm_step, blocks=3,
                         gates=MinLSTMGates._fields, sigmoid_gates=frozenset({"f", "i"}),
-                        input_only=True, scan=minlstm_scan)
+                        input_only=True, scan=minlstm_scan, recur=minlstm_recur)

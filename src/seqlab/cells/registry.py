@@ -45,7 +45,7 @@ Reset = Callable[[LayerWeights, InitOptions], None]
 Scan = Callable[..., Tensor]
 # recur(from_input, from_hidden, state) -> (new state, gate activations): ``step`` from its two
 # projections W_ih x_t + b_ih and W_hh h_prev + b_hh (B, blocks H), for cells whose step
-# reads x_t and h_prev through them alone
+# reads x_t and h_prev through them alone (from_hidden is None for an input_only cell)
 Recur = Callable[..., tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]
 STATE_KINDS = (("h",), ("h", "c"))
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

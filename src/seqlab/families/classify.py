@@ -168,10 +168,11 @@ class ClassifyFamily(Family):
     # model and task ------------------------------------------------------------------------
     def build(self, configs: Configs, assets: ClassifyAssets) -> Classifier:
         own = configs.own
+        filters, kernels = own.conv()
         return Classifier(configs.model, "tokens" if assets.vocab is not None else "real",
                           assets.input_size, len(assets.classes), pooling=own.pooling,
                           bidirectional=own.bidirectional, window_at=own.window_at,
-                          conv_filters=own.conv()[0], conv_kernels=own.conv()[1],
+                          conv_filters=filters, conv_kernels=kernels,
                           conv_se=own.conv_se)
 
     def task(self, prepared: Prepared, configs: Configs, device) -> ClassifyTask:

@@ -91,10 +91,7 @@ def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path 
     """Build the model and the task, then create the run folder (if any) and train; a run
     that fails before its first checkpoint leaves no folder behind (or the empty one given)."""
     model = initial_model(family, configs, prepared.assets)
-    task = family.task(prepared, whole_batches(configs, world), device_of(configs, world))
-    check_precision(configs.train.precision, device_of(configs, world))
-    if configs.train.compile:
-        check_compile(device_of(configs, world))
+    task = checked_task(family, prepared, configs, world)
     if out is None or not world.main:  # every check on the data is done: nothing is written
         return fit(family, model, task, configs, prepared, None, on_event, None, stop, world)
     created = not Path(out).exists()
@@ -109,6 +106,17 @@ def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path 
         if not isinstance(err, RunInUse) and not run.has_checkpoint():  # nothing to resume
             run.discard(created)
         raise
+
+
+def checked_task(family: Family, prepared: Prepared, configs: Configs, world: World):
+    """The family's task on this process's device, once the device can run the run's
+    precision and, with ``compile``, torch.compile."""
+    device = device_of(configs, world)
+    task = family.task(prepared, whole_batches(configs, world), device)
+    check_precision(configs.train.precision, device)
+    if configs.train.compile:
+        check_compile(device)
+    return task
 
 
 def resume(out: str | Path, on_event: Event | None = None, stop: threading.Event | None = None,
@@ -144,11 +152,7 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
     new_configs = changed(family, configs, {k: v for k, v in keys.items() if k != "task"})
     assets = family.assets_of(run, new_configs, config)
     prepared = family.prepare(location, new_configs, assets)
-    task = family.task(prepared, whole_batches(new_configs, world),
-                       device_of(new_configs, world))
-    check_precision(new_configs.train.precision, device_of(new_configs, world))
-    if new_configs.train.compile:
-        check_compile(device_of(new_configs, world))
+    task = checked_task(family, prepared, new_configs, world)
     check_fingerprint(config["data"], location, out)
     state = run.load_trainer_state()
     step = int(state["step"])

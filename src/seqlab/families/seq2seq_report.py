@@ -9,7 +9,7 @@ from seqlab.checkpoint import RunDir
 from seqlab.families.base import LoadedRun
 from seqlab.sections import svg
 from seqlab.sections.blocks import Figure, Group, Note, Section, Table, number
-from seqlab.seq2seq_eval import Translation, translate_texts
+from seqlab.seq2seq_eval import Translation, token_label, translate_texts
 
 SHOWN, SCORED = 4, 300  # translations shown with their attention; pairs scored by length
 ROWS = 30  # output tokens an attention map shows at most
@@ -47,12 +47,9 @@ def attention_map(output: Translation) -> str:
     """The weights of the first :data:`ROWS` output tokens over the source tokens."""
     rows = output.output_tokens[:ROWS]
     return svg.heatmap(output.weights.numpy()[:ROWS],
-                       [label(t) for t in output.source_tokens], [label(t) for t in rows],
+                       [token_label(t) for t in output.source_tokens],
+                       [token_label(t) for t in rows],
                        "attention weights", "source", "output", vmin=0, vmax=1, cell=0.24)
-
-
-def label(token: str) -> str:
-    return repr(token)[1:-1] if token.strip() else "␣"
 
 
 def by_length(outputs: list[Translation], references: list[str]) -> list:
