@@ -47,16 +47,19 @@ def contestants(cell: str, hidden: int, compile: bool, per_step: bool) -> dict:
 
     spec = stack.spec
 
-    def run(module, mode=None, compiled=False, stepwise=False):
+    def run(module, mode=None, compiled=False, stepwise=False, loop=False):
         def once() -> None:
             if mode is not None:
                 module.mode, module.compiled = mode, compiled
-                module.spec = dataclasses.replace(spec, recur=None) if stepwise else spec
+                plain = dict(sweep=None, sweep_on_cpu=False)
+                module.spec = (dataclasses.replace(spec, recur=None, **plain) if stepwise
+                               else dataclasses.replace(spec, **plain) if loop else spec)
             output, _ = module(x)
             output.pow(2).sum().backward()
         return once
     runners = {f"torch.nn.{cell}": run(kernel), f"seqlab {cell} default": run(stack, "fused"),
-               f"seqlab {cell} explicit": run(stack, "explicit")}
+               f"seqlab {cell} explicit": run(stack, "explicit"),
+               f"seqlab {cell} loop": run(stack, "explicit", loop=True)}
     if compile:
         runners[f"seqlab {cell} compiled"] = run(stack, "explicit", compiled=True)
     if per_step:

@@ -101,7 +101,8 @@ def seqlab_loop(data: torch.Tensor, mode: str = "fused", compile: bool = False,
                                     vocab_size=V)).to(device)
     model.recurrent.mode = mode
     if per_step:  # the cell's own step at every step
-        model.recurrent.spec = dataclasses.replace(model.recurrent.spec, recur=None)
+        model.recurrent.spec = dataclasses.replace(model.recurrent.spec, recur=None, sweep=None,
+                                                    sweep_on_cpu=False)
     config = TrainConfig(batch_size=batch, seq_len=length, lr=2e-3, warmup_steps=0,
                          max_steps=10**9, compile=compile, precision=precision)
     task = LanguageModelTask(data, data[:1000], config)

@@ -9,6 +9,7 @@ parameter, the input and the initial state. A test module subclasses :class:`Rec
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -162,6 +163,27 @@ class RecurrentSuite:
         fused = run_and_grad(model, "fused", run_full, x, state, lengths)
         explicit = run_and_grad(model, "explicit", run_full, x, state, lengths)
         assert_same(explicit, fused)
+
+    @layers
+    @pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
+    def test_sweep_agrees_with_the_kernel(self, cell, layers, padded):
+        """A cell with both a sweep and a torch.nn kernel: the kernel, the sweep and the loop
+        of its recur give the same outputs and gradients (``sweep_on_cpu`` swaps the first
+        two in fused mode)."""
+        spec = CELLS[cell]
+        if spec.sweep is None or spec.kernel is None:
+            pytest.skip(f"{cell} has no sweep beside a torch.nn kernel")
+        model = make(cell, layers, seed=61)
+        x, state = random_input(62), random_state(cell, layers, seed=63)
+        lengths = torch.tensor(LENGTHS) if padded else None
+        model.spec = dataclasses.replace(spec, sweep_on_cpu=False)
+        kernel = run_and_grad(model, "fused", run_full, x, state, lengths)
+        model.spec = spec
+        swept = run_and_grad(model, "explicit", run_full, x, state, lengths)
+        model.spec = dataclasses.replace(spec, sweep=None, sweep_on_cpu=False)
+        loop = run_and_grad(model, "explicit", run_full, x, state, lengths)
+        assert_same(swept, kernel)
+        assert_same(loop, kernel)
 
     def test_fused_runs_the_kernel_when_there_is_one(self, cell):
         model = make(cell, 1)

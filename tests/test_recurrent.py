@@ -13,8 +13,8 @@ import torch
 from torch.testing import assert_close
 
 from recurrent_suite import B, H, I, RecurrentSuite, T, make, random_input, random_state
-from seqlab.cells import CELLS
-from seqlab.recurrent import GATE_NAMES, MODES, Recurrent
+from seqlab.cells import CELLS, GATE_NAMES
+from seqlab.recurrent import MODES, Recurrent
 
 # tiny tensors: one thread avoids oversubscribing two shared cores (see conftest.py)
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -6,14 +6,18 @@ torch.nn's names and layout (``core.weight_ih_l0`` ...), so they load both ways.
 one of two ways:
 
 - ``fused`` (default): the cell's torch.nn kernel (nn.RNN / LSTM / GRU), which uses oneDNN on
-  CPU and cuDNN on GPU; then ``core`` *is* that torch.nn module. A cell without a kernel has a
+  CPU and cuDNN on GPU; then ``core`` *is* that torch.nn module. On a CPU a cell whose sweep
+  (below) outruns its kernel there (``sweep_on_cpu``: the GRU) runs the sweep. A cell without a
   plain ``core`` holding the same parameter names, and ``fused`` runs the cell's parallel scan
   over time when it has one (minGRU, minLSTM), else the explicit loop: fused means the fastest
   path the cell has (:attr:`Recurrent.fused` says which);
 - ``explicit``: the cell's step function in a Python loop over time, which can also return
   every h_t, c_t and gate activation (:meth:`Recurrent.trace`).
 
-The explicit loop does per step only what must wait for h_{t-1}: a cell with a ``recur``
+A cell with a ``sweep`` (the LSTM's and the GRU's, :mod:`seqlab.cells.lstm_sweep`) runs each
+layer of the explicit path as one autograd node with a hand-written backward, whenever nothing
+per step is to be kept (not :meth:`Recurrent.trace`), nothing is compiled and no autocast is on.
+Otherwise the explicit loop does per step only what must wait for h_{t-1}: a cell with a ``recur``
 (its step after the two projections) has every step's input projection W_ih x_t + b_ih made in
 one matrix product before the loop, and W_hh's gradient made in one after the backward loop
 (:mod:`seqlab.recurrent_loop`), as cuDNN and oneDNN do; a cell with only a ``step`` runs it as
@@ -27,7 +31,7 @@ output (zeros there) or its final state. Shapes: B batch, T time, I input, H hid
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -41,24 +45,6 @@ from seqlab.recurrent_loop import RecurrentWeightGrad, compiled
 State = Tensor | tuple[Tensor, Tensor]
 MODES = ("fused", "explicit")
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-
-class _GateNames(Mapping):
-    """Cell name -> its gate names, for the gated cells, read live from :data:`CELLS`."""
-
-    def __getitem__(self, name: str) -> tuple[str, ...]:
-        if name not in CELLS or not CELLS[name].gates:
-            raise KeyError(name)
-        return CELLS[name].gates
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, spec in CELLS.items() if spec.gates)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-GATE_NAMES: Mapping[str, tuple[str, ...]] = _GateNames()
 
 
 @dataclass
@@ -241,6 +227,9 @@ class Recurrent(nn.Module):
                ) -> tuple[Tensor, State]:
         if self.spec.scan is not None:
             return self._scanned(x, state, lengths)
+        if self._sweep_beats_kernel(x):
+            trace = self._explicit(x, state, lengths, keep=False)
+            return trace.output, trace.state
         if lengths is None:
             return self.core(x, state)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -296,6 +285,8 @@ class Recurrent(nn.Module):
     def _layer(self, layer: int, x: Tensor, carried: tuple[Tensor, ...], alive: Tensor | None,
                trace: Trace, keep: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One layer over every step: (output (B, T, H), final state); appends to the trace."""
+        if not keep and self._sweeps(x):
+            return self._swept(layer, x, carried, alive)
         advance = self._advance(layer, x)
         kept, gates, outs = [], {g: [] for g in self.spec.gates}, []
         for t in range(x.shape[1]):
@@ -320,6 +311,27 @@ class Recurrent(nn.Module):
             for name, values in gates.items():
                 trace.gates[name].append(values)
         return torch.stack(outs, dim=1), carried  # (B, T, H)
+
+    def _sweeps(self, x: Tensor) -> bool:
+        """Whether a layer runs as the cell's sweep: one autograd node per layer, when nothing
+        per step is kept, nothing is compiled and no autocast is on (the sweep runs in the
+        dtype it is given)."""
+        return (self.spec.sweep is not None and not self.compiled
+                and not torch.is_autocast_enabled(x.device.type))
+
+    def _sweep_beats_kernel(self, x: Tensor) -> bool:
+        """On a CPU, a cell whose sweep outruns its torch.nn kernel (``sweep_on_cpu``: the
+        GRU's, benchmarks/gru_cpu.py) runs the sweep in fused mode, except while being traced
+        (an exported graph holds the kernel's one operator)."""
+        return (self.spec.sweep_on_cpu and x.device.type == "cpu" and self._sweeps(x)
+                and not torch.jit.is_tracing())
+
+    def _swept(self, layer: int, x: Tensor, carried: tuple[Tensor, ...], alive: Tensor | None
+               ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        hs, final = self.spec.sweep(x.transpose(0, 1), self.layer_weights(layer), carried, alive)
+        if alive is not None:  # zeros past each end, as the loop's output
+            hs = torch.where(alive, hs, torch.zeros((), dtype=hs.dtype))
+        return hs.transpose(0, 1), final  # (B, T, H)
 
     def _advance(self, layer: int, x: Tensor) -> Callable:
         """advance(t, state) -> (new state, gates): step t of one layer over x (B, T, I)."""

@@ -24,6 +24,7 @@ from seqlab.cells.mingru import MINGRU_SPEC, MinGRUCell, mingru_scan, mingru_ste
 from seqlab.cells.minlstm import MINLSTM_SPEC, MinLSTMCell, minlstm_scan, minlstm_step
 from seqlab.cells.registry import (
     CELLS,
+    GATE_NAMES,
     CellSpec,
     InitOptions,
     LayerWeights,
@@ -37,7 +38,7 @@ BUILT_IN = (RNN_SPEC, IRNN_SPEC, LSTM_SPEC, GRU_SPEC, MINGRU_SPEC, MINLSTM_SPEC)
 for _spec in BUILT_IN:
     register_cell(_spec)
 
-__all__ = ["BUILT_IN", "CELLS", "Cell", "CellSpec", "GRUCell", "GRUGates", "GRU_SPEC",
+__all__ = ["BUILT_IN", "CELLS", "Cell", "GATE_NAMES", "CellSpec", "GRUCell", "GRUGates", "GRU_SPEC",
            "IRNN_SPEC", "InitOptions", "LSTMCell", "LSTMGates", "LSTM_SPEC", "LayerWeights",
            "MINGRU_SPEC", "MINLSTM_SPEC", "MinGRUCell", "MinLSTMCell", "RNNCell", "RNN_SPEC",
            "State", "gru_step", "init_chrono", "init_forget_bias", "init_identity", "lstm_step",

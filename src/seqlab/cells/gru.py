@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.cells.base import Cell
+from seqlab.cells.gru_sweep import gru_sweep
 from seqlab.cells.registry import CellSpec
 
 
@@ -86,4 +87,5 @@ class GRUCell(Cell):
 
 GRU_SPEC = CellSpec(name="gru", module=GRUCell, step=gru_state_step, blocks=3,
                     gates=GRUGates._fields, sigmoid_gates=frozenset({"r", "z"}),
-                    kernel=nn.GRU, torch_cell=nn.GRUCell, recur=gru_recur)
+                    kernel=nn.GRU, torch_cell=nn.GRUCell, recur=gru_recur,
+                    sweep=gru_sweep, sweep_on_cpu=True)

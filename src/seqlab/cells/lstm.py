@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.cells.base import Cell
+from seqlab.cells.lstm_sweep import lstm_sweep
 from seqlab.cells.registry import CellSpec, InitOptions, LayerWeights
 
 
@@ -146,4 +147,4 @@ def reset_gate_biases(weights: LayerWeights, options: InitOptions) -> None:
 LSTM_SPEC = CellSpec(name="lstm", module=LSTMCell, step=lstm_state_step, state=("h", "c"),
                      blocks=4, gates=LSTMGates._fields, sigmoid_gates=frozenset({"i", "f", "o"}),
                      reset=reset_gate_biases, kernel=nn.LSTM, torch_cell=nn.LSTMCell,
-                     recur=lstm_recur)
+                     recur=lstm_recur, sweep=lstm_sweep)

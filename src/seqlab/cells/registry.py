@@ -11,7 +11,7 @@ Every registered cell is also a model name (``--model mine``), through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -47,6 +47,10 @@ Scan = Callable[..., Tensor]
 # projections W_ih x_t + b_ih and W_hh h_prev + b_hh (B, blocks H), for cells whose step
 # reads x_t and h_prev through them alone (from_hidden is None for an input_only cell)
 Recur = Callable[..., tuple[tuple[Tensor, ...], tuple[Tensor, ...]]]
+# sweep(x (T, B, I), LayerWeights, state, alive) -> (every h_t (T, B, H), final state): one
+# layer over every step as one autograd node with a hand-written backward; alive (T, B, 1) bool
+# or None marks the steps before each sequence's end, and past it the state is carried
+Sweep = Callable[..., tuple[Tensor, tuple[Tensor, ...]]]
 STATE_KINDS = (("h",), ("h", "c"))
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -55,10 +59,12 @@ WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 class CellSpec:
     """Everything shared code needs to know about one cell.
 
-    The explicit path calls ``step`` once per layer and time step; the fused path runs
-    ``kernel`` when there is one, else ``scan`` when there is one. Both read the same
-    parameters, named as torch.nn names them (``weight_ih_l0`` ...), ``blocks`` gate blocks of
-    H rows each; a cell whose gates read x_t alone (``input_only``) has no W_hh and no b_hh.
+    The explicit path runs a layer as ``sweep`` when there is one, else calls ``recur`` or
+    ``step`` once per layer and time step; the fused path runs ``kernel`` when there is one
+    (on a CPU the sweep instead, with ``sweep_on_cpu``), else ``scan`` when there is one. All
+    read the same parameters, named as torch.nn names them (``weight_ih_l0`` ...), ``blocks``
+    gate blocks of H rows each; a cell whose gates read x_t alone (``input_only``) has no W_hh
+    and no b_hh.
     """
 
     name: str
@@ -76,6 +82,8 @@ class CellSpec:
     scan: Scan | None = None  # the whole sequence at once (h_t linear in h_{t-1}); input_only
     recur: Recur | None = None  # step after its projections: lets the explicit path project
     # every step's input in one matrix product before the loop (``step`` must equal it)
+    sweep: Sweep | None = None  # a layer's loop of ``recur`` with its own backward (needs recur)
+    sweep_on_cpu: bool = False  # on a CPU the fused path runs the sweep, not the kernel: faster
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -92,6 +100,11 @@ class CellSpec:
         if self.scan is not None and not (self.input_only and self.state == ("h",)):
             raise ValueError(f"CellSpec {self.name}: a scan needs input_only gates and the "
                              f"state ('h',)")
+        if self.sweep is not None and (self.recur is None or self.input_only):
+            raise ValueError(f"CellSpec {self.name}: a sweep loops recur over h_prev: it needs "
+                             f"a recur and W_hh")
+        if self.sweep_on_cpu and self.sweep is None:
+            raise ValueError(f"CellSpec {self.name}: sweep_on_cpu needs a sweep")
         if self.input_only and self.kernel is not None:
             raise ValueError(f"CellSpec {self.name}: torch.nn's kernels all have W_hh; an "
                              f"input_only cell has none")
@@ -138,3 +151,21 @@ def unregister_cell(name: str) -> CellSpec:
         raise ValueError(f"unregister_cell: no cell named {name!r}; registered: "
                          f"{', '.join(CELLS)}")
     return CELLS.pop(name)
+
+
+class _GateNames(Mapping):
+    """Cell name -> its gate names, for the gated cells, read live from :data:`CELLS`."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        if name not in CELLS or not CELLS[name].gates:
+            raise KeyError(name)
+        return CELLS[name].gates
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, spec in CELLS.items() if spec.gates)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+GATE_NAMES: Mapping[str, tuple[str, ...]] = _GateNames()

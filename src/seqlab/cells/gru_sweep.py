@@ -1,0 +1,137 @@
+"""The GRU's whole layer in one autograd node: a forward loop and a hand-written backward
+loop, registered as the ``gru`` cell's ``sweep`` (the plan of :mod:`seqlab.cells.lstm_sweep`).
+
+Per step the backward needs dL/dh_t times four factors that the forward makes while its step is
+in cache, with A = (1 - z) (1 - n^2) and hid_n = W_hn h_{t-1} + b_hn:
+
+    dL/d(pre-activation of n)  = dh A                          (from the input side)
+    dL/d(hid_n)                = dh r A
+    dL/d(pre-activation of r)  = dh hid_n r (1 - r) A
+    dL/d(pre-activation of z)  = dh (h_{t-1} - n) z (1 - z)
+
+kept side by side as [A, r-factor, z-factor, r A] so that one product gives all four, the last
+three of them (r, z, hid_n) contiguous: the row that meets W_hh. dL/dh_{t-1} adds dh z.
+
+Shapes: T time, B batch, I input, H hidden; the gate blocks r, z, n along the last axis of the
+weights, as in torch.nn.GRU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from seqlab.cells.registry import LayerWeights
+from seqlab.cells.workspace import WORKSPACE
+
+
+def gru_sweep(x: Tensor, weights: LayerWeights, state: tuple[Tensor], alive: Tensor | None
+              ) -> tuple[Tensor, tuple[Tensor]]:
+    """Every step of one GRU layer over x (T, B, I): (h_t for every t (T, B, H), final (h,)).
+
+    ``alive`` (T, B, 1) bool or None marks the steps before each sequence's end; past its end
+    the state is carried unchanged (and h_t is the carried state).
+    """
+    hs = _GRUSweep.apply(x, *weights, state[0], alive, torch.is_grad_enabled())
+    return hs, (hs[-1],)
+
+
+class _GRUSweep(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                b_hh: Tensor | None, h0: Tensor, alive: Tensor | None, grad_enabled: bool
+                ) -> Tensor:
+        steps, batch, _ = x.shape
+        rows, size = w_hh.shape
+        learns = grad_enabled and any(ctx.needs_input_grad)  # (forward runs without grad)
+        from_input = WORKSPACE.take(x, steps, batch, rows)  # W_ih x_t + b_ih, every step
+        flat = x.reshape(steps * batch, -1)
+        if b_ih is None:
+            torch.mm(flat, w_ih.t(), out=from_input.view(steps * batch, rows))
+        else:
+            torch.addmm(b_ih, flat, w_ih.t(), out=from_input.view(steps * batch, rows))
+        hs = x.new_empty(steps + 1, batch, size)  # h_0 ... h_T
+        hs[0] = h0
+        # per-step scratch: W_hh h_{t-1} + b_hh, n, h_{t-1} - n
+        hidden, n, diff = x.new_empty(batch, rows), x.new_empty(batch, size), torch.empty_like(h0)
+        hidden_n = hidden[:, 2 * size:]
+        one = x.new_ones(())
+        to_hidden = w_hh.t().contiguous()  # a CPU multiplies by it faster than by the view
+        h_steps = hs.unbind(0)
+        rz_steps = from_input[..., :2 * size].unbind(0)
+        input_n_steps = from_input[..., 2 * size:].unbind(0)
+        if learns:  # leased: back to the workspace when the graph is freed
+            kept = WORKSPACE.lease(x, (steps, batch, 4 * size), (steps, batch, size))
+            factor, update = kept.tensors
+            factor_steps = [step.split(size, dim=1) for step in factor.unbind(0)]
+            update_steps = update.unbind(0)
+        for t in range(steps):
+            if b_hh is None:
+                torch.mm(h_steps[t], to_hidden, out=hidden)
+            else:
+                torch.addmm(b_hh, h_steps[t], to_hidden, out=hidden)
+            rz = rz_steps[t].add_(hidden[:, :2 * size]).sigmoid_()  # (1) reset, (2) update
+            r, z = rz[:, :size], rz[:, size:]
+            torch.addcmul(input_n_steps[t], r, hidden_n, out=n).tanh_()  # (3) candidate
+            torch.sub(h_steps[t], n, out=diff)
+            torch.addcmul(n, z, diff, out=h_steps[t + 1])  # (4) h_t = n + z (h_{t-1} - n)
+            if learns:
+                a, fr, fz, fn = factor_steps[t]
+                torch.addcmul(one, n, n, value=-1, out=a)
+                torch.addcmul(a, a, z, value=-1, out=a)  # A = (1 - n^2)(1 - z)
+                torch.addcmul(r, r, r, value=-1, out=fr).mul_(hidden_n).mul_(a)
+                torch.addcmul(z, z, z, value=-1, out=fz).mul_(diff)
+                torch.mul(r, a, out=fn)
+                update_steps[t].copy_(z)
+            if alive is not None:  # past a sequence's end the state is carried unchanged
+                torch.where(alive[t], h_steps[t + 1], h_steps[t], out=h_steps[t + 1])
+        WORKSPACE.give(from_input)
+        if learns:
+            ctx.save_for_backward(x, w_ih, w_hh, alive)
+            ctx.hs, ctx.kept = hs, kept
+            ctx.biases = (b_ih is not None, b_hh is not None)
+        return hs[1:]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_hs: Tensor):
+        x, w_ih, w_hh, alive = ctx.saved_tensors
+        factor, update = ctx.kept.tensors
+        steps, batch, _ = factor.shape
+        size = w_hh.shape[1]
+        # [n from the input side, r, z, n from the hidden side]: the last three meet W_hh
+        grad_pre = WORKSPACE.take(factor, steps, batch, 4 * size)
+        factor_steps = factor.view(steps, batch, 4, size).unbind(0)
+        pre_steps = grad_pre.view(steps, batch, 4, size).unbind(0)
+        hidden_steps = grad_pre[..., size:].unbind(0)
+        out_steps, update_steps = grad_hs.unbind(0), update.unbind(0)
+        grad_h = grad_hs[-1]
+        for t in range(steps - 1, -1, -1):
+            if alive is not None:  # a step past the end passes its gradient straight back
+                carried = torch.where(alive[t], 0.0, grad_h)
+                grad_h = torch.where(alive[t], grad_h, 0.0)
+            torch.mul(grad_h.unsqueeze(1), factor_steps[t], out=pre_steps[t])
+            direct = (grad_h * update_steps[t] if t == 0
+                      else torch.addcmul(out_steps[t - 1], grad_h, update_steps[t]))
+            grad_h = torch.addmm(direct, hidden_steps[t], w_hh)
+            if alive is not None:
+                grad_h = grad_h + carried
+        flat = grad_pre.view(steps * batch, 4 * size)
+        from_input_rz, from_input_n, hidden = flat[:, size:3 * size], flat[:, :size], flat[:, size:]
+        grad_x = grad_w_ih = grad_w_hh = grad_b_ih = grad_b_hh = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.addmm(from_input_rz @ w_ih[:2 * size], from_input_n,
+                                 w_ih[2 * size:]).view(steps, batch, -1)
+        if ctx.needs_input_grad[1]:
+            inputs = x.reshape(steps * batch, -1)
+            grad_w_ih = torch.cat([from_input_rz.t() @ inputs, from_input_n.t() @ inputs])
+        if ctx.needs_input_grad[2]:  # h_{t-1} for every t
+            grad_w_hh = hidden.t() @ ctx.hs[:-1].reshape(steps * batch, size)
+        has_ih, has_hh = ctx.biases
+        if has_ih and ctx.needs_input_grad[3]:
+            grad_b_ih = torch.cat([from_input_rz.sum(0), from_input_n.sum(0)])
+        if has_hh and ctx.needs_input_grad[4]:
+            grad_b_hh = hidden.sum(0)
+        WORKSPACE.give(grad_pre)
+        return grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_h, None, None
