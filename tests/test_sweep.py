@@ -17,8 +17,8 @@ from seqlab.cells.registry import LayerWeights
 from seqlab.cells.workspace import WORKSPACE, Workspace
 from seqlab.recurrent import Recurrent
 
-T, B, I, H = 7, 3, 4, 5
-LENGTHS = torch.tensor([7, 3, 1])
+T, B, I, H = 21, 3, 4, 5  # more steps than the LSTM sweep's ring of 16
+LENGTHS = torch.tensor([21, 9, 1])
 SWEPT = ["lstm", "gru"]
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from seqlab.cells.registry import LayerWeights
-from seqlab.cells.workspace import WORKSPACE
+from seqlab.cells.workspace import WORKSPACE, ring_steps
 
 
 def gru_sweep(x: Tensor, weights: LayerWeights, state: tuple[Tensor], alive: Tensor | None
@@ -53,39 +53,35 @@ class _GRUSweep(torch.autograd.Function):
             torch.addmm(b_ih, flat, w_ih.t(), out=from_input.view(steps * batch, rows))
         hs = x.new_empty(steps + 1, batch, size)  # h_0 ... h_T
         hs[0] = h0
-        # per-step scratch: W_hh h_{t-1} + b_hh, n, h_{t-1} - n
-        hidden, n, diff = x.new_empty(batch, rows), x.new_empty(batch, size), torch.empty_like(h0)
-        hidden_n = hidden[:, 2 * size:]
-        one = x.new_ones(())
+        # rings of a chunk of steps, small enough to stay in cache: W_hh h_{t-1} + b_hh, n,
+        # h_{t-1} - n; what the backward needs of them is made once per ring
+        chunk = ring_steps(batch * rows * x.element_size())
+        hidden = x.new_empty(chunk, batch, rows)
+        ns, diffs = x.new_empty(chunk, batch, size), x.new_empty(chunk, batch, size)
+        ring = list(zip(hidden.unbind(0), hidden[..., 2 * size:].unbind(0), ns.unbind(0),
+                        diffs.unbind(0), strict=True))
         to_hidden = w_hh.t().contiguous()  # a CPU multiplies by it faster than by the view
         h_steps = hs.unbind(0)
         rz_steps = from_input[..., :2 * size].unbind(0)
         input_n_steps = from_input[..., 2 * size:].unbind(0)
         if learns:  # leased: back to the workspace when the graph is freed
             kept = WORKSPACE.lease(x, (steps, batch, 4 * size), (steps, batch, size))
-            factor, update = kept.tensors
-            factor_steps = [step.split(size, dim=1) for step in factor.unbind(0)]
-            update_steps = update.unbind(0)
         for t in range(steps):
+            k = t % chunk
+            hid, hid_n, n, diff = ring[k]
             if b_hh is None:
-                torch.mm(h_steps[t], to_hidden, out=hidden)
+                torch.mm(h_steps[t], to_hidden, out=hid)
             else:
-                torch.addmm(b_hh, h_steps[t], to_hidden, out=hidden)
-            rz = rz_steps[t].add_(hidden[:, :2 * size]).sigmoid_()  # (1) reset, (2) update
-            r, z = rz[:, :size], rz[:, size:]
-            torch.addcmul(input_n_steps[t], r, hidden_n, out=n).tanh_()  # (3) candidate
+                torch.addmm(b_hh, h_steps[t], to_hidden, out=hid)
+            rz = rz_steps[t].add_(hid[:, :2 * size]).sigmoid_()  # (1) reset, (2) update
+            torch.addcmul(input_n_steps[t], rz[:, :size], hid_n, out=n).tanh_()  # (3)
             torch.sub(h_steps[t], n, out=diff)
-            torch.addcmul(n, z, diff, out=h_steps[t + 1])  # (4) h_t = n + z (h_{t-1} - n)
-            if learns:
-                a, fr, fz, fn = factor_steps[t]
-                torch.addcmul(one, n, n, value=-1, out=a)
-                torch.addcmul(a, a, z, value=-1, out=a)  # A = (1 - n^2)(1 - z)
-                torch.addcmul(r, r, r, value=-1, out=fr).mul_(hidden_n).mul_(a)
-                torch.addcmul(z, z, z, value=-1, out=fz).mul_(diff)
-                torch.mul(r, a, out=fn)
-                update_steps[t].copy_(z)
+            torch.addcmul(n, rz[:, size:], diff, out=h_steps[t + 1])  # (4) n + z (h - n)
             if alive is not None:  # past a sequence's end the state is carried unchanged
                 torch.where(alive[t], h_steps[t + 1], h_steps[t], out=h_steps[t + 1])
+            if learns and (k == chunk - 1 or t == steps - 1):
+                _keep(slice(t - k, t + 1), from_input[t - k:t + 1, :, :2 * size],
+                      hidden[:k + 1, :, 2 * size:], ns[:k + 1], diffs[:k + 1], *kept.tensors)
         WORKSPACE.give(from_input)
         if learns:
             ctx.save_for_backward(x, w_ih, w_hh, alive)
@@ -135,3 +131,18 @@ class _GRUSweep(torch.autograd.Function):
             grad_b_hh = hidden.sum(0)
         WORKSPACE.give(grad_pre)
         return grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_h, None, None
+
+
+def _keep(steps: slice, rz: Tensor, hidden_n: Tensor, n: Tensor, diff: Tensor, factor: Tensor,
+          update: Tensor) -> None:
+    """What the backward needs of a ring of steps (k, B, ...), in its slots ``steps``: the
+    factors [A, r-factor, z-factor, r A] of the module docstring, and z."""
+    size = n.shape[-1]
+    r, z = rz[..., :size], rz[..., size:]
+    a, fr, fz, fn = factor[steps].split(size, dim=-1)
+    torch.addcmul(n.new_ones(()), n, n, value=-1, out=a)
+    torch.addcmul(a, a, z, value=-1, out=a)  # A = (1 - n^2)(1 - z)
+    torch.addcmul(r, r, r, value=-1, out=fr).mul_(hidden_n).mul_(a)  # hid_n r (1 - r) A
+    torch.addcmul(z, z, z, value=-1, out=fz).mul_(diff)  # (h_{t-1} - n) z (1 - z)
+    torch.mul(r, a, out=fn)  # r A
+    update[steps] = z

@@ -4,10 +4,12 @@ loop, registered as the ``lstm`` cell's ``sweep``.
 The explicit loop built from :func:`seqlab.cells.lstm.lstm_recur` records about a dozen autograd
 nodes per step, and on a CPU their bookkeeping, not the arithmetic, sets its speed. Here every
 step's input projection is one matrix product before the loop; the forward loop runs without a
-graph, on per-step scratch small enough to stay in cache, and keeps for the backward only what
-it will need (the forget gate, the factors below); the backward loop makes per step only what
-must wait for step t + 1: the gate pre-activations' gradient and dL/dh_{t-1}, dL/dc_{t-1}. The
-weight gradients are one product each after it. The arithmetic is equations (1)-(6) of
+graph, seven calls a step, writing into a ring of up to 16 steps small enough to stay in cache,
+and once per ring makes in a few whole-ring calls what the backward will need of it (the
+forget gate and the factors of :func:`_keep`); the backward loop makes per step only what must
+wait for step t + 1: the gate pre-activations' gradient and dL/dh_{t-1}, dL/dc_{t-1}. The
+weight gradients are one product each after it. A fresh (T, B, 4H) buffer costs a page fault
+per page at every step, so they come from :data:`seqlab.cells.workspace.WORKSPACE`. The arithmetic is equations (1)-(6) of
 :class:`seqlab.cells.lstm.LSTMCell` and their derivatives; the parity suites hold it to the
 per-step loop and to torch.nn.LSTM, and gradcheck to finite differences.
 
@@ -21,7 +23,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from seqlab.cells.registry import LayerWeights
-from seqlab.cells.workspace import WORKSPACE
+from seqlab.cells.workspace import WORKSPACE, ring_steps
 
 
 def lstm_sweep(x: Tensor, weights: LayerWeights, state: tuple[Tensor, Tensor],
@@ -52,48 +54,42 @@ class _LSTMSweep(torch.autograd.Function):
             torch.addmm(bias, flat, w_ih.t(), out=pre.view(steps * batch, rows))
         hs = x.new_empty(steps + 1, batch, size)  # h_0 ... h_T
         hs[0] = h0
-        # per-step scratch, small enough to stay in cache: the gates, c before and after the
-        # step, tanh(c_t)
-        act = x.new_empty(batch, rows)
-        i, f, g, o = act.split(size, dim=1)
-        i_f = act[:, :2 * size]
-        c_prev, c_next, tanh_c = c0.clone(), torch.empty_like(c0), torch.empty_like(c0)
-        one = x.new_ones(())
+        # rings of a chunk of steps, small enough to stay in cache: the gates, c before and after
+        # each step, tanh(c_t); what the backward needs of them is made once per ring
+        chunk = ring_steps(batch * rows * x.element_size())
+        gates = x.new_empty(chunk, batch, rows)
+        cs, tanh_cs = x.new_empty(chunk + 1, batch, size), x.new_empty(chunk, batch, size)
+        cs[0] = c0
+        ring = [(step, *step.split(size, dim=1), step[:, 2 * size:3 * size])
+                for step in gates.unbind(0)]
+        c_steps, tanh_steps = cs.unbind(0), tanh_cs.unbind(0)
         to_hidden = w_hh.t().contiguous()  # a CPU multiplies by it faster than by the view
         h_steps, pre_steps = hs.unbind(0), pre.unbind(0)
-        if learns:  # what the backward needs that does not wait for step t + 1 (see there)
-            # leased: back to the workspace when the graph is freed, after its last backward
+        if learns:  # leased: back to the workspace when the graph is freed
             kept = WORKSPACE.lease(x, (steps, batch, rows), (steps, batch, size),
                                    (steps, batch, size))
-            factor, forget, through_tanh = kept.tensors
-            factor_steps = [(step[:, :2 * size], *step.split(size, dim=1))
-                            for step in factor.unbind(0)]
-            forget_steps, through_steps = forget.unbind(0), through_tanh.unbind(0)
         for t in range(steps):
+            k = t % chunk
+            act, i, f, g, o, g_out = ring[k]
             step_pre = pre_steps[t].addmm_(h_steps[t], to_hidden)
             torch.sigmoid(step_pre, out=act)  # (1) input, (2) forget, (4) output
-            torch.tanh(step_pre[:, 2 * size:3 * size], out=g)  # (3) candidate
-            torch.mul(f, c_prev, out=c_next).addcmul_(i, g)  # (5) c_t = f c_prev + i g
-            torch.mul(o, torch.tanh(c_next, out=tanh_c), out=h_steps[t + 1])  # (6) o tanh(c_t)
-            if learns:  # dL/dpre_t = (dc, dc, dc, dh) * factor_t; dc_t/dh_t = through_tanh_t
-                fif, fi, ff, fg, fo = factor_steps[t]
-                torch.addcmul(i_f, i_f, i_f, value=-1, out=fif)  # s' = s (1 - s), i and f
-                fi.mul_(g)  # g i (1 - i)
-                ff.mul_(c_prev)  # c_prev f (1 - f)
-                torch.addcmul(one, g, g, value=-1, out=fg).mul_(i)  # i (1 - g^2)
-                torch.addcmul(o, o, o, value=-1, out=fo).mul_(tanh_c)  # tanh(c_t) o (1 - o)
-                torch.addcmul(one, tanh_c, tanh_c, value=-1, out=through_steps[t]).mul_(o)
-                forget_steps[t].copy_(f)
+            torch.tanh(step_pre[:, 2 * size:3 * size], out=g_out)  # (3) candidate
+            c_t = torch.mul(f, c_steps[k], out=c_steps[k + 1]).addcmul_(i, g)  # (5)
+            torch.mul(o, torch.tanh(c_t, out=tanh_steps[k]), out=h_steps[t + 1])  # (6)
             if alive is not None:  # past a sequence's end the state is carried unchanged
                 torch.where(alive[t], h_steps[t + 1], h_steps[t], out=h_steps[t + 1])
-                torch.where(alive[t], c_next, c_prev, out=c_next)
-            c_prev, c_next = c_next, c_prev
+                torch.where(alive[t], c_t, c_steps[k], out=c_t)
+            if k == chunk - 1 or t == steps - 1:
+                if learns:
+                    _keep(slice(t - k, t + 1), gates[:k + 1], cs[:k + 1], tanh_cs[:k + 1],
+                          *kept.tensors)
+                cs[0] = c_t
         WORKSPACE.give(pre)
         if learns:
             ctx.save_for_backward(x, w_ih, w_hh, alive)
             ctx.hs, ctx.kept = hs, kept
             ctx.biases = (b_ih is not None, b_hh is not None)
-        return hs[1:], c_prev
+        return hs[1:], cs[0].clone()
 
     @staticmethod
     @once_differentiable
@@ -139,6 +135,22 @@ class _LSTMSweep(torch.autograd.Function):
         return (grad_x, grad_w_ih, grad_w_hh, grad_b if has_ih else None,
                 (grad_b.clone() if has_ih else grad_b) if has_hh else None, grad_h, grad_c, None,
                 None)
+
+
+def _keep(steps: slice, gates: Tensor, c_prev: Tensor, tanh_c: Tensor, factor: Tensor,
+          forget: Tensor, through_tanh: Tensor) -> None:
+    """What the backward needs of a ring of steps (n, B, ...), in its slots ``steps``:
+    dL/dpre = (dc, dc, dc, dh) * factor, with s' = s (1 - s) for the sigmoid gates and 1 - g^2;
+    dc_t/dh_t = through_tanh = o tanh'(c_t); the forget gate."""
+    size = c_prev.shape[-1]
+    i, f, g, o = gates.split(size, dim=-1)
+    fi, ff, fg, fo = factor[steps].split(size, dim=-1)
+    torch.addcmul(i, i, i, value=-1, out=fi).mul_(g)  # g i (1 - i)
+    torch.addcmul(f, f, f, value=-1, out=ff).mul_(c_prev)  # c_prev f (1 - f)
+    torch.addcmul(g.new_ones(()), g, g, value=-1, out=fg).mul_(i)  # i (1 - g^2)
+    torch.addcmul(o, o, o, value=-1, out=fo).mul_(tanh_c)  # tanh(c_t) o (1 - o)
+    torch.addcmul(o, o, tanh_c * tanh_c, value=-1, out=through_tanh[steps])
+    forget[steps] = f
 
 
 def _bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:

@@ -1,4 +1,5 @@
-"""Reused workspace for the cells' hand-written layer loops (:mod:`seqlab.cells.lstm_sweep`).
+"""Reused workspace for the cells' hand-written layer loops (:mod:`seqlab.cells.lstm_sweep`,
+:mod:`seqlab.cells.gru_sweep`), and the size of the rings of steps they keep in cache.
 
 A fresh tensor of a few tens of MB costs a CPU a page fault per 4 KiB page at its first write,
 at every training step: the allocator hands blocks that large back to the system when they are
@@ -70,3 +71,11 @@ class Lease:
 
 
 WORKSPACE = Workspace()
+RING_BYTES = 4 << 20
+
+
+def ring_steps(step_bytes: int, most: int = 16) -> int:
+    """How many steps a layer loop keeps in a ring before it makes the backward's factors from
+    them in a few whole-ring calls (rather than a few calls per step): as many as fit in
+    :data:`RING_BYTES` (cache-sized), at most ``most``, at least one."""
+    return max(1, min(most, RING_BYTES // max(1, step_bytes)))
