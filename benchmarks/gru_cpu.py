@@ -15,8 +15,14 @@ W_hh's gradient after it); with ``--compile`` also that loop with its step throu
 its input projected before it nor W_hh's gradient made after it (the cell's own step at every
 step, W_hh's gradient accumulated step by step).
 
+``--adding STEPS``: instead, the lab's adding runs (``seqlab lab --quick``: T 200, H 64,
+batch 32, gradient recording every 100 steps) for STEPS steps, the GRU in its default path (on
+a CPU its sweep), the GRU on torch.nn.GRU's kernel, and the LSTM: wall seconds and the best
+validation loss of each (the two GRU runs do the same arithmetic, so their losses agree to
+float32 rounding).
+
     python benchmarks/gru_cpu.py [--sizes 64,128,256,512,1024] [--rounds 3] [--compile]
-                                 [--per-step]
+                                 [--per-step] [--adding STEPS]
 """
 
 from __future__ import annotations
@@ -84,6 +90,37 @@ def measure(runners: dict, rounds: int) -> tuple[dict[str, float], dict[str, flo
     return {name: statistics.median(s) for name, s in seconds.items()}, first
 
 
+def adding(steps: int, out: Path) -> list[dict]:
+    """The lab's quick adding runs of the GRU (sweep, then kernel) and the LSTM, timed."""
+    import seqlab
+    from seqlab.cells import CELLS, register_cell, unregister_cell
+    from seqlab.lab import SIZES, adding_runs
+
+    runs = {run.name: run.keys for run in adding_runs(SIZES["quick"])}
+    rows = []
+    for label, name, kernel in (("gru, default (sweep)", "adding-gru", False),
+                                ("gru, torch.nn.GRU", "adding-gru", True),
+                                ("lstm, default", "adding-lstm", False)):
+        spec = CELLS["gru"]
+        if kernel:
+            unregister_cell("gru")
+            register_cell(dataclasses.replace(spec, sweep_on_cpu=False))
+        try:
+            started = time.perf_counter()
+            result = seqlab.train("adding", out=out / f"{name}-{'kernel' if kernel else 'default'}",
+                                  **{**runs[name], "max_steps": steps})
+            seconds = time.perf_counter() - started
+        finally:
+            if kernel:
+                unregister_cell("gru")
+                register_cell(spec)
+        loss = result.summary.best_val_loss
+        rows.append({"run": label, "seconds": seconds, "best_val_loss": loss})
+        print(f"{label:24} {seconds:8.1f} s  best validation loss {loss:.6f}",
+              flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,128,256,512,1024",
@@ -93,9 +130,20 @@ def main() -> None:
                         help="also the explicit loop with its step through torch.compile")
     parser.add_argument("--per-step", action="store_true",
                         help="also the explicit loop running the cell's own step at every step")
+    parser.add_argument("--adding", type=int, metavar="STEPS",
+                        help="instead, time the lab's adding runs (GRU sweep, GRU kernel, LSTM) "
+                             "for this many steps each")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/gru_cpu"),
+                        help="run folders of --adding (default benchmarks/out/gru_cpu)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.adding:
+        rows = adding(args.adding, args.out)
+        if args.json:
+            args.json.write_text(json.dumps({"torch": torch.__version__, "adding": rows},
+                                            indent=2) + "\n")
+        return
     rows = []
     print(f"{'H':>5} {'contestant':26} {'ms/batch':>9} {'tokens/s':>9} {'GFLOP/s':>8} "
           f"{'vs torch.nn':>11} {'first s':>8}")
