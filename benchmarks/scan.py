@@ -3,7 +3,8 @@
 For each sequence length T, one layer of each (input and hidden size H, batch B, float32, one
 thread) runs forward and backward on the same input: ``mingru`` and ``minlstm`` through
 :class:`seqlab.recurrent.Recurrent` in fused mode (the scan), ``gru`` through the same class,
-whose fused mode is torch.nn.GRU (oneDNN). Rounds alternate between the contestants so that
+whose fused mode is what a seqlab GRU runs: on a CPU its sweep (faster there than
+torch.nn.GRU), on a GPU cuDNN's GRU. Rounds alternate between the contestants so that
 machine noise hits all alike; the figure is the median time per forward+backward and its
 ratio to the GRU's, measured in one run. The minGRU's own sequential loop (explicit mode) is
 timed too, at the shorter lengths.
