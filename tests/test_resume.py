@@ -258,3 +258,49 @@ def test_no_command_prints_the_short_usage_and_how_to_get_help(capsys):
     assert err[-1] == ("seqlab: error: no command given; `seqlab --help` lists the commands, "
                        "`seqlab COMMAND --help` describes one")
     assert len(err) <= 3
+
+
+class FakeBar:
+    """tqdm's place in a test: what the progress bar was told."""
+
+    made: list[FakeBar] = []
+
+    def __init__(self, total=None, **kwargs) -> None:
+        self.total, self.n = total, 0
+        FakeBar.made.append(self)
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def write(self, line: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_progress_bar_knows_where_a_run_and_a_resumed_run_end(data, tmp_path, single_thread,
+                                                                   monkeypatch):
+    """On a terminal the bar's total is the step the run stops at: the given --max-steps, the
+    family's default without one, and on resume the new --max-steps (not unknown)."""
+    import sys
+
+    import tqdm
+
+    from seqlab.cli_train import planned_steps
+    from seqlab.config import TrainConfig
+    from seqlab.families import runner
+
+    monkeypatch.setattr(tqdm, "tqdm", FakeBar)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    FakeBar.made.clear()
+    run = tmp_path / "run"
+    assert train(data, *ORIGINAL, "--max-steps", "6", "--out", run) == 0
+    assert train(data, *ORIGINAL, "--max-steps", "9", "--out", run, "--resume") == 0
+    assert [(bar.total, bar.n) for bar in FakeBar.made] == [(6, 6), (9, 9)]
+    family = runner.family_for(str(data), {})
+    assert planned_steps(family, {"model": "lstm"}, None) == TrainConfig().max_steps
+    assert planned_steps(family, {"hidden_size": -3}, None) is None  # training says why

@@ -139,12 +139,12 @@ def train_command(args: argparse.Namespace, world: World) -> int:
     out = args.out or default_run_name(args.data, keys.get("model", "lstm"))
     on_event, watcher = watched(reporter, out, args.report and world.main,
                                 args.tensorboard if world.main else None)
+    reporter.total = planned_steps(family, keys, args.out if args.resume else None)
     with interrupt_sets(stop, world.main) as signals:
         if args.resume:
             result = runner.resume(args.out, on_event=on_event, stop=stop, source=args.data,
                                    world=world, **keys)
         else:
-            reporter.total = keys.get("max_steps")
             result = runner.train(args.data, out=out, on_event=on_event, stop=stop,
                                   world=world, **keys)
     reporter.close()
@@ -158,6 +158,20 @@ def train_command(args: argparse.Namespace, world: World) -> int:
     if args.report:
         print(f"report: {result.run.path / 'report.html'}", file=sys.stderr)
     return signals.exit_code() if s.stop_reason == "interrupted" else 0
+
+
+def planned_steps(family, keys: dict[str, Any], resumed: str | None) -> int | None:
+    """The step the run will stop at, for the progress bar's total: the family's default when
+    --max-steps is not given, the run's own (or the new --max-steps) on resume. None when the
+    keys are wrong: training reports that itself, in one line."""
+    from seqlab.families import runner
+
+    try:
+        if resumed is not None:
+            return runner.resume_configs(resumed, keys).train.max_steps
+        return runner.typed_configs(family, keys).train.max_steps
+    except ValueError:
+        return None
 
 
 def watched(reporter: Reporter, out: str, report: bool, tensorboard: str | None):

@@ -9,9 +9,10 @@ and once per ring makes in a few whole-ring calls what the backward will need of
 forget gate and the factors of :func:`_keep`); the backward loop makes per step only what must
 wait for step t + 1: the gate pre-activations' gradient and dL/dh_{t-1}, dL/dc_{t-1}. The
 weight gradients are one product each after it. A fresh (T, B, 4H) buffer costs a page fault
-per page at every step, so they come from :data:`seqlab.cells.workspace.WORKSPACE`. The arithmetic is equations (1)-(6) of
-:class:`seqlab.cells.lstm.LSTMCell` and their derivatives; the parity suites hold it to the
-per-step loop and to torch.nn.LSTM, and gradcheck to finite differences.
+per page at every step, so they come from :data:`seqlab.cells.workspace.WORKSPACE`. The
+arithmetic is equations (1)-(6) of :class:`seqlab.cells.lstm.LSTMCell` and their derivatives;
+the parity suites hold it to the per-step loop and to torch.nn.LSTM, and gradcheck to finite
+differences.
 
 Shapes: T time, B batch, I input, H hidden; the four gate blocks i, f, g, o along the last axis.
 """
