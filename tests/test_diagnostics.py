@@ -139,6 +139,15 @@ def test_gate_statistics_see_a_remembering_forget_gate():
     assert set(gate_statistics(adding_model("gru")[0], probe)) == {"r", "z", "n"}
 
 
+def test_gate_statistics_measure_no_saturation_of_an_unbounded_candidate():
+    """minGRU's h_tilde is positive and unbounded: no saturated fraction, where z has one."""
+    model, probe = adding_model("mingru")
+    stats = gate_statistics(model, probe)
+    assert stats["h_tilde"]["saturated"] is None and len(stats["h_tilde"]["mean"]) == T
+    assert len(stats["z"]["saturated"]) == T
+    assert min(stats["h_tilde"]["mean"]) > 0
+
+
 def test_clipping_keeps_the_direction_and_bounds_the_norm():
     grads = [torch.tensor([3.0, -4.0]), torch.tensor([[12.0]])]  # global norm 13
     params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]

@@ -188,7 +188,8 @@ def spectral_radius(model: nn.Module) -> dict[str, dict[str, float]]:
 def gate_statistics(model: nn.Module, probe: Probe, layer: int = -1, low: float = 0.1,
                     high: float = 0.9) -> dict[str, dict[str, list[float]]]:
     """Per gate and step: the mean activation and the fraction saturated (sigmoid gates
-    below ``low`` or above ``high``; tanh candidates with |value| above ``high``).
+    below ``low`` or above ``high``; tanh candidates with |value| above ``high``; None for a
+    gate with no saturating range, the spec's ``unbounded_gates``: minGRU's positive h_tilde).
 
     For an LSTM the forget gate f's mean near 1 means the cell keeps its memory; for a GRU the
     update gate z plays that part (h_t = (1 - z) n + z h_{t-1}). Empty for a cell without
@@ -207,10 +208,13 @@ def gate_statistics(model: nn.Module, probe: Probe, layer: int = -1, low: float 
         values = torch.stack(per_layer[layer], dim=1)  # (B, T, H)
         if name in spec.sigmoid_gates:
             saturated = (values < low) | (values > high)
+        elif name in spec.unbounded_gates:
+            saturated = None
         else:
             saturated = values.abs() > high
         stats[name] = {"mean": values.mean((0, 2)).tolist(),
-                       "saturated": saturated.float().mean((0, 2)).tolist()}
+                       "saturated": None if saturated is None
+                       else saturated.float().mean((0, 2)).tolist()}
     return stats
 
 

@@ -74,4 +74,5 @@ class MinGRUCell(InputGatedCell):
 
 MINGRU_SPEC = CellSpec(name="mingru", module=MinGRUCell, step=mingru_step, blocks=2,
                        gates=MinGRUGates._fields, sigmoid_gates=frozenset({"z"}),
+                       unbounded_gates=frozenset({"h_tilde"}),
                        input_only=True, scan=mingru_scan, recur=mingru_recur)

@@ -83,4 +83,5 @@ class MinLSTMCell(InputGatedCell):
 
 MINLSTM_SPEC = CellSpec(name="minlstm", module=MinLSTMCell, step=minlstm_step, blocks=3,
                         gates=MinLSTMGates._fields, sigmoid_gates=frozenset({"f", "i"}),
+                        unbounded_gates=frozenset({"h_tilde"}),
                         input_only=True, scan=minlstm_scan, recur=minlstm_recur)

@@ -74,6 +74,7 @@ class CellSpec:
     blocks: int = 1  # gate blocks packed along the rows of every weight: W_ih is (blocks H, I)
     gates: tuple[str, ...] = ()  # names of the gate activations ``step`` returns, in order
     sigmoid_gates: frozenset[str] = field(default_factory=frozenset)  # in (0, 1); others tanh
+    unbounded_gates: frozenset[str] = field(default_factory=frozenset)  # neither: no saturation
     reset: Reset | None = None  # per layer, after torch.nn's uniform init: the cell's own init
     kernel: Callable[..., nn.RNNBase] | None = None  # fused torch.nn stack, called as
     # kernel(input_size, hidden_size, num_layers, batch_first=True, dropout=p); None: none
@@ -97,6 +98,9 @@ class CellSpec:
         if not set(self.sigmoid_gates) <= set(self.gates):
             raise ValueError(f"CellSpec {self.name}: sigmoid_gates {sorted(self.sigmoid_gates)} "
                              f"are not all among its gates {self.gates}")
+        if not set(self.unbounded_gates) <= set(self.gates) - set(self.sigmoid_gates):
+            raise ValueError(f"CellSpec {self.name}: unbounded_gates "
+                             f"{sorted(self.unbounded_gates)} must be gates that are not sigmoid")
         if self.scan is not None and not (self.input_only and self.state == ("h",)):
             raise ValueError(f"CellSpec {self.name}: a scan needs input_only gates and the "
                              f"state ('h',)")
