@@ -36,6 +36,13 @@ def length_mask(lengths: Tensor, max_len: int) -> Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def masked_mean(values: Tensor, mask: Tensor, dim: int) -> Tensor:
+    """The mean of ``values`` along ``dim`` over the positions where ``mask`` (bool,
+    broadcastable to values, size 1 elsewhere) is True; nothing masked out reaches it."""
+    total = torch.where(mask, values, values.new_zeros(())).sum(dim)
+    return total / mask.sum(dim).to(values.dtype)
+
+
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
     """Softmax over the last axis with masked-out positions at exactly 0.
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from seqlab.attention import context, length_mask, masked_softmax
+from seqlab.attention import context, length_mask, masked_mean, masked_softmax
 from seqlab.config import ModelConfig
 from seqlab.encoders import encoder_spec
 from seqlab.models.conv_branch import ConvBranch
@@ -197,8 +197,7 @@ class Classifier(nn.Module):
         if self.attention is not None:
             return self.attention(states, mask)  # (3)-(5)
         if self.pooling == "mean":
-            total = torch.where(mask[..., None], states, states.new_zeros(())).sum(1)
-            return total / mask.sum(1, keepdim=True).to(states.dtype), None  # (2)
+            return masked_mean(states, mask[..., None], 1), None  # (2)
         ends = mask.sum(1) - 1  # (B,) the last valid step
         rows = torch.arange(batch, device=states.device)
         if not self.bidirectional:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from seqlab.attention import masked_mean
+
 
 class MaskedBatchNorm(nn.BatchNorm1d):
     """Batch norm over the valid steps only: h (B, C, T), mask (B, T) -> (B, C, T), zeros past
@@ -45,7 +47,7 @@ class SqueezeExcite(nn.Module):
         self.excite = nn.Linear(inner, channels, bias=False)  # W_2
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        means = masked_mean(h, mask)  # (B, C)
+        means = masked_mean(h, mask[:, None, :], -1)  # (B, C)
         scale = torch.sigmoid(self.excite(torch.relu(self.squeeze(means))))
         return h * scale[..., None]
 
@@ -92,10 +94,4 @@ class ConvBranch(nn.Module):
             h = torch.relu(norm(h, mask))  # (7)
             if self.excite is not None and n < len(self.excite):
                 h = self.excite[n](h, mask)
-        return masked_mean(h, mask)  # (8) (B, F)
-
-
-def masked_mean(h: Tensor, mask: Tensor) -> Tensor:
-    """h (B, C, T), mask (B, T) -> (B, C): the mean of each channel over the valid steps."""
-    total = torch.where(mask[:, None, :], h, h.new_zeros(())).sum(-1)
-    return total / mask.sum(1, keepdim=True).to(h.dtype)
+        return masked_mean(h, mask[:, None, :], -1)  # (8) (B, F)
