@@ -75,7 +75,6 @@ from seqlab.abc_fields import (
     unit_of,
 )
 from seqlab.abc_state import (
-    CHORD_NOTES,
     ONE,
     BarState,
     Length,
@@ -135,13 +134,10 @@ def end_note(s: BarState) -> BarState:
 def start_note(s: BarState, base: Length) -> BarState:
     if s.loose is not None:
         s = s._replace(loose=None)
+    s = violate(s, note_fits(s, base))  # room for its shortest length; four chord notes at most
     if s.chord is None:
         (bn, bd), (tn, td) = s.broken, s.tuplet[1]
-        base = scaled(base, bn * tn, bd * td)
-        s = s._replace(broken=ONE)  # room for its shortest length, a 64th of it
-        return violate(s, room(s, scaled(base, 1, 64)))._replace(note=Note(base))
-    # four notes at most; the first (the chord's length) with room for its shortest
-    s = violate(s, s.chord_notes < CHORD_NOTES and (s.chord or room(s, scaled(base, 1, 64))))
+        return s._replace(broken=ONE, note=Note(scaled(base, bn * tn, bd * td)))
     return s._replace(note=Note(base), chord_notes=s.chord_notes + 1)
 
 

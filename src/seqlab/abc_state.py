@@ -102,13 +102,15 @@ def violate(s: BarState, ok: bool) -> BarState:
     return s if ok else s._replace(violations=s.violations + 1)
 
 
-def note_fits(s: BarState) -> bool:
-    """Whether a note may come: its shortest length (a 64th of the unit, after broken rhythm
-    and tuplet) fits the bar, or a chord has fewer than four notes."""
+def note_fits(s: BarState, base: Length | None = None) -> bool:
+    """Whether a note of ``base`` length (default: the unit) may come: its shortest length (a
+    64th of it, after broken rhythm and tuplet) fits the bar, or a chord has fewer than four
+    notes."""
+    base = unit(s) if base is None else base
     if s.chord is not None:  # a chord's first note: room for the chord
-        return s.chord_notes < CHORD_NOTES and bool(s.chord or room(s, scaled(unit(s), 1, 64)))
+        return s.chord_notes < CHORD_NOTES and bool(s.chord or room(s, scaled(base, 1, 64)))
     (bn, bd), (tn, td) = s.broken, s.tuplet[1]
-    return room(s, scaled(unit(s), bn * tn, bd * td * 64))
+    return room(s, scaled(base, bn * tn, bd * td * 64))
 
 
 def closable(s: BarState) -> bool:
