@@ -4,8 +4,10 @@ token as seqlab's own; the command's refusals, which write nothing."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -312,3 +314,24 @@ def test_a_failed_export_leaves_the_old_file_whole(runs, tmp_path, capsys, monke
     one_line_error(code, out, err, "differs from PyTorch")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.onnx"]
     assert old.read_bytes() == b"the previous file"
+
+
+def test_a_full_disk_at_the_second_file_leaves_both_old_files(runs, tmp_path, capsys,
+                                                               monkeypatch):
+    """An encoder-decoder is two files: written all or none, so a disk that fills while the
+    decoder is written leaves the old encoder too, and no temporary behind."""
+    olds = {tmp_path / "lm-encoder.onnx": b"old encoder", tmp_path / "lm-decoder.onnx": b"old"}
+    for path, data in olds.items():
+        path.write_bytes(data)
+    real = Path.write_bytes
+
+    def fills(self, data):
+        if self.name.startswith(".lm-decoder.onnx."):
+            real(self, data[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", fills)
+    code, out, err = cli(capsys, "export", runs["seq2seq"], "--onnx", tmp_path / "lm.onnx")
+    one_line_error(code, out, err, "No space left", "lm-decoder.onnx")
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == olds

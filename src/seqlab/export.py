@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from seqlab.io import atomic_write_bytes
+from seqlab.io import atomic_write_files
 from seqlab.recurrent import Recurrent
 
 OPSET = 17  # has every operator the graphs use (LSTM, GRU, RNN...); onnxruntime >= 1.14 runs it
@@ -317,6 +317,5 @@ def export(graphs: Sequence[Graph], path: str | Path) -> list[Written]:
     for graph, data, target in zip(graphs, files, targets, strict=True):
         worst, example, want = difference(graph, data, *CHECKED)
         written.append(Written(target, shapes(graph, example), shapes(graph, want), worst))
-    for data, target in zip(files, targets, strict=True):
-        atomic_write_bytes(target, data)
+    atomic_write_files(list(zip(targets, files, strict=True)))  # all or none
     return written

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -22,6 +22,27 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     Temporaries of this naming left by a killed writer are removed first; an OSError names
     ``path``, never the hidden temporary.
     """
+    os.replace(staged(path, write), path)
+
+
+def atomic_write_files(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write several files all or none: every one to its temporary first, and only when all
+    are written (a full disk fails there) every one moved into place."""
+    ready: list[str] = []
+    try:
+        for path, data in files:
+            ready.append(staged(path, lambda tmp, data=data: Path(tmp).write_bytes(data)))
+    except BaseException:
+        for tmp in ready:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for (path, _), tmp in zip(files, ready, strict=True):
+        os.replace(tmp, path)
+
+
+def staged(path: Path, write: Callable[[str], None]) -> str:
+    """The temporary beside ``path`` that ``write(tmp)`` filled and synced (see
+    :func:`atomic_write`), ready to be moved into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
@@ -34,7 +55,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
         os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        return tmp
     except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
