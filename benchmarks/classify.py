@@ -62,7 +62,7 @@ PRESETS = {
 FCN = dict(conv_filters="128,256,128", conv_kernels="8,5,3")
 RECIPE = dict(model="lstm", hidden_size=8, dropout=0.8, lr=1e-3, **FCN)
 CONV_PRESETS = {
-    "japanese-vowels": dict(RECIPE, batch_size=32, max_steps=800, eval_every=50),
+    "japanese-vowels": dict(RECIPE, batch_size=32, max_steps=1600, eval_every=50),
     "gunpoint": dict(RECIPE, batch_size=16, max_steps=600, eval_every=25),
     "italy-power": dict(RECIPE, batch_size=16, max_steps=1000, eval_every=25),
 }
