@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from seqlab.cells.registry import LayerWeights
-from seqlab.cells.workspace import WORKSPACE, ring_steps
+from seqlab.cells.workspace import WORKSPACE, projected, ring_steps
 
 
 def gru_sweep(x: Tensor, weights: LayerWeights, state: tuple[Tensor], alive: Tensor | None
@@ -45,12 +45,7 @@ class _GRUSweep(torch.autograd.Function):
         steps, batch, _ = x.shape
         rows, size = w_hh.shape
         learns = grad_enabled and any(ctx.needs_input_grad)  # (forward runs without grad)
-        from_input = WORKSPACE.take(x, steps, batch, rows)  # W_ih x_t + b_ih, every step
-        flat = x.reshape(steps * batch, -1)
-        if b_ih is None:
-            torch.mm(flat, w_ih.t(), out=from_input.view(steps * batch, rows))
-        else:
-            torch.addmm(b_ih, flat, w_ih.t(), out=from_input.view(steps * batch, rows))
+        from_input = projected(x, w_ih, b_ih)  # W_ih x_t + b_ih, every step
         hs = x.new_empty(steps + 1, batch, size)  # h_0 ... h_T
         hs[0] = h0
         # rings of a chunk of steps, small enough to stay in cache: W_hh h_{t-1} + b_hh, n,

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from seqlab.cells.registry import LayerWeights
-from seqlab.cells.workspace import WORKSPACE, ring_steps
+from seqlab.cells.workspace import WORKSPACE, projected, ring_steps
 
 
 def lstm_sweep(x: Tensor, weights: LayerWeights, state: tuple[Tensor, Tensor],
@@ -47,12 +47,7 @@ class _LSTMSweep(torch.autograd.Function):
         rows, size = w_hh.shape
         learns = grad_enabled and any(ctx.needs_input_grad)  # (forward runs without grad)
         # every step's W_ih x_t + b_ih + b_hh at once; step t adds W_hh h_{t-1} in place
-        pre = WORKSPACE.take(x, steps, batch, rows)
-        flat, bias = x.reshape(steps * batch, -1), _bias(b_ih, b_hh)
-        if bias is None:
-            torch.mm(flat, w_ih.t(), out=pre.view(steps * batch, rows))
-        else:
-            torch.addmm(bias, flat, w_ih.t(), out=pre.view(steps * batch, rows))
+        pre = projected(x, w_ih, _bias(b_ih, b_hh))
         hs = x.new_empty(steps + 1, batch, size)  # h_0 ... h_T
         hs[0] = h0
         # rings of a chunk of steps, small enough to stay in cache: the gates, c before and after

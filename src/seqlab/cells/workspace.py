@@ -1,5 +1,6 @@
 """Reused workspace for the cells' hand-written layer loops (:mod:`seqlab.cells.lstm_sweep`,
-:mod:`seqlab.cells.gru_sweep`), and the size of the rings of steps they keep in cache.
+:mod:`seqlab.cells.gru_sweep`), the size of the rings of steps they keep in cache, and their
+input projection into a reused block.
 
 A fresh tensor of a few tens of MB costs a CPU a page fault per 4 KiB page at its first write,
 at every training step: the allocator hands blocks that large back to the system when they are
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import threading
 
+import torch
 from torch import Tensor
 
 
@@ -79,3 +81,16 @@ def ring_steps(step_bytes: int, most: int = 16) -> int:
     them in a few whole-ring calls (rather than a few calls per step): as many as fit in
     :data:`RING_BYTES` (cache-sized), at most ``most``, at least one."""
     return max(1, min(most, RING_BYTES // max(1, step_bytes)))
+
+
+def projected(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+    """Every step's W_ih x_t + bias for x (T, B, I), in one product, into a block of
+    :data:`WORKSPACE` (T, B, rows): hand it back with ``WORKSPACE.give`` when done."""
+    steps, batch, _ = x.shape
+    out = WORKSPACE.take(x, steps, batch, w_ih.shape[0])
+    flat, rows = x.reshape(steps * batch, -1), out.view(steps * batch, -1)
+    if bias is None:
+        torch.mm(flat, w_ih.t(), out=rows)
+    else:
+        torch.addmm(bias, flat, w_ih.t(), out=rows)
+    return out
