@@ -14,7 +14,7 @@ import torch
 
 from seqlab.cells import CELLS
 from seqlab.cells.registry import LayerWeights
-from seqlab.cells.workspace import WORKSPACE, Workspace
+from seqlab.cells.workspace import SHORT, WORKSPACE, Workspace
 from seqlab.recurrent import Recurrent
 
 T, B, I, H = 21, 3, 4, 5  # more steps than the LSTM sweep's ring of 16
@@ -171,6 +171,14 @@ def test_fused_mode_on_a_cpu_runs_the_grus_sweep_and_the_lstms_kernel():
     x = torch.randn(B, T, I, requires_grad=True)
     gru = Recurrent("gru", I, H, num_layers=2)
     assert "_GRUSweepBackward" in grad_nodes(gru(x)[0])
+    with torch.no_grad():  # no backward to come: the kernel's forward is the faster
+        assert gru._sweep_beats_kernel(x) is False
+    assert gru._sweep_beats_kernel(x[:, :SHORT]) is True
+    assert gru._sweep_beats_kernel(x[:, :SHORT - 1]) is False  # too short to pay
+    gru.requires_grad_(False)
+    assert gru._sweep_beats_kernel(x.detach()) is False  # nothing learns
+    assert gru._sweep_beats_kernel(x) is True  # x does
+    gru.requires_grad_(True)
     gru.spec = dataclasses.replace(gru.spec, sweep_on_cpu=False)
     assert "_GRUSweepBackward" not in grad_nodes(gru(x)[0])
     lstm = Recurrent("lstm", I, H)

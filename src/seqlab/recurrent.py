@@ -40,6 +40,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab.cells import CELLS, CellSpec, InitOptions, LayerWeights
 from seqlab.cells.base import init_uniform
+from seqlab.cells.workspace import SHORT
 from seqlab.recurrent_loop import RecurrentWeightGrad, compiled
 
 State = Tensor | tuple[Tensor, Tensor]
@@ -320,11 +321,14 @@ class Recurrent(nn.Module):
                 and not torch.is_autocast_enabled(x.device.type))
 
     def _sweep_beats_kernel(self, x: Tensor) -> bool:
-        """On a CPU, a cell whose sweep outruns its torch.nn kernel (``sweep_on_cpu``: the
-        GRU's, benchmarks/gru_cpu.py) runs the sweep in fused mode, except while being traced
-        (an exported graph holds the kernel's one operator)."""
-        return (self.spec.sweep_on_cpu and x.device.type == "cpu" and self._sweeps(x)
-                and not torch.jit.is_tracing())
+        """On a CPU, a cell whose sweep outruns its torch.nn kernel in training
+        (``sweep_on_cpu``: the GRU's, benchmarks/gru_cpu.py) runs the sweep in fused mode when
+        a backward pass will follow over at least SHORT steps; not without one (evaluation,
+        generation: the kernel's forward is the faster), nor while being traced (an exported
+        graph holds the kernel's one operator)."""
+        return (self.spec.sweep_on_cpu and x.device.type == "cpu" and x.shape[1] >= SHORT
+                and self._sweeps(x) and torch.is_grad_enabled() and not torch.jit.is_tracing()
+                and (x.requires_grad or any(p.requires_grad for p in self.core.parameters())))
 
     def _swept(self, layer: int, x: Tensor, carried: tuple[Tensor, ...], alive: Tensor | None
                ) -> tuple[Tensor, tuple[Tensor, ...]]:

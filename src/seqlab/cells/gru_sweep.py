@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from seqlab.cells.registry import LayerWeights
-from seqlab.cells.workspace import WORKSPACE, projected, ring_steps
+from seqlab.cells.workspace import SHORT, WORKSPACE, projected, ring_steps
 
 
 def gru_sweep(x: Tensor, weights: LayerWeights, state: tuple[Tensor], alive: Tensor | None
@@ -55,7 +55,8 @@ class _GRUSweep(torch.autograd.Function):
         ns, diffs = x.new_empty(chunk, batch, size), x.new_empty(chunk, batch, size)
         ring = list(zip(hidden.unbind(0), hidden[..., 2 * size:].unbind(0), ns.unbind(0),
                         diffs.unbind(0), strict=True))
-        to_hidden = w_hh.t().contiguous()  # a CPU multiplies by it faster than by the view
+        # a CPU multiplies by a contiguous copy faster than by the view: worth it over SHORT
+        to_hidden = w_hh.t().contiguous() if steps >= SHORT else w_hh.t()
         h_steps = hs.unbind(0)
         rz_steps = from_input[..., :2 * size].unbind(0)
         input_n_steps = from_input[..., 2 * size:].unbind(0)

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from seqlab.cells.registry import LayerWeights
-from seqlab.cells.workspace import WORKSPACE, projected, ring_steps
+from seqlab.cells.workspace import SHORT, WORKSPACE, projected, ring_steps
 
 
 def lstm_sweep(x: Tensor, weights: LayerWeights, state: tuple[Tensor, Tensor],
@@ -59,7 +59,8 @@ class _LSTMSweep(torch.autograd.Function):
         ring = [(step, *step.split(size, dim=1), step[:, 2 * size:3 * size])
                 for step in gates.unbind(0)]
         c_steps, tanh_steps = cs.unbind(0), tanh_cs.unbind(0)
-        to_hidden = w_hh.t().contiguous()  # a CPU multiplies by it faster than by the view
+        # a CPU multiplies by a contiguous copy faster than by the view: worth it over SHORT
+        to_hidden = w_hh.t().contiguous() if steps >= SHORT else w_hh.t()
         h_steps, pre_steps = hs.unbind(0), pre.unbind(0)
         if learns:  # leased: back to the workspace when the graph is freed
             kept = WORKSPACE.lease(x, (steps, batch, rows), (steps, batch, size),

@@ -74,6 +74,10 @@ class Lease:
 
 WORKSPACE = Workspace()
 RING_BYTES = 4 << 20
+# steps below which a sweep's set-up (rings, a contiguous copy of W_hh^T) costs more than its
+# loop saves: a GRU layer of B 32 trained faster by its sweep than by torch.nn.GRU from 8 steps
+# at H 64 and from 4 at H 512 (one thread; BENCHMARKS.md)
+SHORT = 8
 
 
 def ring_steps(step_bytes: int, most: int = 16) -> int:
