@@ -98,6 +98,33 @@ def test_sweep_without_biases_and_with_frozen_weights(cell):
 
 
 @pytest.mark.parametrize("cell", SWEPT)
+def test_padded_training_through_the_sweep_equals_the_packed_kernel(cell):
+    """Fused mode with unequal lengths: the sweep it now trains through against torch.nn's
+    packed kernel (outputs, final state, every gradient)."""
+    torch.manual_seed(5)
+    model = Recurrent(cell, I, H, num_layers=2).double()
+    x = torch.randn(B, T, I, dtype=torch.float64)
+
+    def run(spec):
+        model.spec = spec
+        inputs = x.clone().requires_grad_()
+        out, final = model(inputs, lengths=LENGTHS)
+        finals = final if isinstance(final, tuple) else (final,)
+        outputs = (out, *finals)
+        loss = sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view_as(o)).sum()
+                   for o in outputs)
+        return [*(o.detach() for o in outputs),
+                *torch.autograd.grad(loss, [inputs, *model.parameters()])], grad_nodes(out)
+
+    swept, nodes = run(CELLS[cell])
+    assert any(name.endswith("SweepBackward") for name in nodes)
+    kernel, nodes = run(dataclasses.replace(CELLS[cell], sweep=None, sweep_on_cpu=False))
+    assert not any(name.endswith("SweepBackward") for name in nodes)
+    for got, want in zip(swept, kernel, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cell", SWEPT)
 def test_sweep_without_grad_keeps_nothing(cell, monkeypatch):
     """Under no_grad (evaluation, generation) the outputs are the same and nothing is kept
     for a backward."""
@@ -166,7 +193,7 @@ def grad_nodes(tensor: torch.Tensor) -> set[str]:
     return names
 
 
-def test_fused_mode_on_a_cpu_runs_the_grus_sweep_and_the_lstms_kernel():
+def test_fused_mode_on_a_cpu_trains_the_gru_and_padded_batches_through_the_sweeps():
     torch.manual_seed(0)
     x = torch.randn(B, T, I, requires_grad=True)
     gru = Recurrent("gru", I, H, num_layers=2)
@@ -183,6 +210,14 @@ def test_fused_mode_on_a_cpu_runs_the_grus_sweep_and_the_lstms_kernel():
     assert "_GRUSweepBackward" not in grad_nodes(gru(x)[0])
     lstm = Recurrent("lstm", I, H)
     assert "_LSTMSweepBackward" not in grad_nodes(lstm(x)[0])
+    # a padded batch of unequal lengths trains through the sweep (the packed kernel's
+    # backward is the slow one); equal lengths, or no backward, keep the kernel
+    assert "_LSTMSweepBackward" in grad_nodes(lstm(x, lengths=LENGTHS)[0])
+    full = torch.full((B,), T)
+    assert "_LSTMSweepBackward" not in grad_nodes(lstm(x, lengths=full)[0])
+    with torch.no_grad():
+        assert lstm._sweep_beats_kernel(x, LENGTHS) is False
+    assert lstm._sweep_beats_kernel(x[:, :SHORT - 1], torch.tensor([3, 2, 1])) is False
     lstm.mode = "explicit"
     assert "_LSTMSweepBackward" in grad_nodes(lstm(x)[0])
     gru.spec = CELLS["gru"]

@@ -6,9 +6,10 @@ torch.nn's names and layout (``core.weight_ih_l0`` ...), so they load both ways.
 one of two ways:
 
 - ``fused`` (default): the cell's torch.nn kernel (nn.RNN / LSTM / GRU), which uses oneDNN on
-  CPU and cuDNN on GPU; then ``core`` *is* that torch.nn module. On a CPU a cell whose sweep
-  (below) outruns its kernel there (``sweep_on_cpu``: the GRU) runs the sweep. A cell without a
-  plain ``core`` holding the same parameter names, and ``fused`` runs the cell's parallel scan
+  CPU and cuDNN on GPU; then ``core`` *is* that torch.nn module. In training on a CPU the
+  cell's sweep (below) runs instead where it is the faster: a padded batch, or any batch of a
+  cell with ``sweep_on_cpu`` (the GRU). A cell without a kernel has a plain ``core`` holding
+  the same parameter names, and ``fused`` runs the cell's parallel scan
   over time when it has one (minGRU, minLSTM), else the explicit loop: fused means the fastest
   path the cell has (:attr:`Recurrent.fused` says which);
 - ``explicit``: the cell's step function in a Python loop over time, which can also return
@@ -228,7 +229,7 @@ class Recurrent(nn.Module):
                ) -> tuple[Tensor, State]:
         if self.spec.scan is not None:
             return self._scanned(x, state, lengths)
-        if self._sweep_beats_kernel(x):
+        if self._sweep_beats_kernel(x, lengths):
             trace = self._explicit(x, state, lengths, keep=False)
             return trace.output, trace.state
         if lengths is None:
@@ -263,8 +264,8 @@ class Recurrent(nn.Module):
         if state is None:
             state = self.initial_state(batch, x.device, x.dtype)
         parts = state if self.paired else (state,)  # each (L, B, H)
-        # alive[t]: (B, 1) mask of sequences still running at step t
-        alive = None if lengths is None else (
+        # alive[t]: (B, 1) mask of sequences still running at step t (None: all, throughout)
+        alive = None if lengths is None or int(lengths.min()) == steps else (
             torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]
         ).unsqueeze(-1)
         if alive is not None:  # padding never enters the graph, even NaN (0 * NaN is NaN)
@@ -320,15 +321,21 @@ class Recurrent(nn.Module):
         return (self.spec.sweep is not None and not self.compiled
                 and not torch.is_autocast_enabled(x.device.type))
 
-    def _sweep_beats_kernel(self, x: Tensor) -> bool:
-        """On a CPU, a cell whose sweep outruns its torch.nn kernel in training
-        (``sweep_on_cpu``: the GRU's, benchmarks/gru_cpu.py) runs the sweep in fused mode when
-        a backward pass will follow over at least SHORT steps; not without one (evaluation,
-        generation: the kernel's forward is the faster), nor while being traced (an exported
-        graph holds the kernel's one operator)."""
-        return (self.spec.sweep_on_cpu and x.device.type == "cpu" and x.shape[1] >= SHORT
-                and self._sweeps(x) and torch.is_grad_enabled() and not torch.jit.is_tracing()
-                and (x.requires_grad or any(p.requires_grad for p in self.core.parameters())))
+    def _sweep_beats_kernel(self, x: Tensor, lengths: Tensor | None = None) -> bool:
+        """Whether fused mode on a CPU trains through the cell's sweep rather than its torch.nn
+        kernel: when a backward pass will follow over at least SHORT steps, and either the
+        sweep beats the kernel there (``sweep_on_cpu``: the GRU's) or the batch is padded to
+        unequal lengths (the packed kernels train 2-7x slower than the sweeps on a CPU);
+        never without a backward (evaluation, generation: the kernels' forward is the
+        faster) nor while being traced (an exported graph holds the kernel's one operator).
+        BENCHMARKS.md has the measurements."""
+        if not (self.spec.sweep is not None and x.device.type == "cpu"
+                and x.shape[1] >= SHORT and self._sweeps(x) and torch.is_grad_enabled()
+                and not torch.jit.is_tracing()
+                and (x.requires_grad or any(p.requires_grad for p in self.core.parameters()))):
+            return False
+        return self.spec.sweep_on_cpu or (lengths is not None
+                                          and int(lengths.min()) < x.shape[1])
 
     def _swept(self, layer: int, x: Tensor, carried: tuple[Tensor, ...], alive: Tensor | None
                ) -> tuple[Tensor, tuple[Tensor, ...]]:

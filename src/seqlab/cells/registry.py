@@ -61,7 +61,8 @@ class CellSpec:
 
     The explicit path runs a layer as ``sweep`` when there is one, else calls ``recur`` or
     ``step`` once per layer and time step; the fused path runs ``kernel`` when there is one
-    (on a CPU the sweep instead, with ``sweep_on_cpu``), else ``scan`` when there is one. All
+    (in training on a CPU the sweep instead, for a padded batch or with ``sweep_on_cpu``),
+    else ``scan`` when there is one. All
     read the same parameters, named as torch.nn names them (``weight_ih_l0`` ...), ``blocks``
     gate blocks of H rows each; a cell whose gates read x_t alone (``input_only``) has no W_hh
     and no b_hh.
@@ -84,7 +85,8 @@ class CellSpec:
     recur: Recur | None = None  # step after its projections: lets the explicit path project
     # every step's input in one matrix product before the loop (``step`` must equal it)
     sweep: Sweep | None = None  # a layer's loop of ``recur`` with its own backward (needs recur)
-    sweep_on_cpu: bool = False  # on a CPU the fused path runs the sweep, not the kernel: faster
+    sweep_on_cpu: bool = False  # the sweep trains faster than the kernel on a CPU, full batches
+    # too (a padded batch trains through any cell's sweep there: see Recurrent)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
