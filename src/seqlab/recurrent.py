@@ -18,13 +18,10 @@ one of two ways:
 A cell with a ``sweep`` (the LSTM's and the GRU's, :mod:`seqlab.cells.lstm_sweep`) runs each
 layer of the explicit path as one autograd node with a hand-written backward, whenever nothing
 per step is to be kept (not :meth:`Recurrent.trace`), nothing is compiled and no autocast is on.
-Otherwise the explicit loop does per step only what must wait for h_{t-1}: a cell with a ``recur``
-(its step after the two projections) has every step's input projection W_ih x_t + b_ih made in
-one matrix product before the loop, and W_hh's gradient made in one after the backward loop
-(:mod:`seqlab.recurrent_loop`), as cuDNN and oneDNN do; a cell with only a ``step`` runs it as
-it is. With ``compiled`` (``train --compile``) that per-step function goes through
-torch.compile, which fuses its element-wise gate arithmetic and its backward into one kernel
-each.
+Otherwise a cell with a ``recur`` (its step after the two projections) has every step's input
+projection made in one product before the loop and W_hh's gradient in one after the backward
+loop (:mod:`seqlab.recurrent_loop`); a cell with only a ``step`` runs it as it is. With
+``compiled`` (``train --compile``) that per-step function goes through torch.compile.
 
 Both take a ``lengths`` tensor for padded batches: nothing past a sequence's end reaches its
 output (zeros there) or its final state. Shapes: B batch, T time, I input, H hidden, L layers.
@@ -244,11 +241,8 @@ class Recurrent(nn.Module):
         """The cell's scan, one layer at a time, every step of a layer at once (state h)."""
         if state is None:
             state = self.initial_state(x.shape[0], x.device, x.dtype)
-        alive = None if lengths is None else (  # (B, T, 1): steps before each sequence's end
-            torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
-        ).unsqueeze(-1)
-        if alive is not None:  # padding never enters the graph, even NaN
-            x = torch.where(alive, x, torch.zeros((), dtype=x.dtype))
+        alive, x = masked(x, lengths)
+        alive = None if alive is None else alive.transpose(0, 1)  # (B, T, 1)
         finals, layer_input = [], x
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0 and self.training:
@@ -260,16 +254,10 @@ class Recurrent(nn.Module):
 
     def _explicit(self, x: Tensor, state: State | None, lengths: Tensor | None, keep: bool
                   ) -> Trace:
-        batch, steps = x.shape[:2]
         if state is None:
-            state = self.initial_state(batch, x.device, x.dtype)
+            state = self.initial_state(x.shape[0], x.device, x.dtype)
         parts = state if self.paired else (state,)  # each (L, B, H)
-        # alive[t]: (B, 1) mask of sequences still running at step t (None: all, throughout)
-        alive = None if lengths is None or int(lengths.min()) == steps else (
-            torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]
-        ).unsqueeze(-1)
-        if alive is not None:  # padding never enters the graph, even NaN (0 * NaN is NaN)
-            x = torch.where(alive.transpose(0, 1), x, torch.zeros((), dtype=x.dtype))
+        alive, x = masked(x, lengths)  # alive[t]: (B, 1), sequences still running at step t
         trace = Trace(output=x, state=state, h=[], c=[] if self.paired else None,
                       gates={g: [] for g in self.spec.gates})
         finals, layer_input = [], x
@@ -376,6 +364,18 @@ class Recurrent(nn.Module):
     def extra_repr(self) -> str:
         return (f"cell={self.cell}, {self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}, mode={self.mode}")
+
+
+def masked(x: Tensor, lengths: Tensor | None) -> tuple[Tensor | None, Tensor]:
+    """(alive (T, B, 1), True before each sequence's end, or None when every step of every
+    sequence is; x (B, T, I) with zeros past each end, so that padding never enters the graph,
+    even NaN: 0 * NaN is NaN)."""
+    steps = x.shape[1]
+    if lengths is None or int(lengths.min()) == steps:
+        return None, x
+    alive = (torch.arange(steps, device=x.device)[:, None]
+             < lengths.to(x.device)[None, :]).unsqueeze(-1)
+    return alive, torch.where(alive.transpose(0, 1), x, torch.zeros((), dtype=x.dtype))
 
 
 def set_compiled(model: nn.Module, on: bool = True) -> int:
