@@ -108,11 +108,11 @@ def main() -> None:
     print(f"default path: seqlab {speed['seqlab']:,.0f} tokens/s, plain cuDNN loop "
           f"{speed['plain']:,.0f}: ratio {speed['seqlab'] / speed['plain']:.3f} (goal >= 0.95)",
           flush=True)
-    precisions = {"fp32": "fp32"}
+    precisions = ["fp32"]
     for name in ("bf16", "fp16"):
         try:
             check_precision(name, device)
-            precisions[name] = name
+            precisions.append(name)
         except ValueError as err:
             print(f"{name}: skipped ({err})", flush=True)
     rates = tokens_per_s({name: seqlab_loop(text, precision=name, **sizes)

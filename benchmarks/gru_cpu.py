@@ -32,6 +32,7 @@ import dataclasses
 import json
 import statistics
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -51,15 +52,15 @@ def contestants(cell: str, hidden: int, compile: bool, per_step: bool) -> dict:
     kernel = KERNELS[cell](hidden, hidden, batch_first=True)
     stack = Recurrent(cell, hidden, hidden)
 
-    spec = stack.spec
+    spec, plain = stack.spec, dict(sweep=None, sweep_on_cpu=False)
 
     def run(module, mode=None, compiled=False, stepwise=False, loop=False):
+        chosen = (dataclasses.replace(spec, recur=None, **plain) if stepwise
+                  else dataclasses.replace(spec, **plain) if loop else spec)
+
         def once() -> None:
             if mode is not None:
-                module.mode, module.compiled = mode, compiled
-                plain = dict(sweep=None, sweep_on_cpu=False)
-                module.spec = (dataclasses.replace(spec, recur=None, **plain) if stepwise
-                               else dataclasses.replace(spec, **plain) if loop else spec)
+                module.mode, module.compiled, module.spec = mode, compiled, chosen
             output, _ = module(x)
             output.pow(2).sum().backward()
         return once
@@ -93,7 +94,7 @@ def measure(runners: dict, rounds: int) -> tuple[dict[str, float], dict[str, flo
 def adding(steps: int, out: Path) -> list[dict]:
     """The lab's quick adding runs of the GRU (sweep, then kernel) and the LSTM, timed."""
     import seqlab
-    from seqlab.cells import CELLS, register_cell, unregister_cell
+    from seqlab.cells import replaced_cell
     from seqlab.lab import SIZES, adding_runs
 
     runs = {run.name: run.keys for run in adding_runs(SIZES["quick"])}
@@ -101,19 +102,11 @@ def adding(steps: int, out: Path) -> list[dict]:
     for label, name, kernel in (("gru, default (sweep)", "adding-gru", False),
                                 ("gru, torch.nn.GRU", "adding-gru", True),
                                 ("lstm, default", "adding-lstm", False)):
-        spec = CELLS["gru"]
-        if kernel:
-            unregister_cell("gru")
-            register_cell(dataclasses.replace(spec, sweep_on_cpu=False))
-        try:
+        with replaced_cell("gru", sweep_on_cpu=False) if kernel else nullcontext():
             started = time.perf_counter()
             result = seqlab.train("adding", out=out / f"{name}-{'kernel' if kernel else 'default'}",
                                   **{**runs[name], "max_steps": steps})
             seconds = time.perf_counter() - started
-        finally:
-            if kernel:
-                unregister_cell("gru")
-                register_cell(spec)
         loss = result.summary.best_val_loss
         rows.append({"run": label, "seconds": seconds, "best_val_loss": loss})
         print(f"{label:24} {seconds:8.1f} s  best validation loss {loss:.6f}",
@@ -148,12 +141,14 @@ def main() -> None:
     print(f"{'H':>5} {'contestant':26} {'ms/batch':>9} {'tokens/s':>9} {'GFLOP/s':>8} "
           f"{'vs torch.nn':>11} {'first s':>8}")
     for hidden in (int(h) for h in args.sizes.split(",")):
-        runners = {}
+        runners, cell_of = {}, {}
         for cell in KERNELS:
-            runners.update(contestants(cell, hidden, args.compile, args.per_step))
+            ran = contestants(cell, hidden, args.compile, args.per_step)
+            runners.update(ran)
+            cell_of.update(dict.fromkeys(ran, cell))
         seconds, first = measure(runners, args.rounds)
         for name, s in seconds.items():
-            cell = name.split(".")[-1] if name.startswith("torch") else name.split()[1]
+            cell = cell_of[name]
             flops = 3 * FLOPS_PER_STEP[cell] * hidden * 2 * hidden * B * T
             row = {"H": hidden, "contestant": name, "ms": s * 1e3, "tokens_per_s": B * T / s,
                    "gflops": flops / s / 1e9,

@@ -17,17 +17,17 @@ thread. (The language models do not pack: they score padded batches with a mask.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 import seqlab
-from seqlab.cells import CELLS, register_cell, unregister_cell
+from seqlab.cells import replaced_cell
 
 WORDS = "the quick brown fox jumps over the lazy dog and the cat sat on an old red mat".split()
 RUNS = {  # name: (data, cell, config keys)
@@ -62,20 +62,13 @@ def texts_file(folder: Path) -> Path:
 
 
 def train(data: str, cell: str, keys: dict, steps: int, out: Path, kernel: bool) -> dict:
-    spec = CELLS[cell]
-    if kernel:  # the cell without its sweep: fused mode runs torch.nn's packed kernel
-        unregister_cell(cell)
-        register_cell(dataclasses.replace(spec, sweep=None, sweep_on_cpu=False))
-    try:
+    # kernel: the cell without its sweep, so that fused mode runs torch.nn's packed kernel
+    with replaced_cell(cell, sweep=None, sweep_on_cpu=False) if kernel else nullcontext():
         started = time.perf_counter()
         result = seqlab.train(data, out=out, seed=0, device="cpu", max_steps=steps,
                               eval_every=steps, log_every=max(1, steps // 4), warmup_steps=0,
                               **keys)
         seconds = time.perf_counter() - started
-    finally:
-        if kernel:
-            unregister_cell(cell)
-            register_cell(spec)
     return {"seconds": seconds, "best_val_loss": result.summary.best_val_loss}
 
 

@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 
-from seqlab.cells import CELLS
+from seqlab.cells import CELLS, replaced_cell
 from seqlab.cells.registry import LayerWeights
 from seqlab.cells.workspace import SHORT, WORKSPACE, Workspace
 from seqlab.recurrent import Recurrent
@@ -232,3 +232,16 @@ def test_fused_mode_on_a_cpu_trains_the_gru_and_padded_batches_through_the_sweep
         traced = torch.jit.trace(gru, (x.detach(),), check_trace=False)
     assert "aten::gru" in str(traced.inlined_graph)
     torch.testing.assert_close(traced(x.detach())[0], gru(x.detach())[0])
+
+
+def test_replaced_cell_swaps_a_spec_for_a_block_and_restores_it_after_an_error():
+    original = CELLS["gru"]
+    with pytest.raises(RuntimeError, match="inside"):
+        with replaced_cell("gru", sweep_on_cpu=False) as spec:
+            assert CELLS["gru"] is spec and spec.sweep_on_cpu is False
+            assert Recurrent("gru", I, H).spec is spec
+            raise RuntimeError("inside")
+    assert CELLS["gru"] is original and list(CELLS).count("gru") == 1
+    order = list(CELLS)
+    with replaced_cell("lstm", sweep=None):
+        assert list(CELLS) == order  # the model names keep their order

@@ -29,6 +29,7 @@ from seqlab.cells.registry import (
     InitOptions,
     LayerWeights,
     register_cell,
+    replaced_cell,
     unregister_cell,
 )
 from seqlab.cells.rnn import IRNN_SPEC, RNN_SPEC, RNNCell, init_identity, rnn_step
@@ -43,4 +44,4 @@ __all__ = ["BUILT_IN", "CELLS", "Cell", "GATE_NAMES", "CellSpec", "GRUCell", "GR
            "MINGRU_SPEC", "MINLSTM_SPEC", "MinGRUCell", "MinLSTMCell", "RNNCell", "RNN_SPEC",
            "State", "gru_step", "init_chrono", "init_forget_bias", "init_identity", "lstm_step",
            "mingru_scan", "mingru_step", "minlstm_scan", "minlstm_step", "register_cell",
-           "rnn_step", "unregister_cell"]
+           "replaced_cell", "rnn_step", "unregister_cell"]

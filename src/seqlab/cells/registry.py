@@ -11,9 +11,11 @@ Every registered cell is also a model name (``--model mine``), through
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
@@ -157,6 +159,21 @@ def unregister_cell(name: str) -> CellSpec:
         raise ValueError(f"unregister_cell: no cell named {name!r}; registered: "
                          f"{', '.join(CELLS)}")
     return CELLS.pop(name)
+
+
+@contextmanager
+def replaced_cell(name: str, **changes: Any) -> Iterator[CellSpec]:
+    """Within the block, the cell ``name`` registered with ``changes`` to its spec (e.g.
+    ``sweep=None``), for models built there; the original again afterwards."""
+    if name not in CELLS:
+        raise ValueError(f"replaced_cell: no cell named {name!r}; registered: "
+                         f"{', '.join(CELLS)}")
+    original = CELLS[name]
+    CELLS[name] = dataclasses.replace(original, **changes)  # in place: the order stays
+    try:
+        yield CELLS[name]
+    finally:
+        CELLS[name] = original
 
 
 class _GateNames(Mapping):
