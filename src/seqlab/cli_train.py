@@ -139,7 +139,8 @@ def train_command(args: argparse.Namespace, world: World) -> int:
     out = args.out or default_run_name(args.data, keys.get("model", "lstm"))
     on_event, watcher = watched(reporter, out, args.report and world.main,
                                 args.tensorboard if world.main else None)
-    reporter.total = planned_steps(family, keys, args.out if args.resume else None)
+    if not reporter.quiet:  # the bar's total; a quiet process shows none
+        reporter.total = planned_steps(family, keys, args.out if args.resume else None)
     with interrupt_sets(stop, world.main) as signals:
         if args.resume:
             result = runner.resume(args.out, on_event=on_event, stop=stop, source=args.data,

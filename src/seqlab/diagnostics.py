@@ -206,15 +206,13 @@ def gate_statistics(model: nn.Module, probe: Probe, layer: int = -1, low: float 
     stats = {}
     for name, per_layer in trace.gates.items():
         values = torch.stack(per_layer[layer], dim=1)  # (B, T, H)
-        if name in spec.sigmoid_gates:
-            saturated = (values < low) | (values > high)
-        elif name in spec.unbounded_gates:
+        if name in spec.unbounded_gates:
             saturated = None
         else:
-            saturated = values.abs() > high
-        stats[name] = {"mean": values.mean((0, 2)).tolist(),
-                       "saturated": None if saturated is None
-                       else saturated.float().mean((0, 2)).tolist()}
+            beyond = ((values < low) | (values > high) if name in spec.sigmoid_gates
+                      else values.abs() > high)
+            saturated = beyond.float().mean((0, 2)).tolist()
+        stats[name] = {"mean": values.mean((0, 2)).tolist(), "saturated": saturated}
     return stats
 
 

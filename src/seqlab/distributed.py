@@ -7,8 +7,8 @@ batches of N x B rows (B is ``--batch-size``, per process); process r trains on 
 r*B:(r+1)*B with its own carried state, and DistributedDataParallel sums the processes'
 gradients weighted by each one's share of the items scored, so that a step is exactly the step
 one process would take on the whole batch (padding makes the shares unequal). Rank 0 alone
-writes; every process evaluates the same validation data and all follow rank 0's figures, so
-they keep the same best weights and stop at the same step.
+writes; rank 0 alone evaluates and all follow its figures, so they keep the same best weights
+and stop at the same step.
 """
 
 from __future__ import annotations
@@ -218,12 +218,13 @@ class Replicas:
                 Step(model, loss), device_ids=[device] if device.type == "cuda" else None)
             self.net.register_comm_hook(self.share, weighted_sum)
 
-    def __call__(self, batch: Any, state: Any) -> tuple[Tensor, Any, float, int]:
+    def __call__(self, batch: Any, state: Any) -> tuple[Tensor, Any, Tensor | float, int]:
         """(loss to differentiate, state to carry, mean loss over the whole batch, items of
-        the whole batch)."""
+        the whole batch). Alone, the mean is the loss detached: reading it waits for the
+        device, which the caller does only after the backward pass is queued."""
         if self.net is None:
             loss, state, items = self.loss(self.model, batch, state)
-            return loss, state, loss.item(), items
+            return loss, state, loss.detach(), items
         part, own = own_rows(batch, self.world)
         loss, state, items = self.net(part, state)
         items = items if own else 0

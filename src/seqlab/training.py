@@ -237,7 +237,7 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
         grad_norm = clip_gradients(self.params, self.config)
-        loss = mean  # of the whole batch, over every process's rows
+        loss = float(mean)  # of the whole batch, over every process's rows
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             if self.scaler is not None and math.isfinite(loss) and self.scaler.get_scale() > 1:
                 # an fp16 gradient overflow, not a bad step: retry this step at half the scale
@@ -301,7 +301,9 @@ class Trainer:
     def _evaluate_and_save(self) -> bool:
         """Evaluate, keep the best weights, save last/; True when early stopping triggers."""
         with autocast(self.config.precision, self.device):
-            metrics = self.world.from_main(self.task.evaluate(self.model))  # one verdict for all
+            # rank 0 evaluates (the others would only repeat it) and all follow its verdict
+            metrics = self.world.from_main(self.task.evaluate(self.model) if self.world.main
+                                           else None)
         self.model.train()
         val = metrics["val_loss"]
         improved = val < self.best_val

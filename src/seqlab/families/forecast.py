@@ -53,11 +53,12 @@ class ForecastTask:
         return scaled(self.data.train, rows, self.data.assets, self.configs.own)
 
     def loss(self, model: nn.Module, batch: Batch, state) -> tuple[Tensor, None, int]:
-        batch = batch.to(self.device)
         # the values the loss averages over: the observed targets (direct head), or every
-        # observed step after the first (the autoregressive heads' likelihood)
+        # observed step after the first (the autoregressive heads' likelihood); counted on
+        # the batch as it was built, before it moves to the device
         first = batch.context.shape[1] if model.head == "direct" else 1
         scored = int(batch.observed[:, first:].sum())
+        batch = batch.to(self.device)
         return model.loss(*batch.model_inputs()), None, scored
 
     @torch.no_grad()
