@@ -90,7 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--dist-timeout must be > 0 seconds, got {args.dist_timeout}")
     world = distributed.from_env(os.environ)
     try:
-        with distributed.session(os.environ, timeout) as world, warnings_of(world):
+        with distributed.session(world, timeout), warnings_of(world):
             return train_command(args, world)
     except RuntimeError as err:
         if (lost := distributed.lost(err, world)) is None:

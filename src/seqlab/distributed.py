@@ -132,11 +132,10 @@ def from_env(environ: Mapping[str, str]) -> World:
 
 
 @contextlib.contextmanager
-def session(environ: Mapping[str, str], timeout: float = DEFAULT_TIMEOUT) -> Iterator[World]:
-    """The process group of the world ``environ`` describes (torchrun's variables; nothing
-    when alone) while the block runs: NCCL for GPU tensors, gloo for CPU ones; a process that
-    waits ``timeout`` seconds for another raises."""
-    world = from_env(environ)
+def session(world: World, timeout: float = DEFAULT_TIMEOUT) -> Iterator[World]:
+    """The process group of ``world`` (from :func:`from_env`; nothing when alone) while the
+    block runs: NCCL for GPU tensors, gloo for CPU ones; a process that waits ``timeout``
+    seconds for another raises."""
     if not world.many:
         yield world
         return
