@@ -4,6 +4,7 @@ token as seqlab's own; the command's refusals, which write nothing."""
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import math
@@ -24,6 +25,7 @@ import onnxruntime  # noqa: E402
 
 import seqlab  # noqa: E402
 from cell_suite import registered  # noqa: E402
+from seqlab.cells.scan import CHUNK  # noqa: E402
 from seqlab.cli import main  # noqa: E402
 from seqlab.config import ModelConfig  # noqa: E402
 from seqlab.data.pairs import BOS, EOS, make_batch  # noqa: E402
@@ -104,6 +106,30 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {name: folder / name for name in plans}
 
 
+@pytest.fixture(scope="module")
+def scan_runs(runs, tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """Tiny runs of the parallel-scan cells, every family, by (cell, family)."""
+    folder, sources = tmp_path_factory.mktemp("export-scans"), runs["text"].parent
+    plans = {
+        "text": (sources / "tiny.txt", dict(num_layers=2, embedding_size=8, hidden_size=16,
+                                            seq_len=8, batch_size=4)),
+        "seq2seq": ("reverse", dict(attention="additive", length="3-5", num_pairs=100,
+                                    hidden_size=16, embedding_size=8, batch_size=16)),
+        "classify": (sources / "order.tsv", dict(task="classify", pooling="attention",
+                                                 bidirectional=True, hidden_size=8,
+                                                 embedding_size=8, batch_size=8)),
+        "forecast": (sources / "shop.csv", dict(task="forecast", head="student-t",
+                                                hidden_size=8, horizon=4, context=10,
+                                                batch_size=8, samples=5)),
+    }
+    made = {}
+    for cell in ("mingru", "minlstm"):
+        for family, (source, keys) in plans.items():
+            made[cell, family] = folder / f"{cell}-{family}"
+            seqlab.train(source, out=made[cell, family], model=cell, **keys, **COMMON)
+    return made
+
+
 def session(path: Path) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
@@ -143,6 +169,26 @@ def test_each_family_matches_pytorch_at_other_batch_sizes_and_lengths(runs, tmp_
     for graph, path in zip(graphs, paths, strict=True):
         onnx.checker.check_model(onnx.load(str(path)))
         assert_parity(graph, path)
+
+
+@pytest.mark.parametrize("family", ["text", "seq2seq", "classify", "forecast"])
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_the_scan_cells_export_with_a_dynamic_length(scan_runs, tmp_path, cell, family):
+    """The log-space scan is exported as a loop over time (ONNX has no logcumsumexp): right at
+    every size, and past the scan's chunk, where onnxruntime is checked against float64."""
+    graphs, paths = exported(scan_runs[cell, family], tmp_path / "m.onnx")
+    for graph, path in zip(graphs, paths, strict=True):
+        assert_parity(graph, path)
+        assert any(node.op_type == "Loop" for node in onnx.load(str(path)).graph.node)
+        example = graph.example(2, CHUNK + 40)
+        got = session(path).run(None, {k: v.numpy() for k, v in example.items()})
+        exact = copy.deepcopy(graph.module).double()
+        with torch.no_grad():
+            want = exact(*(v.double() if v.is_floating_point() else v
+                           for v in example.values()))
+        want = want if isinstance(want, tuple) else (want,)
+        for name, a, b in zip(graph.outputs, got, want, strict=True):
+            assert np.abs(a.astype(np.float64) - b.double().numpy()).max() < 1e-5, name
 
 
 @pytest.mark.parametrize("keys", [
@@ -202,6 +248,32 @@ def test_greedy_generation_from_onnx_is_seqlabs_token_for_token(runs, tmp_path):
         tokens, state = np.array([[token]], np.int64), {"h": h, "c": c}
     assert got == want
     assert len(set(got)) > 1  # not a constant stream that any graph would match
+
+
+@pytest.mark.parametrize("cell, seed", [("mingru", 2), ("minlstm", 1)])
+def test_greedy_generation_of_a_scan_cell_from_onnx(cell, seed, tmp_path):
+    """A scan cell's language model step, exported and driven token by token with its state
+    h, generates seqlab's own greedy tokens (weights scaled up off their init and a seed whose
+    greedy stream keeps changing token, so that a wrong state would show)."""
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(model=cell, vocab_size=11, embedding_size=8, hidden_size=16,
+                                    num_layers=2)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    graph = step_graph(model, model.initial_state, token_inputs(11), ("tokens", "logits"))
+    (written,) = export([graph], tmp_path / "lm.onnx")
+    prompt = torch.tensor([1, 2, 3])
+    want = sample_ids(model, prompt, 200, SamplingConfig(greedy=True))[0].tolist()
+    running = session(written.path)
+    assert [i.name for i in running.get_inputs()] == ["tokens", "h"]
+    tokens, h, got = prompt[None].numpy(), np.zeros((2, 1, 16), np.float32), []
+    for _ in range(200):
+        logits, h = running.run(None, {"tokens": tokens, "h": h})
+        got.append(int(logits[0, -1].argmax()))
+        tokens = np.array([[got[-1]]], np.int64)
+    assert got == want
+    assert len(set(got[100:])) > 1
 
 
 def test_greedy_decoding_from_onnx_is_seqlabs_translation(runs, tmp_path):

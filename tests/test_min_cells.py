@@ -13,7 +13,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from seqlab.cells import CELLS, CellSpec, MinGRUCell
-from seqlab.cells.scan import CHUNK, g, log_g, log_scan
+from seqlab.cells.scan import CHUNK, g, log_g, log_scan, scripted_recurrence
 from seqlab.cli import main
 from seqlab.config import ModelConfig
 from seqlab.models import build_model
@@ -99,6 +99,24 @@ def test_chunks_of_the_scan_join_exactly():
         for chunk in (1, 3, 4, 10):
             assert_close(log_scan(log_a, log_b, h0, mask, chunk=chunk), whole, rtol=1e-12,
                          atol=1e-12)
+
+
+def test_the_scripted_loop_that_export_traces_is_the_scan():
+    """What ``torch.onnx.export`` records instead of the scan (ONNX has no logcumsumexp): the
+    linear-space loop, scripted, gives the scan's states, padded or not, past a chunk too."""
+    gen = torch.Generator().manual_seed(23)
+    log_a = -2 * torch.rand(3, CHUNK + 9, 2, generator=gen, dtype=torch.float64)
+    log_b = torch.randn(3, CHUNK + 9, 2, generator=gen, dtype=torch.float64)
+    h0 = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    lengths = torch.tensor([CHUNK + 9, 5, 1])
+    alive = (torch.arange(CHUNK + 9)[None, :] < lengths[:, None]).unsqueeze(-1)
+    loop = scripted_recurrence()
+    for mask in (None, alive):
+        a = log_a if mask is None else log_a.masked_fill(~mask, 0.0)
+        b = log_b if mask is None else log_b.masked_fill(~mask, float("-inf"))
+        assert_close(loop(a.exp(), b.exp(), h0), log_scan(log_a, log_b, h0, mask),
+                     rtol=1e-11, atol=1e-11)
+    assert loop(log_a[:, :1].exp(), log_b[:, :1].exp(), h0).shape == (3, 1, 2)
 
 
 def test_g_is_positive_continuous_and_log_g_its_log():

@@ -14,8 +14,8 @@ data-dependent ``pack_padded_sequence`` that padded batches run through. torch m
 exporter deprecated, and says so in a warning on every call, which is silenced here.
 A recurrent stack exports its fused path only; a cell with neither a fused torch.nn kernel nor
 a scan runs a Python loop over time, which a trace would unroll to the traced length: refused.
-An operator that ONNX lacks (the log-space scans' ``logcumsumexp``) is refused with the
-exporter's own reason, in one line.
+The scan cells trace as a scripted loop (:mod:`seqlab.cells.scan`): ONNX has no logcumsumexp.
+Any other operator that ONNX lacks is refused with the exporter's own reason, in one line.
 """
 
 from __future__ import annotations

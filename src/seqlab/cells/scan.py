@@ -13,9 +13,16 @@ in log space so that products of many a_t < 1 do not underflow. h_0 enters as th
 A_t h_0, which is the paper's "log h_0 as the first element of the scan" for h_0 > 0 and is
 right for any sign of h_0 (a carried state, a user's initial state). Shapes: B batch, T time,
 H hidden.
+
+ONNX has no logcumsumexp, and a traced Python loop over time would be frozen to the traced
+length; so while ``torch.onnx.export`` traces, the recurrence runs as a TorchScript loop over
+h_t = a_t h_{t-1} + b_t in linear space (the one-step modules' arithmetic), which the exporter
+writes as an ONNX ``Loop`` over a dynamic number of steps.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +56,8 @@ def log_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, alive: Tensor | None = No
     if alive is not None:
         log_a = log_a.masked_fill(~alive, 0.0)
         log_b = log_b.masked_fill(~alive, float("-inf"))
+    if torch.onnx.is_in_onnx_export():
+        return scripted_recurrence()(log_a.exp(), log_b.exp(), h0)
     parts = []
     for start in range(0, log_a.shape[1], chunk):
         parts.append(_scan(log_a[:, start:start + chunk], log_b[:, start:start + chunk], h0))
@@ -61,6 +70,23 @@ def _scan(log_a: Tensor, log_b: Tensor, h0: Tensor) -> Tensor:
     log_carry = torch.cumsum(log_a, dim=1)  # log A_t (B, T, H)
     summed = torch.logcumsumexp(log_b - log_carry, dim=1)  # (B, T, H)
     return log_carry.exp() * h0.unsqueeze(1) + torch.exp(log_carry + summed)
+
+
+def linear_recurrence(a: Tensor, b: Tensor, h: Tensor) -> Tensor:
+    """h_t = a_t h_{t-1} + b_t for t = 1..T, one step at a time, from a, b (B, T, H) and h_0
+    (B, H): h_1..h_T (B, T, H). Scripted (:func:`scripted_recurrence`) for export."""
+    steps = []
+    for t in range(a.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        steps.append(h)
+    return torch.stack(steps, dim=1)
+
+
+@functools.cache
+def scripted_recurrence():
+    """:func:`linear_recurrence` compiled by TorchScript once, on the first export that needs
+    it: inside a trace its loop stays a loop (ONNX ``Loop``), with as many steps as the input."""
+    return torch.jit.script(linear_recurrence)
 
 
 class InputGatedCell(Cell):
