@@ -288,13 +288,14 @@ def test_greedy_decoding_from_onnx_is_seqlabs_translation(runs, tmp_path):
     h, c, keys, prepared, mask = session(encoder).run(
         None, {"source": batch.source.numpy(), "lengths": batch.source_lengths.numpy()})
     running, rows = session(decoder), [[] for _ in texts]
+    caps = [max(len(s), 2 * longest) + 10 for s in sources]  # seqlab's cap of each source
     token = np.full(len(texts), BOS, np.int64)
-    for _ in range(max(max(len(s) for s in sources), 2 * longest) + 10):  # seqlab's cap
+    for _ in range(max(caps)):
         logits, h, c, _ = running.run(None, {"token": token, "h": h, "c": c, "keys": keys,
                                              "prepared": prepared, "mask": mask})
         token = logits.argmax(-1)
-        for row, t in zip(rows, token.tolist(), strict=True):
-            if EOS not in row:
+        for row, t, cap in zip(rows, token.tolist(), caps, strict=True):
+            if EOS not in row and len(row) < cap:
                 row.append(t)
     got = [loaded.vocab.target.decode(row[:row.index(EOS)] if EOS in row else row)
            for row in rows]

@@ -7,14 +7,18 @@ batches of N x B rows (B is ``--batch-size``, per process); process r trains on 
 r*B:(r+1)*B with its own carried state, and DistributedDataParallel sums the processes'
 gradients weighted by each one's share of the items scored, so that a step is exactly the step
 one process would take on the whole batch (padding makes the shares unequal). Rank 0 alone
-writes; rank 0 alone evaluates and all follow its figures, so they keep the same best weights
-and stop at the same step.
+writes. Validation is split the same way: each process evaluates its block of the validation
+rows (:meth:`World.block`, :func:`own_rows`) and the figures are made from sums reduced across
+the processes (:meth:`World.sum`) or from the pieces gathered in rank order
+(:meth:`World.gather`), so that they are one process's figures; all then take rank 0's, so
+they keep the same best weights and stop at the same step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -72,6 +76,13 @@ class World:
         shared = torch.tensor(values, dtype=torch.float64)  # on the CPU: gloo, even beside NCCL
         dist.all_reduce(shared, op=op)
         return shared.tolist()
+
+    def block(self, count: int) -> slice:
+        """This process's block of ``count`` rows: r*P:(r+1)*P with P = ceil(count / size),
+        cut at ``count`` (empty for a process past the end); the blocks in rank order are
+        the rows in order."""
+        per = -(-count // self.size)
+        return slice(min(self.rank * per, count), min((self.rank + 1) * per, count))
 
     def from_main(self, value: Any) -> Any:
         """Rank 0's ``value`` on every process."""
@@ -152,6 +163,12 @@ def session(world: World, timeout: float = DEFAULT_TIMEOUT) -> Iterator[World]:
         dist.destroy_process_group()
 
 
+def shares_evaluation(task: Any) -> bool:
+    """Whether ``task.evaluate`` takes a ``world``: each process then evaluates its share
+    (else rank 0 evaluates alone)."""
+    return "world" in inspect.signature(task.evaluate).parameters
+
+
 # a batch split by rows -------------------------------------------------------------------
 def own_rows(batch: Any, world: World) -> tuple[Any, bool]:
     """(this process's rows of ``batch``, whether it has any of its own).
@@ -166,11 +183,10 @@ def own_rows(batch: Any, world: World) -> tuple[Any, bool]:
     if (rows := first_rows(batch)) is None:
         raise TypeError(f"cannot split a batch of {type(batch).__name__} by rows: it holds no "
                         "tensor")
-    per = -(-rows // world.size)
-    start = world.rank * per
-    if start >= rows:
+    mine = world.block(rows)
+    if mine.start == mine.stop:
         return cut(batch, rows, slice(0, 1)), False
-    return cut(batch, rows, slice(start, min(start + per, rows))), True
+    return cut(batch, rows, mine), True
 
 
 def first_rows(batch: Any) -> int | None:

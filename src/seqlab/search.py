@@ -38,29 +38,37 @@ class Hypothesis:
 
 
 @torch.no_grad()
-def greedy_search(step: Step, state: Any, batch: int, bos: int, eos: int, max_len: int,
-                  device: torch.device | str = "cpu") -> list[Hypothesis]:
-    """The most likely token at every step, for ``batch`` inputs at once."""
+def greedy_search(step: Step, state: Any, batch: int, bos: int, eos: int,
+                  max_len: int | list[int], device: torch.device | str = "cpu"
+                  ) -> list[Hypothesis]:
+    """The most likely token at every step, for ``batch`` inputs at once, each stopping at the
+    end token or after ``max_len`` tokens (one limit for all, or each input's own: then an
+    input's result does not depend on what else is in the batch)."""
+    limits = torch.as_tensor(max_len, device=device).expand(batch)
     tokens = torch.full((batch,), bos, dtype=torch.long, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    ended = torch.zeros(batch, dtype=torch.bool, device=device)  # emitted the end token
+    done = ended.clone()  # ended or at its limit
     scores = torch.zeros(batch, dtype=torch.float64, device=device)
     emitted, attended = [], []
-    for _ in range(max_len):
+    for k in range(int(limits.max()) if batch else 0):
         log_probs, state, weights = step(tokens, state)
         best, tokens = log_probs.max(-1)
         scores += torch.where(done, 0.0, best.double())
         emitted.append(tokens.masked_fill(done, eos))
         attended.append(weights)
-        done = done | (tokens == eos)
+        ended = ended | (~done & (tokens == eos))
+        done = done | (tokens == eos) | (limits <= k + 1)
         if bool(done.all()):
             break
+    if not emitted:
+        return [Hypothesis([], 0.0, None, False) for _ in range(batch)]
     ids = torch.stack(emitted, 1).tolist()  # (B, T)
     weights = torch.stack(attended, 1) if attended[0] is not None else None  # (B, T, S)
     out = []
     for b, row in enumerate(ids):
         n = row.index(eos) if eos in row else len(row)
         w = None if weights is None or n == 0 else weights[b, :n]
-        out.append(Hypothesis(row[:n], float(scores[b]), w, eos in row))
+        out.append(Hypothesis(row[:n], float(scores[b]), w, bool(ended[b])))
     return out
 
 

@@ -7,17 +7,20 @@ Nothing here reads a run directory: :mod:`seqlab.families.seq2seq` loads runs an
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from seqlab.data.pairs import BOS, EOS, PairVocab, Vocabs, make_batch
+from seqlab.data.pairs import BOS, EOS, PairBatch, PairVocab, Vocabs, make_batch
 from seqlab.data.vocab import WORD_PATTERN
+from seqlab.distributed import SINGLE, World, own_rows
 from seqlab.io import atomic_write
 from seqlab.models.seq2seq import Seq2Seq
 from seqlab.search import Hypothesis, beam_search, greedy_search
+from seqlab.tasks import token_nll
 
 log = logging.getLogger(__name__)
 LISTED = 3  # more inputs longer than training than this are warned about in one line
@@ -87,13 +90,13 @@ def translate_texts(model: Seq2Seq, vocabs: Vocabs, texts: list[str], beam: int 
         chunk = ids[start:start + (1 if beam > 1 else batch_size)]
         batch = make_batch(chunk, [[EOS]] * len(chunk))
         memory, state = model.encode(batch.source.to(device), batch.source_lengths)
-        limit = max(max(len(c) for c in chunk), 2 * max_target) + 10
+        limits = [max(len(c), 2 * max_target) + 10 for c in chunk]
         if beam > 1:
             hyps.append(beam_search(model.step_fn(), Seq2Seq.select, (state, memory), BOS, EOS,
-                                    beam, limit, length_penalty, device))
+                                    beam, limits[0], length_penalty, device))
         else:
-            hyps += greedy_search(model.step_fn(), (state, memory), len(chunk), BOS, EOS, limit,
-                                  device)
+            hyps += greedy_search(model.step_fn(), (state, memory), len(chunk), BOS, EOS,
+                                  limits, device)
     return [Translation(text, vocabs.target.decode(h.tokens),
                         vocabs.source.tokens(source), vocabs.target.tokens(h.tokens),
                         None if h.weights is None else h.weights[:, :len(source)].cpu(), h.score)
@@ -101,6 +104,35 @@ def translate_texts(model: Seq2Seq, vocabs: Vocabs, texts: list[str], beam: int 
 
 
 # scoring -------------------------------------------------------------------------------------
+@torch.no_grad()
+def teacher_forced_nats(model: Seq2Seq, batches: Iterable[PairBatch], device,
+                        world: World = SINGLE) -> tuple[float, int]:
+    """(summed nats, target tokens scored) of ``batches`` under teacher forcing; with many
+    processes each scores its block of every batch's rows and the sums are added up."""
+    nats, count = 0.0, 0
+    for whole in batches:
+        batch, own = own_rows(whole, world)
+        if own:
+            logits, _ = model(batch.source.to(device), batch.source_lengths,
+                              batch.target_in.to(device))
+            total, n = token_nll(logits, batch.target_out.to(device))
+            nats, count = nats + float(total), count + n
+    nats, count = world.sum([nats, count])
+    return nats, int(count)
+
+
+def greedy_match_scores(model: Seq2Seq, vocabs: Vocabs, pairs: list[tuple[str, str]],
+                        batch_size: int, max_target: int, world: World = SINGLE
+                        ) -> dict[str, float]:
+    """:func:`match_scores` of ``pairs``' sources decoded greedily against their targets; with
+    many processes each decodes its block of the pairs and the texts are gathered in order."""
+    mine = pairs[world.block(len(pairs))]
+    outputs = translate_texts(model, vocabs, [s for s, _ in mine], batch_size=batch_size,
+                              max_target=max_target)
+    texts = [t for part in world.gather([o.text for o in outputs]) for t in part]
+    return match_scores(texts, [t for _, t in pairs], vocabs.target)
+
+
 def match_scores(outputs: list[str], references: list[str], vocab: PairVocab) -> dict[str, float]:
     """Exact match, and token accuracy: reference tokens matched at their position, over
     max(len(output), len(reference)) tokens per pair (so extra output tokens count as errors)."""

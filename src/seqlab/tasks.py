@@ -16,6 +16,7 @@ from seqlab.data import IGNORE
 from seqlab.data.lines import EncodedLines, LineBatches
 from seqlab.data.streams import Chunk, StreamBatches, WindowBatches
 from seqlab.data.tunes_batches import EncodedTunes, TuneBatches
+from seqlab.distributed import SINGLE, World, own_rows
 from seqlab.recurrent import State, detach_state
 
 
@@ -40,32 +41,40 @@ def lm_metrics(nats: float, tokens: int, chars_per_token: float, prefix: str = "
 
 @torch.no_grad()
 def evaluate_tokens(model: nn.Module, tokens: Tensor, batch_size: int, seq_len: int,
-                    device: torch.device | str = "cpu", max_chunks: int = 0) -> tuple[float, int]:
+                    device: torch.device | str = "cpu", max_chunks: int = 0,
+                    world: World = SINGLE) -> tuple[float, int]:
     """(summed nats, tokens scored) of a language model on one token stream, state carried."""
     if len(tokens) < 2:
         raise ValueError(f"need at least 2 tokens to evaluate, got {len(tokens)}")
     batch_size = max(1, min(batch_size, (len(tokens) - 1) // seq_len))
     seq_len = min(seq_len, len(tokens) - 1)
-    return evaluate_chunks(model, StreamBatches(tokens, batch_size, seq_len), device, max_chunks)
+    return evaluate_chunks(model, StreamBatches(tokens, batch_size, seq_len), device, max_chunks,
+                           world)
 
 
 @torch.no_grad()
 def evaluate_chunks(model: nn.Module, batches: StreamBatches | TuneBatches | LineBatches,
-                    device: torch.device | str = "cpu", max_chunks: int = 0) -> tuple[float, int]:
+                    device: torch.device | str = "cpu", max_chunks: int = 0,
+                    world: World = SINGLE) -> tuple[float, int]:
     """(summed nats, tokens scored) over the chunks of one epoch in order, the state carried
     except into a fresh chunk (the first of a batch of tunes, every batch of lines); padding
-    is not scored."""
+    is not scored. With many processes (``world``) each scores its block of every chunk's
+    rows, carrying its own rows' state, and the sums are added up across them."""
     was_training = model.training
     model.eval()
     nats, count, state = 0.0, 0, None
     chunks = len(batches) if max_chunks <= 0 else min(max_chunks, len(batches))
     for k in range(chunks):
-        chunk = batches[k]
+        chunk, own = own_rows(batches[k], world)
+        if not own:  # none of this batch's rows (all its chunks alike): nothing to carry
+            state = None
+            continue
         logits, state = model(chunk.inputs.to(device), None if chunk.fresh else state)
         total, n = token_nll(logits, chunk.targets.to(device))
         nats, count = nats + float(total), count + n
     model.train(was_training)
-    return nats, count
+    nats, count = world.sum([nats, count])
+    return nats, int(count)
 
 
 class LanguageModelTask:
@@ -113,11 +122,12 @@ class LanguageModelTask:
         total, count = token_nll(logits, chunk.targets.to(self.device))
         return total / count, detach_state(state), count
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, world: World = SINGLE) -> dict[str, float]:
         if self.val_batches is not None:
             nats, count = evaluate_chunks(model, self.val_batches, self.device,
-                                         self.config.eval_batches)
+                                         self.config.eval_batches, world)
             return lm_metrics(nats, count, self.val_batches.chars_per_token, prefix="val_")
         nats, count = evaluate_tokens(model, self.val_tokens, self.config.batch_size,
-                                      self.config.seq_len, self.device, self.config.eval_batches)
+                                      self.config.seq_len, self.device, self.config.eval_batches,
+                                      world)
         return lm_metrics(nats, count, self.chars_per_token, prefix="val_")

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from seqlab.checkpoint import RunDir
 from seqlab.config import TrainConfig
-from seqlab.distributed import SINGLE, Replicas, World
+from seqlab.distributed import SINGLE, Replicas, World, shares_evaluation
 from seqlab.recurrent import State, set_compiled
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,11 @@ class Task(Protocol):
         """(mean loss of the batch, state to carry into the next batch (detached) or None,
         items scored)."""
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Validation figures; ``val_loss`` (lower is better) decides the best weights."""
+    def evaluate(self, model: nn.Module, world: World = SINGLE) -> dict[str, float]:
+        """Validation figures; ``val_loss`` (lower is better) decides the best weights. With
+        many processes each calls it with ``world`` and evaluates only its share, the figures
+        made from what the processes reduce or gather (:mod:`seqlab.distributed`). A task
+        whose ``evaluate`` takes no ``world`` is evaluated by rank 0 alone."""
 
     def probe(self, batch: int) -> Any:
         """A fixed batch of validation data for diagnostics (a Probe), or None."""
@@ -187,6 +190,7 @@ class Trainer:
         self.window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
         self.stop = stop or threading.Event()  # set it to end after the current step
         self._evaluated_step = -1
+        self._evaluates_apart = world.many and shares_evaluation(task)
         # optional: called with the step number before each step (diagnostics recording)
         self.before_step: Callable[[int], None] | None = None
 
@@ -301,9 +305,11 @@ class Trainer:
     def _evaluate_and_save(self) -> bool:
         """Evaluate, keep the best weights, save last/; True when early stopping triggers."""
         with autocast(self.config.precision, self.device):
-            # rank 0 evaluates (the others would only repeat it) and all follow its verdict
-            metrics = self.world.from_main(self.task.evaluate(self.model) if self.world.main
-                                           else None)
+            if self._evaluates_apart:  # each its share, reduced
+                metrics = self.task.evaluate(self.model, world=self.world)
+            else:  # rank 0 alone (the others would only repeat it)
+                metrics = self.task.evaluate(self.model) if self.world.main else None
+            metrics = self.world.from_main(metrics)  # all follow rank 0's verdict
         self.model.train()
         val = metrics["val_loss"]
         improved = val < self.best_val

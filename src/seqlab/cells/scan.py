@@ -23,6 +23,7 @@ writes as an ONNX ``Loop`` over a dynamic number of steps.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -85,8 +86,11 @@ def linear_recurrence(a: Tensor, b: Tensor, h: Tensor) -> Tensor:
 @functools.cache
 def scripted_recurrence():
     """:func:`linear_recurrence` compiled by TorchScript once, on the first export that needs
-    it: inside a trace its loop stays a loop (ONNX ``Loop``), with as many steps as the input."""
-    return torch.jit.script(linear_recurrence)
+    it: inside a trace its loop stays a loop (ONNX ``Loop``), with as many steps as the input.
+    torch marks TorchScript deprecated, as it does the exporter that needs it: silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(linear_recurrence)
 
 
 class InputGatedCell(Cell):

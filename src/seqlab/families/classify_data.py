@@ -22,6 +22,7 @@ from seqlab.class_metrics import confusion, scores
 from seqlab.data.labelled import Examples, Standardizer
 from seqlab.data.vocab import Vocab
 from seqlab.diagnostics import Probe
+from seqlab.distributed import SINGLE, World
 
 log = logging.getLogger(__name__)
 UNKNOWN = -1  # the label id of a label the run never saw
@@ -162,8 +163,13 @@ class ClassifyTask:
         logits = model(inputs.to(self.device), lengths.to(self.device))  # (B, K)
         return self.criterion(logits.float(), labels.to(self.device)), None, len(labels)
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        probs = probabilities(model, self.val_set, self.batch_size, self.device)
+    def evaluate(self, model: nn.Module, world: World = SINGLE) -> dict[str, float]:
+        """Loss, accuracy and macro-F1 of the validation examples; with many processes each
+        scores its block of them and the probabilities are gathered in order."""
+        mine = np.arange(len(self.val_set))[world.block(len(self.val_set))]
+        parts = world.gather(probabilities(model, self.val_set.subset(mine), self.batch_size,
+                                           self.device))
+        probs = np.concatenate([p for p in parts if p.size] or parts[:1])  # (N, K)
         labels = self.val_set.labels.numpy()
         nll = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean()
         result = scores(confusion(labels, probs.argmax(1), len(self.assets.classes)),

@@ -25,6 +25,7 @@ from seqlab import limits
 from seqlab.checkpoint import RunDir
 from seqlab.data.series import BUNDLED
 from seqlab.diagnostics import Probe
+from seqlab.distributed import SINGLE, World
 from seqlab.families import forecast_export, forecast_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
 from seqlab.families.forecast_data import (
@@ -36,7 +37,7 @@ from seqlab.families.forecast_data import (
     scaled,
     split_data,
 )
-from seqlab.families.forecast_eval import RunForecaster, backtest, evaluate_run
+from seqlab.families.forecast_eval import RunForecaster, evaluate_run, validation_mase
 from seqlab.models.forecaster import LEVELS, Forecaster, encoder_inputs, input_size
 
 
@@ -62,14 +63,19 @@ class ForecastTask:
         return model.loss(*batch.model_inputs()), None, scored
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """val_loss (pinball or NLL, scaled) and val_mase of the point forecasts."""
+    def evaluate(self, model: nn.Module, world: World = SINGLE) -> dict[str, float]:
+        """val_loss (pinball or NLL, scaled) and val_mase of the point forecasts; with many
+        processes each takes its block of the validation windows."""
         model.eval()
-        rows = torch.arange(len(self.data.val))
-        batch = scaled(self.data.val, rows, self.data.assets, self.configs.own).to(self.device)
-        loss = float(model.loss(*batch.model_inputs()))
-        result = backtest(model, self.data, self.data.val, self.configs.own)
-        return {"val_loss": loss, "val_mase": result.metrics()["mase"]}
+        val, total, scored = self.data.val, 0.0, 0
+        if len(rows := torch.arange(len(val))[world.block(len(val))]):
+            batch = scaled(val, rows, self.data.assets, self.configs.own)
+            first = batch.context.shape[1] if model.head == "direct" else 1
+            scored = int(batch.observed[:, first:].sum())  # what the mean loss is over
+            total = float(model.loss(*batch.to(self.device).model_inputs())) * scored
+        total, scored = world.sum([total, scored])
+        return {"val_loss": total / max(scored, 1),
+                "val_mase": validation_mase(model, self.data, val, self.configs.own, world)}
 
     def probe(self, batch: int) -> Probe:
         """The first ``batch`` validation contexts; the target: the first value after each."""

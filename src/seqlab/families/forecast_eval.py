@@ -22,6 +22,7 @@ from torch import Tensor
 from seqlab import forecast_metrics as metrics
 from seqlab.data.series import Series, WindowSet, load, untransformed
 from seqlab.data.series_time import future_stamps
+from seqlab.distributed import SINGLE, World
 from seqlab.families.base import LoadedRun, Report
 from seqlab.families.forecast_data import (
     Batch,
@@ -58,19 +59,26 @@ class Backtest:
                                            self.samples)}
 
 
+def sampled_together(model: Forecaster, samples: int) -> int:
+    """Windows forecast by one model call: those whose paths are drawn from one seed (the
+    first window's index), or 1 for the direct head, which draws nothing."""
+    return 1 if model.head == "direct" else max(1, CHUNK // samples)
+
+
 @torch.no_grad()
-def predict(model: Forecaster, batch: Batch, horizon: int, samples: int
+def predict(model: Forecaster, batch: Batch, horizon: int, samples: int, first: int = 0
             ) -> tuple[Tensor, Tensor, Tensor | None]:
     """(levels (Q,), quantiles (B, H, Q), samples (B, S, H) or None) of scaled windows, in
-    the series' units (the batch's scale and the run's transform inverted by the caller)."""
+    the series' units (the batch's scale and the run's transform inverted by the caller);
+    ``first``: the index of the batch's first window among all (the seeds follow it)."""
     context, extra = batch.context, batch.extra
     seen = batch.observed[:, :context.shape[1]]
     if model.head == "direct":
         levels, quantiles = model.quantiles(context, seen, extra)
         return levels, quantiles[:, :horizon], None
     levels = torch.sort(model.levels).values
-    rows = max(1, CHUNK // samples)
-    paths = torch.cat([model.sample(context[k:k + rows], horizon, samples, seed=k,
+    rows = sampled_together(model, samples)
+    paths = torch.cat([model.sample(context[k:k + rows], horizon, samples, seed=first + k,
                                     observed=seen[k:k + rows],
                                     extra=None if extra is None else extra.select(
                                         slice(k, k + rows)))
@@ -78,13 +86,16 @@ def predict(model: Forecaster, batch: Batch, horizon: int, samples: int
     return levels, torch.quantile(paths, levels, dim=1).permute(1, 2, 0), paths
 
 
-def forecasts(model: Forecaster, windows: WindowSet, assets, own, horizon: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(levels, quantiles (W, H, Q), paths (W, S, H) or None) of every window, in the series'
-    units: scaled, forecast, then the scale and the transform inverted."""
+def forecasts(model: Forecaster, windows: WindowSet, assets, own, horizon: int,
+              rows: range | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(levels, quantiles (W, H, Q), paths (W, S, H) or None) of every window (or of
+    ``rows``, a run of them), in the series' units: scaled, forecast, then the scale and the
+    transform inverted."""
     device = next(model.parameters()).device
-    batch = scaled(windows, torch.arange(len(windows)), assets, own)
-    levels, quantiles, paths = predict(model, batch.to(device), horizon, own.samples)
+    rows = range(len(windows)) if rows is None else rows
+    batch = scaled(windows, torch.arange(rows.start, rows.stop), assets, own)
+    levels, quantiles, paths = predict(model, batch.to(device), horizon, own.samples,
+                                       rows.start)
 
     def units(z: Tensor) -> np.ndarray:
         return untransformed(batch.scale.invert(z.cpu()), own.transform).numpy().astype(float)
@@ -101,6 +112,25 @@ def backtest(model: Forecaster, data, windows: WindowSet, own) -> Backtest:
     return Backtest(truth, levels, quantiles, paths,
                     window_scales(data.series, windows, data.assets.seasonality),
                     windows.series.numpy(), windows.origins.numpy())
+
+
+def validation_mase(model: Forecaster, data, windows: WindowSet, own, world: World = SINGLE
+                    ) -> float:
+    """MASE of the model's median forecasts of ``windows``, which :func:`backtest` would give;
+    with many processes each forecasts its block of the windows, in whole model calls (so
+    that each window's paths are drawn as they are alone), and the medians are gathered."""
+    together = sampled_together(model, own.samples)
+    calls = world.block(-(-len(windows) // together))
+    rows = range(calls.start * together, min(calls.stop * together, len(windows)))
+    median = np.zeros((0, own.horizon))
+    if len(rows):
+        levels, quantiles, _ = forecasts(model, windows, data.assets, own, own.horizon, rows)
+        median = quantiles[..., list(np.round(levels, 4)).index(0.5)]
+    truth = np.stack([data.series.values[k][o:o + own.horizon]
+                      for k, o in zip(windows.series.tolist(), windows.origins.tolist(),
+                                      strict=True)])
+    return metrics.mase(truth, np.concatenate(world.gather(median)),
+                        window_scales(data.series, windows, data.assets.seasonality))
 
 
 def window_scales(series: Series, windows: WindowSet, m: int) -> np.ndarray:

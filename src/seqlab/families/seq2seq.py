@@ -35,6 +35,7 @@ from seqlab.data.pairs import (
     read_pairs,
     task_alphabet,
 )
+from seqlab.distributed import SINGLE, World
 from seqlab.families import seq2seq_export, seq2seq_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report, token_lines
 from seqlab.families.seq2seq_sizes import PairSizes, check_beam_work
@@ -43,12 +44,14 @@ from seqlab.recurrent import CELLS
 from seqlab.seq2seq_eval import (
     Translation,
     check_beam,
-    match_scores,
+    greedy_match_scores,
     score_outputs,
+    teacher_forced_nats,
     translate_texts,
     warn_long_inputs,
 )
 from seqlab.seq2seq_eval import encode_sources as encode_sources  # re-exported for callers
+from seqlab.seq2seq_eval import match_scores as match_scores  # re-exported for callers
 from seqlab.seq2seq_eval import save_attention as save_attention  # re-exported for callers
 from seqlab.tasks import token_nll
 from seqlab.training import resolve_device
@@ -183,20 +186,15 @@ class Seq2SeqTask:
         return total / count, None, count
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, world: World = SINGLE) -> dict[str, float]:
+        """Teacher-forced loss and greedy exact match; with many processes each process takes
+        its block of every batch's rows and of the decoded pairs."""
         was_training = model.training
         model.eval()
-        nats, count = 0.0, 0
-        for batch in self.val_set.batches(self.config.batch_size):
-            total, n = token_nll(model(batch.source.to(self.device), batch.source_lengths,
-                                       batch.target_in.to(self.device))[0],
-                                 batch.target_out.to(self.device))
-            nats, count = nats + float(total), count + n
-        outputs = translate_texts(model, self.vocabs, [s for s, _ in self.val[:EVAL_DECODE]],
-                                  batch_size=max(self.config.batch_size, 64),
-                                  max_target=self.max_target)
-        scores = match_scores([o.text for o in outputs], [t for _, t in self.val[:EVAL_DECODE]],
-                              self.vocabs.target)
+        nats, count = teacher_forced_nats(model, self.val_set.batches(self.config.batch_size),
+                                          self.device, world)
+        scores = greedy_match_scores(model, self.vocabs, self.val[:EVAL_DECODE],
+                                     max(self.config.batch_size, 64), self.max_target, world)
         model.train(was_training)
         loss = nats / max(count, 1)
         return {"val_loss": loss, "val_bpc": loss / math.log(2) / self.chars_per_token,

@@ -26,6 +26,7 @@ from seqlab.checkpoint import RunDir
 from seqlab.config import ModelConfig, opt, validate
 from seqlab.data.synthetic import IGNORE, TASKS, SyntheticBatch, TaskData, get_task, parse_length
 from seqlab.diagnostics import Probe
+from seqlab.distributed import SINGLE, World, own_rows
 from seqlab.export import Graph, real_inputs, step_graph, token_inputs
 from seqlab.families import synthetic_report
 from seqlab.families.base import Configs, Family, Headline, LoadedRun, Prepared, Report
@@ -87,16 +88,20 @@ def batch_loss(model: nn.Module, data: TaskData, batch: SyntheticBatch, device,
 
 @torch.no_grad()
 def score(model: nn.Module, data: TaskData, stream: int, sequences: int, batch_size: int,
-          device) -> dict[str, float]:
-    """Mean loss, the memoryless baseline and accuracy on ``sequences`` sequences of a stream."""
+          device, world: World = SINGLE) -> dict[str, float]:
+    """Mean loss, the memoryless baseline and accuracy on ``sequences`` sequences of a stream;
+    with many processes each scores its block of every batch's rows and the sums are added."""
     was_training = model.training
     model.eval()
     total, count, correct, counted, lengths = 0.0, 0, 0, 0, []
     for index in range(-(-sequences // batch_size)):
         batch = data.batch(min(batch_size, sequences - index * batch_size), stream, index)
-        t, n, c, k = batch_loss(model, data, batch, device)
-        total, count, correct, counted = total + float(t), count + n, correct + c, counted + k
         lengths.append(batch.lengths)
+        part, own = own_rows(batch, world)
+        if own:
+            t, n, c, k = batch_loss(model, data, part, device)
+            total, count, correct, counted = total + float(t), count + n, correct + c, counted + k
+    total, count, correct, counted = world.sum([total, count, correct, counted])
     model.train(was_training)
     loss = total / max(count, 1)
     baseline = data.spec.baseline(torch.cat(lengths) - data.spec.extra_steps, data.delay)
@@ -128,9 +133,9 @@ class SyntheticTask:
         total, count, _, _ = batch_loss(model, self.data, batch, self.device, accuracy=False)
         return total / count, None, count
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, world: World = SINGLE) -> dict[str, float]:
         result = score(model, self.data, VALIDATION, self.synthetic.val_sequences,
-                       self.train.batch_size, self.device)
+                       self.train.batch_size, self.device, world)
         return {f"val_{k}": v for k, v in result.items()}
 
     def probe(self, batch: int) -> Probe:
