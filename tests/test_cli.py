@@ -10,6 +10,7 @@ The bad-input contract: exactly one line on stderr starting with ``seqlab: error
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -167,6 +168,31 @@ def test_generate_num_samples(cli, trained):
     samples = [p[:-1] for p in parts[2::2]]  # each ends with print's newline
     assert all(s.startswith("a") and len(s) == 1 + 30 for s in samples)
     assert len(set(samples)) == 3
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_a_long_generation_shows_a_bar_on_a_terminal_only(cli, trained, monkeypatch, tty):
+    """--length from BAR_FROM tokens: a progress bar on stderr when it is a terminal (cleared
+    at the end), nothing on a pipe; stdout holds the text alone either way."""
+    from seqlab import cli_use
+
+    monkeypatch.setattr(cli_use, "BAR_FROM", 50)
+    screen = Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", screen)
+    r = cli("generate", trained, "--length", "80", "--seed", "3")
+    assert r.code == 0
+    assert len(r.out) == 80 + 1 and "token" not in r.out
+    assert ("/80 [" in screen.getvalue() and "token/s" in screen.getvalue()) == tty
+    assert tty or screen.getvalue() == ""
+    short = Terminal()
+    monkeypatch.setattr(sys, "stderr", short)
+    assert cli("generate", trained, "--length", "49", "--seed", "3").code == 0
+    assert short.getvalue() == ""  # below BAR_FROM: no bar
 
 
 def test_generate_greedy_is_deterministic(cli, trained):

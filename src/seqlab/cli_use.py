@@ -10,6 +10,7 @@ from pathlib import Path
 
 from seqlab.cli_base import UsageError
 
+BAR_FROM = 2000  # tokens from which generate shows a progress bar (on a terminal)
 
 # generate --------------------------------------------------------------------------------
 def add_generate(p: argparse.ArgumentParser) -> None:
@@ -74,12 +75,23 @@ def run_generate(args: argparse.Namespace) -> int:
     sampler = load_sampler(args)
     with allocation_errors({"--length": args.length, "--num-samples": args.num_samples}):
         samples = sampler.text(args.prompt, args.length, args.num_samples, args.seed,
-                               **sampling_of(args))
+                               token_bar(args.length), **sampling_of(args))
     for k, text in enumerate(samples):
         if len(samples) > 1:
             print(f"--- sample {k + 1} ---")
         print(text)
     return 0
+
+
+def token_bar(length: int):
+    """A progress bar over sampling steps on stderr, for a terminal only (a pipe or a file gets
+    none), and only for a long sample: short ones end before a bar would mean anything."""
+    from tqdm import tqdm
+
+    if length < BAR_FROM:
+        return None
+    return lambda steps: tqdm(steps, total=length, unit="token", leave=False, disable=None,
+                              file=sys.stderr, dynamic_ncols=True)
 
 
 def sample_sizes(args: argparse.Namespace) -> tuple[int, int, tuple[str, str, str]]:

@@ -6,6 +6,7 @@ the prefix is never run again. Several samples are drawn in parallel as one batc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,7 @@ from seqlab.data.vocab import UNK, Vocab, check_prompt
 # bytes one sampled token costs until it is printed: its id in the output tensor and in a Python
 # list, and its text (a token of a word or BPE vocabulary holds several characters)
 TOKEN_BYTES = 2 * limits.INT + 16
+Progress = Callable[[Iterable[int]], Iterable[int]]  # wraps a loop over steps: a progress bar
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,8 +90,10 @@ def make_generator(seed: int | None) -> torch.Generator:
 
 @torch.no_grad()
 def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: SamplingConfig,
-               num_samples: int = 1, seed: int | None = None) -> Tensor:
-    """(num_samples, length) new token ids following ``prompt_ids`` (P,) int64, P >= 1."""
+               num_samples: int = 1, seed: int | None = None, progress: Progress | None = None
+               ) -> Tensor:
+    """(num_samples, length) new token ids following ``prompt_ids`` (P,) int64, P >= 1;
+    ``progress`` wraps the loop over the steps (a progress bar)."""
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
     if prompt_ids.numel() == 0:
@@ -101,7 +105,7 @@ def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: Sampli
     tokens = prompt_ids.to(device).expand(num_samples, -1)  # (N, P)
     logits, state = model(tokens)  # the prompt, once
     out = torch.empty(num_samples, length, dtype=torch.long, device=device)
-    for t in range(length):
+    for t in (progress or iter)(range(length)):
         token = next_tokens(logits[:, -1], config, generator)  # (N,)
         out[:, t] = token
         logits, state = model(token[:, None], state)  # one step, state carried
@@ -135,8 +139,10 @@ def default_prompt(vocab: Vocab) -> str:
 
 
 def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: int = 500,
-             num_samples: int = 1, seed: int | None = None, **sampling) -> list[str]:
-    """Sample ``num_samples`` continuations of ``prompt`` (text) of ``length`` tokens each.
+             num_samples: int = 1, seed: int | None = None, progress: Progress | None = None,
+             **sampling) -> list[str]:
+    """Sample ``num_samples`` continuations of ``prompt`` (text) of ``length`` tokens each
+    (``progress``: see :func:`sample_ids`).
 
     Keyword arguments are those of :class:`SamplingConfig`. Returns the prompt followed by the
     generated text, one string per sample. Raises ValueError for a prompt with symbols outside
@@ -149,7 +155,7 @@ def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: 
     given = prompt if prompt else default_prompt(vocab)
     check_prompt(vocab, given)
     prompt_ids = torch.as_tensor(vocab.encode(given).astype("int64"))
-    ids = sample_ids(model, prompt_ids, length, config, num_samples, seed)
+    ids = sample_ids(model, prompt_ids, length, config, num_samples, seed, progress)
     prefix = prompt or ""
     return [prefix + vocab.decode(row.tolist()) for row in ids]
 
