@@ -66,6 +66,9 @@ CONV_PRESETS = {
     "gunpoint": dict(RECIPE, batch_size=16, max_steps=600, eval_every=25),
     "italy-power": dict(RECIPE, batch_size=16, max_steps=1000, eval_every=25),
 }
+# --refit: the whole training split but one series per class (the family needs a validation
+# split), the last weights after the setting's steps
+REFIT = dict(val_fraction=0.01)
 # the feed-forward baselines read what they can: a bag of all steps, a window of the first n
 BASELINES = {
     "bow": dict(model="bow", pooling="last", bidirectional=False),
@@ -95,34 +98,39 @@ def settings(name: str, model: str) -> dict:
 
 
 def train_and_score(name: str, model: str, seed: int, out: Path, budget: float,
-                    members: int = 1) -> dict:
+                    members: int = 1, refit: bool = False) -> dict:
     """One seed's model, or with ``members`` > 1 an ensemble of members trained with the
     seeds seed, seed + 1000, ... (each its own validation split and best weights), scored by
-    its mean class probabilities on the test split."""
-    label = model if members == 1 else f"{model} x{members}"
-    runs = [out / f"{name}-{model}-seed{seed + 1000 * m}" for m in range(members)]
+    its mean class probabilities on the test split. With ``refit`` each trains on the whole
+    training split but one series per class and is scored with its last weights, after the
+    setting's steps (themselves chosen on a validation quarter)."""
+    label = (model if members == 1 else f"{model} x{members}") + (" refit" if refit else "")
+    runs = [out / f"{name}-{model}{'-refit' if refit else ''}-seed{seed + 1000 * m}"
+            for m in range(members)]
+    keys = {**settings(name, model), **(REFIT if refit else {})}
     started = time.perf_counter()
     for m, run in enumerate(runs):
         seqlab.train(name, out=run, task="classify", seed=seed + 1000 * m, time_budget=budget,
-                     **settings(name, model))
+                     **keys)
     seconds = time.perf_counter() - started
-    if members == 1:
+    if members == 1 and not refit:
         result = runner.evaluate(runs[0], name, device="cpu")
     else:
-        result = ensemble_scores(runs, name)
+        result = ensemble_scores(runs, name, last=refit)
     return {"set": name, "model": label, "seed": seed, "accuracy": result["accuracy"],
             "macro_f1": result["macro_f1"], "majority_rate": result["majority_rate"],
             "examples": result["examples"], "train_seconds": seconds,
             "run": ", ".join(map(str, runs))}
 
 
-def ensemble_scores(runs: list[Path], name: str) -> dict:
-    """Accuracy and macro-F1 of the members' mean class probabilities on the test split."""
+def ensemble_scores(runs: list[Path], name: str, last: bool = False) -> dict:
+    """Accuracy and macro-F1 of the members' mean class probabilities on the test split (each
+    member's best weights, or with ``last`` its last ones)."""
     from seqlab.class_metrics import confusion, scores
 
     probs, given, classes = None, None, None
     for run in runs:
-        loaded = runner.load_run(run, device="cpu")
+        loaded = runner.load_run(run, device="cpu", last=last)
         records = loaded.family.predictor(loaded).predict(name)
         classes = list(records[0]["probabilities"])
         p = torch.tensor([[r["probabilities"][c] for c in classes] for r in records])
@@ -238,6 +246,10 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1,
                         help="train this many members per seed (seeds s, s + 1000, ...) and "
                              "score their mean class probabilities (default 1: one model)")
+    parser.add_argument("--refit", action="store_true",
+                        help="train on the whole training split but one series per class and "
+                             "score the last weights after the setting's steps (default: a "
+                             "validation quarter held out, the best weights by its loss)")
     parser.add_argument("--curve", action="store_true")
     parser.add_argument("--epoch-time", action="store_true")
     args = parser.parse_args()
@@ -258,9 +270,10 @@ def main() -> None:
         for model in args.models:
             for seed in args.seeds:
                 results.append(train_and_score(name, model, seed, args.out, args.time_budget,
-                                               args.members))
+                                               args.members, args.refit))
                 print(json.dumps(results[-1]), flush=True)
-    members = f"-x{args.members}" if args.members > 1 else ""
+    members = (f"-x{args.members}" if args.members > 1 else "") + ("-refit" if args.refit
+                                                                     else "")
     path = args.out / f"results-{'-'.join(args.sets)}-{'-'.join(args.models)}{members}.json"
     path.write_text(json.dumps(results, indent=1))
     print(table(results))
