@@ -1,7 +1,8 @@
 """Tasks: what the trainer trains on, how a batch turns into a loss, and how to evaluate.
 
 A task provides ``train_batch(step) -> Chunk``, ``loss(model, chunk, state) -> (loss, state)``
-and ``evaluate(model) -> dict``; the trainer knows nothing else about the data or the model.
+and ``evaluate(model, world) -> dict`` (each process its rows of the validation data); the
+trainer knows nothing else about the data or the model.
 """
 
 from __future__ import annotations
