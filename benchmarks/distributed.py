@@ -15,7 +15,14 @@ is printed with the validation loss each way gives (the same to float32 rounding
 are untrained (timing only): an untrained encoder-decoder rarely emits its end token, so its
 greedy decoding runs to each source's cap, the slowest case.
 
+``--train STEPS`` times training instead: ``seqlab train`` on tiny Shakespeare (LSTM 256, 128
+steps of 64 rows a batch, no evaluation) as one process with N threads, then through
+``torchrun --nproc-per-node N`` with one thread each and 64 / N rows each, the same global
+batches; tokens per second over the steps after the first logged ten (start-up and warm-up
+excluded), and the last logged loss of each (the same to float32 rounding).
+
     python benchmarks/distributed.py [--processes 2] [--rounds 5] [--cases text seq2seq]
+    python benchmarks/distributed.py --train 100
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import json
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -107,6 +116,40 @@ def measure(case: str, processes: int, rounds: int) -> dict:
             f"split, {processes} x 1 thread": apart["split"]}
 
 
+def training(steps: int, processes: int, rounds: int) -> None:
+    """Tokens per second of one process with ``processes`` threads against ``processes``
+    processes of one thread each, alternating, ``rounds`` times."""
+    batch = 64
+    keys = ["--hidden-size", "256", "--seq-len", "128", "--max-steps", str(steps),
+            "--log-every", "10", "--eval-every", str(10 * steps), "--quiet", "--seed", "0"]
+    ways = {f"one process, {processes} threads": (
+                [sys.executable, "-m", "seqlab"], batch, processes),
+            f"torchrun, {processes} x 1 thread": (
+                [str(Path(sys.executable).with_name("torchrun")),
+                 f"--nproc-per-node={processes}", "-m", "seqlab"], batch // processes, 1)}
+    rates: dict[str, list[float]] = {way: [] for way in ways}
+    with tempfile.TemporaryDirectory() as folder:
+        for k in range(rounds):
+            for w, (way, (command, rows, threads)) in enumerate(ways.items()):
+                out = Path(folder) / f"round{k}-way{w}"
+                env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+                done = subprocess.run([*command, "train", str(SHAKESPEARE), "--batch-size",
+                                       str(rows), "--out", str(out), *keys], env=env,
+                                      capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"{way} failed:\n{done.stderr}")
+                logs = [json.loads(line) for line in (out / "metrics.jsonl").open()
+                        if '"loss"' in line]
+                tokens = (logs[-1]["step"] - logs[0]["step"]) * batch * 128
+                rates[way].append(tokens / (logs[-1]["elapsed_s"] - logs[0]["elapsed_s"]))
+                print(f"{way:26} round {k + 1}: {rates[way][-1]:9.0f} tokens/s, loss "
+                      f"{logs[-1]['loss']:.6f}", flush=True)
+    base = statistics.median(rates[next(iter(ways))])
+    for way, found in rates.items():
+        print(f"{way:26} median {statistics.median(found):9.0f} tokens/s "
+              f"({statistics.median(found) / base:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=2, help="processes (default 2)")
@@ -114,9 +157,17 @@ def main() -> None:
                         help="evaluations each way, the first a warm-up (default 5)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
                         help="families to time (default all)")
+    parser.add_argument("--train", type=int, metavar="STEPS", default=0,
+                        help="time STEPS training steps instead (at least 20), one process "
+                             "against torchrun")
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (the first is a warm-up)")
+    if args.train:
+        if args.train < 20:
+            parser.error("--train needs at least 20 steps (the first ten are not timed)")
+        training(args.train, args.processes, args.rounds)
+        return
     print(f"{'case':10} {'way':22} {'seconds':>8} {'vs alone':>8}  val_loss")
     for case in args.cases:
         ways = measure(case, args.processes, args.rounds)
