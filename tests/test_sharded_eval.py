@@ -22,10 +22,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from seqlab.distributed import World, shares_evaluation
+from seqlab.distributed import World
 from seqlab.families import runner
 from seqlab.recurrent import Recurrent
-from test_toy_family import ParityTask
 
 WORDS = "the quick brown fox jumps over a lazy dog and cat sat on mat by old red barn".split()
 
@@ -174,16 +173,6 @@ def test_each_process_scores_its_block_and_the_figures_are_one_processs(data, ca
     assert sum(rows) == rows_alone  # every row read once ...
     assert max(rows) < rows_alone and sum(r > 0 for r in rows) >= 2  # ... and split
     assert alone == pytest.approx(task.evaluate(model))  # the World-less call is the same
-
-
-@pytest.mark.parametrize("case", ["text-streams", "seq2seq", "classify", "synthetic",
-                                  "forecast-direct"])
-def test_every_family_splits_its_validation_and_a_task_without_a_world_does_not(data, case):
-    """The trainer gives ``world`` to a task whose evaluate takes it; another (a user's own
-    family's) is evaluated by rank 0 alone, as before."""
-    source, keys = CASES[case]
-    assert shares_evaluation(model_and_task(data.get(source, source), **keys)[1])
-    assert not shares_evaluation(ParityTask)  # its evaluate(self, model)
 
 
 def test_a_block_per_process_covers_the_rows_in_order():

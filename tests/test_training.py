@@ -224,7 +224,7 @@ class ScriptedEval(LanguageModelTask):
         super().__init__(*args)
         self.val_losses = iter(val_losses)
 
-    def evaluate(self, model):
+    def evaluate(self, model, world=None):
         return {"val_loss": next(self.val_losses)}
 
 

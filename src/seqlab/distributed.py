@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -161,12 +160,6 @@ def session(world: World, timeout: float = DEFAULT_TIMEOUT) -> Iterator[World]:
         yield world
     finally:
         dist.destroy_process_group()
-
-
-def shares_evaluation(task: Any) -> bool:
-    """Whether ``task.evaluate`` takes a ``world``: each process then evaluates its share
-    (else rank 0 evaluates alone)."""
-    return "world" in inspect.signature(task.evaluate).parameters
 
 
 # a batch split by rows -------------------------------------------------------------------

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from seqlab.checkpoint import RunDir
 from seqlab.config import TrainConfig
-from seqlab.distributed import SINGLE, Replicas, World, shares_evaluation
+from seqlab.distributed import SINGLE, Replicas, World
 from seqlab.recurrent import State, set_compiled
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,11 @@ class Task(Protocol):
         items scored)."""
 
     def evaluate(self, model: nn.Module, world: World = SINGLE) -> dict[str, float]:
-        """Validation figures; ``val_loss`` (lower is better) decides the best weights. With
-        many processes each calls it with ``world`` and evaluates only its share, the figures
-        made from what the processes reduce or gather (:mod:`seqlab.distributed`). A task
-        whose ``evaluate`` takes no ``world`` is evaluated by rank 0 alone."""
+        """Validation figures; ``val_loss`` (lower is better) decides the best weights. Every
+        process calls it with ``world``: each evaluates its share (``world.block``,
+        :func:`seqlab.distributed.own_rows`) and the figures are made from what the processes
+        reduce or gather (``world.sum``, ``world.gather``); all then take rank 0's. A task may
+        ignore ``world`` and evaluate everything in every process: right, N times the work."""
 
     def probe(self, batch: int) -> Any:
         """A fixed batch of validation data for diagnostics (a Probe), or None."""
@@ -190,7 +191,6 @@ class Trainer:
         self.window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
         self.stop = stop or threading.Event()  # set it to end after the current step
         self._evaluated_step = -1
-        self._evaluates_apart = world.many and shares_evaluation(task)
         # optional: called with the step number before each step (diagnostics recording)
         self.before_step: Callable[[int], None] | None = None
 
@@ -305,11 +305,8 @@ class Trainer:
     def _evaluate_and_save(self) -> bool:
         """Evaluate, keep the best weights, save last/; True when early stopping triggers."""
         with autocast(self.config.precision, self.device):
-            if self._evaluates_apart:  # each its share, reduced
-                metrics = self.task.evaluate(self.model, world=self.world)
-            else:  # rank 0 alone (the others would only repeat it)
-                metrics = self.task.evaluate(self.model) if self.world.main else None
-            metrics = self.world.from_main(metrics)  # all follow rank 0's verdict
+            # each process its share; all follow rank 0's figures, so its verdict
+            metrics = self.world.from_main(self.task.evaluate(self.model, self.world))
         self.model.train()
         val = metrics["val_loss"]
         improved = val < self.best_val

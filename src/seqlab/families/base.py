@@ -18,8 +18,8 @@ loads and evaluates every family the same way and asks the family only for what 
                keys, checked by ``prepare`` before drawing), ``size_keys`` (keys to blame)
     build      ``build(configs, assets)`` -> the model, initialised from torch's global RNG
                (the runner seeds it)
-    task       ``task(prepared, configs, device)`` -> what the trainer drives
-               (:class:`seqlab.training.Task`), with ``probe(batch)`` for diagnostics
+    task       ``task(prepared, configs, device)`` -> the trainer's :class:`seqlab.training.Task`
+               (``evaluate(model, world)``: a process's share of validation; ``probe(batch)``)
     save/load  ``save_assets(run, assets)`` / ``load_assets(run, configs)``: what the run
                directory needs beyond weights
     evaluate   ``evaluate(loaded, source, **options)`` -> :class:`Report` (``options``: the
