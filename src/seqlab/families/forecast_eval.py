@@ -51,12 +51,17 @@ class Backtest:
     origins: np.ndarray  # (W,) index of each window's first forecast step
 
     def median(self) -> np.ndarray:
-        return self.quantiles[..., list(np.round(self.levels, 4)).index(0.5)]
+        return median_of(self.levels, self.quantiles)
 
     def metrics(self) -> dict[str, float]:
         return {**metrics.point_metrics(self.truth, self.median(), self.scales),
                 **metrics.interval_metrics(self.truth, self.levels, self.quantiles,
                                            self.samples)}
+
+
+def median_of(levels: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """The point forecasts (W, H): the 50% quantile of quantiles (W, H, Q) at ``levels``."""
+    return quantiles[..., list(np.round(levels, 4)).index(0.5)]
 
 
 def sampled_together(model: Forecaster, samples: int) -> int:
@@ -106,10 +111,7 @@ def forecasts(model: Forecaster, windows: WindowSet, assets, own, horizon: int,
 def backtest(model: Forecaster, data, windows: WindowSet, own) -> Backtest:
     """The model's forecasts of every window of ``windows``, in the series' units."""
     levels, quantiles, paths = forecasts(model, windows, data.assets, own, own.horizon)
-    truth = np.stack([data.series.values[k][o:o + own.horizon]
-                      for k, o in zip(windows.series.tolist(), windows.origins.tolist(),
-                                      strict=True)])  # (W, H)
-    return Backtest(truth, levels, quantiles, paths,
+    return Backtest(truth_of(data.series, windows, own.horizon), levels, quantiles, paths,
                     window_scales(data.series, windows, data.assets.seasonality),
                     windows.series.numpy(), windows.origins.numpy())
 
@@ -124,13 +126,17 @@ def validation_mase(model: Forecaster, data, windows: WindowSet, own, world: Wor
     rows = range(calls.start * together, min(calls.stop * together, len(windows)))
     median = np.zeros((0, own.horizon))
     if len(rows):
-        levels, quantiles, _ = forecasts(model, windows, data.assets, own, own.horizon, rows)
-        median = quantiles[..., list(np.round(levels, 4)).index(0.5)]
-    truth = np.stack([data.series.values[k][o:o + own.horizon]
-                      for k, o in zip(windows.series.tolist(), windows.origins.tolist(),
-                                      strict=True)])
-    return metrics.mase(truth, np.concatenate(world.gather(median)),
+        median = median_of(*forecasts(model, windows, data.assets, own, own.horizon, rows)[:2])
+    return metrics.mase(truth_of(data.series, windows, own.horizon),
+                        np.concatenate(world.gather(median)),
                         window_scales(data.series, windows, data.assets.seasonality))
+
+
+def truth_of(series: Series, windows: WindowSet, horizon: int) -> np.ndarray:
+    """(W, H): what followed each window's origin."""
+    return np.stack([series.values[k][o:o + horizon]
+                     for k, o in zip(windows.series.tolist(), windows.origins.tolist(),
+                                     strict=True)])
 
 
 def window_scales(series: Series, windows: WindowSet, m: int) -> np.ndarray:
