@@ -163,6 +163,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (the first is a warm-up)")
+    if not 2 <= args.processes <= 64:
+        parser.error("--processes must be in [2, 64]")
     if args.train:
         if args.train < 20:
             parser.error("--train needs at least 20 steps (the first ten are not timed)")
