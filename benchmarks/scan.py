@@ -1,19 +1,20 @@
-"""Parallel-scan cells: minGRU and minLSTM (their log-space scan) against torch.nn's fused GRU.
+"""Parallel-scan cells: minGRU and minLSTM (their sweep and their log-space scan) against the GRU.
 
 For each sequence length T, one layer of each (input and hidden size H, batch B, float32, one
 thread) runs forward and backward on the same input: ``mingru`` and ``minlstm`` through
-:class:`seqlab.recurrent.Recurrent` in fused mode (the scan), ``gru`` through the same class,
+:class:`seqlab.recurrent.Recurrent` in fused mode (on a CPU their sweep, the recurrence one
+step at a time with a hand-written backward), ``mingru scan`` and ``minlstm scan`` through
+their log-space parallel scan (what fused mode runs on a GPU), ``gru`` through the same class,
 whose fused mode is what a seqlab GRU runs: on a CPU its sweep (faster there than
 torch.nn.GRU), on a GPU cuDNN's GRU. Rounds alternate between the contestants so that
 machine noise hits all alike; the figure is the median time per forward+backward and its
 ratio to the GRU's, measured in one run. The minGRU's own sequential loop (explicit mode) is
 timed too, at the shorter lengths.
 
-Also reported, per T: how far the float32 scan lies from the float32 sequential step (explicit
-mode, same weights, default initialisation): the largest absolute difference of any h_t, and
-against the float64 sequential step the largest difference relative to max(|h_t|, 1), for the
-scan as it runs (restarted every CHUNK = 512 steps), for one scan over all T steps, and for the
-float32 sequential step itself, for scale.
+Also reported, per T: how far float32 lies from the float64 sequential step (explicit mode,
+same weights, default initialisation), as the largest difference of any h_t relative to
+max(|h_t|, 1): the sweep, the scan as it runs (restarted every CHUNK = 512 steps), one scan
+over all T steps, and the float32 sequential step itself, for scale.
 
     python benchmarks/scan.py [--lengths 128 512 2048 8192] [--rounds 5] [--json out.json]
 """
@@ -36,15 +37,20 @@ CELLS = ("gru", "mingru", "minlstm")
 EXPLICIT_UP_TO = 512  # the sequential loop is T Python steps: timed only up to here
 
 
-def contestant(cell: str, x: torch.Tensor, mode: str = "fused"):
-    """A function running one forward and backward of a one-layer stack on x (B, T, H)."""
+def contestant(cell: str, x: torch.Tensor, mode: str = "fused", how: str | None = None):
+    """A function running one forward and backward of a one-layer stack on x (B, T, H); with
+    ``how``, the cell's recurrence that way (``seqlab.cells.scan.recurrence``)."""
     torch.manual_seed(0)
     model = Recurrent(cell, H, H, mode=mode)
     weight = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     x = x.clone().requires_grad_()
 
     def run() -> None:
-        output, _ = model(x)
+        if how is None:
+            output, _ = model(x)
+        else:
+            output = model.spec.scan(x, (model.initial_state(x.shape[0])[0],),
+                                     *model.layer_weights(0), how=how)
         (output * weight).sum().backward()
     return run
 
@@ -70,23 +76,20 @@ def time_alternating(runners: dict, rounds: int, target_s: float = 0.3) -> dict[
 
 @torch.no_grad()
 def accuracy(cell: str, x: torch.Tensor) -> dict[str, float]:
-    """The float32 scan and float32 sequential step against each other and against float64."""
+    """float32 (the sweep, the scan, one scan over all T, the sequential step) against the
+    float64 sequential step, relative to max(|h_t|, 1)."""
     torch.manual_seed(0)
     model = Recurrent(cell, H, H, mode="explicit").double()
     exact, _ = model(x.double())
     model.float()
-    sequential, _ = model(x)
-    model.mode = "fused"
-    scanned, _ = model(x)
-    # one scan over all T steps, without restarting every CHUNK steps
-    single = model.spec.scan(x, (model.initial_state(x.shape[0])[0],),
-                             *model.layer_weights(0), None, chunk=x.shape[1])
+    state, weights = (model.initial_state(x.shape[0])[0],), model.layer_weights(0)
+    found = {"sweep": model.spec.scan(x, state, *weights, how="sweep"),
+             "scan": model.spec.scan(x, state, *weights, how="scan"),
+             "single_scan": model.spec.scan(x, state, *weights, chunk=x.shape[1], how="scan"),
+             "sequential": model(x)[0]}
     scale = exact.abs().clamp_min(1.0)
-    return {"scan_vs_sequential_abs": (scanned - sequential).abs().max().item(),
-            "scan_vs_float64_rel": ((scanned.double() - exact).abs() / scale).max().item(),
-            "single_scan_vs_float64_rel": ((single.double() - exact).abs() / scale).max().item(),
-            "sequential_vs_float64_rel": ((sequential.double() - exact).abs() / scale).max().item(),
-            "max_abs_h": exact.abs().max().item()}
+    return {**{f"{k}_vs_float64_rel": ((v.double() - exact).abs() / scale).max().item()
+               for k, v in found.items()}, "max_abs_h": exact.abs().max().item()}
 
 
 def main() -> None:
@@ -101,6 +104,7 @@ def main() -> None:
     for steps in args.lengths:
         x = torch.randn(B, steps, H, generator=torch.Generator().manual_seed(steps))
         runners = {cell: contestant(cell, x) for cell in CELLS}
+        runners.update({f"{cell} scan": contestant(cell, x, how="scan") for cell in CELLS[1:]})
         if steps <= EXPLICIT_UP_TO:
             runners["mingru explicit"] = contestant("mingru", x, mode="explicit")
         times = time_alternating(runners, args.rounds)
@@ -111,11 +115,11 @@ def main() -> None:
         print(f"T={steps:5d}  " + "  ".join(f"{k} {1e3 * v:8.2f} ms ({row['over_gru'][k]:.2f}x)"
                                            for k, v in times.items()))
         for cell, acc in row["float32"].items():
-            print(f"          {cell} float32: scan vs sequential max |diff| "
-                  f"{acc['scan_vs_sequential_abs']:.2e}; vs float64, relative: scan "
-                  f"{acc['scan_vs_float64_rel']:.2e} (one scan of all T steps "
-                  f"{acc['single_scan_vs_float64_rel']:.2e}), sequential "
-                  f"{acc['sequential_vs_float64_rel']:.2e} (max |h| {acc['max_abs_h']:.2f})")
+            print(f"          {cell} float32 vs float64, relative: sweep "
+                  f"{acc['sweep_vs_float64_rel']:.2e}, scan {acc['scan_vs_float64_rel']:.2e} "
+                  f"(one scan of all T steps {acc['single_scan_vs_float64_rel']:.2e}), "
+                  f"sequential {acc['sequential_vs_float64_rel']:.2e} "
+                  f"(max |h| {acc['max_abs_h']:.2f})")
     if args.json:
         meta = {"B": B, "H": H, "threads": torch.get_num_threads(), "torch": torch.__version__,
                 "machine": platform.processor() or platform.machine()}

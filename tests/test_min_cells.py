@@ -13,7 +13,17 @@ from torch import nn
 from torch.testing import assert_close
 
 from seqlab.cells import CELLS, CellSpec, MinGRUCell
-from seqlab.cells.scan import CHUNK, g, log_g, log_scan, scripted_recurrence
+from seqlab.cells.scan import (
+    CHUNK,
+    HOW,
+    g,
+    linear_recurrence,
+    linear_sweep,
+    log_g,
+    log_scan,
+    recurrence,
+    scripted_recurrence,
+)
 from seqlab.cli import main
 from seqlab.config import ModelConfig
 from seqlab.models import build_model
@@ -140,9 +150,11 @@ def test_gradcheck_log_scan_with_padding():
                                         (log_a, log_b, h0))
 
 
+@pytest.mark.parametrize("how", HOW)
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_gradcheck_scan_weights_input_and_state(cell):
-    """The scan of each cell, by every parameter, the input and the initial state."""
+def test_gradcheck_scan_weights_input_and_state(cell, how):
+    """The scan and the sweep of each cell, by every parameter, the input and the initial
+    state."""
     spec = CELLS[cell]
     torch.manual_seed(3)
     module = spec.module(I, H).double()
@@ -152,9 +164,51 @@ def test_gradcheck_scan_weights_input_and_state(cell):
     h0 = signed_state(1, 2, 5)[0].requires_grad_()
 
     def f(x, h0, w_ih, b_ih):
-        return spec.scan(x, (h0,), w_ih, None, b_ih, None)
+        return spec.scan(x, (h0,), w_ih, None, b_ih, None, how=how)
 
     assert torch.autograd.gradcheck(f, (x, h0, w_ih, b_ih))
+
+
+def test_linear_sweep_solves_the_recurrence_with_its_gradient():
+    """The sweep against the loop h_t = a_t h_{t-1} + b_t, and gradcheck of its hand-written
+    backward in a, b and h_0 (a_t of any sign: the sweep needs no logs)."""
+    gen = torch.Generator().manual_seed(29)
+    a = torch.randn(3, 17, 4, generator=gen, dtype=torch.float64)
+    b = torch.randn(3, 17, 4, generator=gen, dtype=torch.float64)
+    h0 = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    assert_close(linear_sweep(a, b, h0), linear_recurrence(a, b, h0), rtol=1e-13, atol=1e-13)
+    args = tuple(t[:, :6].clone().requires_grad_() if t.dim() == 3 else
+                 t.clone().requires_grad_() for t in (a, b, h0))
+    assert torch.autograd.gradcheck(linear_sweep, args)
+    low = linear_sweep(a.bfloat16(), b.bfloat16(), h0.bfloat16())
+    assert low.dtype == torch.float32  # bf16 in (autocast): the recurrence runs in float32
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_the_sweep_and_the_scan_agree_padded_with_a_signed_state(cell):
+    """What a CPU runs (the sweep) and what other devices run (the log-space scan) give the
+    same states and the same gradients, float64, padded, from a state of both signs."""
+    spec = CELLS[cell]
+    torch.manual_seed(31)
+    weights = [(3 * w).requires_grad_() for w in (spec.module(I, H).double().weight_ih.detach(),
+                                                  spec.module(I, H).double().bias_ih.detach())]
+    x, h0 = inputs(3, 40, 32).requires_grad_(), signed_state(1, 3, 33)[0].requires_grad_()
+    alive = (torch.arange(40)[None, :] < torch.tensor([40, 9, 1])[:, None]).unsqueeze(-1)
+    found = {}
+    for how in HOW:
+        out = spec.scan(x, (h0,), weights[0], None, weights[1], None, alive, how=how)
+        found[how] = (out, *torch.autograd.grad((out * out.detach().sin()).sum(),
+                                                (x, h0, *weights)))
+    for sweep, scan in zip(found["sweep"], found["scan"], strict=True):
+        assert_close(sweep, scan, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_mode_on_a_cpu_runs_the_sweep():
+    model = stack("mingru", layers=1)
+    out, _ = model(inputs(2, 9, 34))
+    assert "LinearSweep" in type(out.grad_fn).__name__
+    with pytest.raises(ValueError, match="how must be one of sweep, scan or None"):
+        recurrence(torch.zeros(1, 2, 1), torch.zeros(1, 2, 1), torch.zeros(1, 1), how="loop")
 
 
 # ----- scan against the sequential step, through Recurrent ----------------------------------
@@ -201,19 +255,22 @@ def test_padded_batch_equals_each_sequence(cell):
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_float32_scan_stays_close_on_long_sequences(cell):
-    """float32 scan against the float64 loop over 2048 steps. Within a scan log A_t grows like
-    -t and float32 keeps it to about |log A_t| * 6e-8; restarting every CHUNK steps bounds the
-    relative error by about CHUNK * 6e-8 whatever T."""
+def test_float32_scan_and_sweep_stay_close_on_long_sequences(cell):
+    """float32 against the float64 loop over 2048 steps. Within a scan log A_t grows like -t
+    and float32 keeps it to about |log A_t| * 6e-8; restarting every CHUNK steps bounds the
+    relative error by about CHUNK * 6e-8 whatever T. The sweep rounds as the one-step
+    modules do: about 1e-7 a step, not growing."""
     model = stack(cell, layers=1, seed=15)
     x = inputs(2, 2048, 16)
     model.mode = "explicit"
     with torch.no_grad():
         want, _ = model(x)
-        model.float().mode = "fused"
-        got, _ = model(x.float())
-    err = ((got.double() - want).abs() / want.abs().clamp_min(1.0)).max().item()
-    assert err < 5 * CHUNK * 6e-8, err  # one scan over all 2048 steps: 2.6e-4 for mingru
+        model.float()
+        state = (model.initial_state(2)[0],)
+        for how, bound in (("scan", 5 * CHUNK * 6e-8), ("sweep", 5e-6)):
+            got = model.spec.scan(x.float(), state, *model.layer_weights(0), how=how)
+            err = ((got.double() - want).abs() / want.abs().clamp_min(1.0)).max().item()
+            assert err < bound, (how, err)  # one scan over all 2048 steps: 2.6e-4 (mingru)
 
 
 # ----- the spec ----------------------------------------------------------------------------

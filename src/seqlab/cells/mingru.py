@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.cells.registry import CellSpec
-from seqlab.cells.scan import CHUNK, InputGatedCell, g, log_g, log_scan
+from seqlab.cells.scan import CHUNK, InputGatedCell, g, log_g, recurrence
 
 
 class MinGRUGates(NamedTuple):
@@ -40,14 +40,15 @@ def mingru_recur(from_input: Tensor, from_hidden: None, state: tuple[Tensor]
 
 
 def mingru_scan(x: Tensor, state: tuple[Tensor], w_ih: Tensor, w_hh: None, b_ih: Tensor | None,
-                b_hh: None, alive: Tensor | None = None, chunk: int = CHUNK) -> Tensor:
+                b_hh: None, alive: Tensor | None = None, chunk: int = CHUNK,
+                how: str | None = None) -> Tensor:
     """Every h_t (B, T, H) of x (B, T, I) at once: (3) is h_t = a_t h_{t-1} + b_t with
     a_t = 1 - z_t and b_t = z_t h~_t, whose logs come straight from the pre-activations
-    (log(1 - sigmoid(k)) = logsigmoid(-k)). See :func:`seqlab.cells.scan.log_scan`."""
+    (log(1 - sigmoid(k)) = logsigmoid(-k)). See :func:`seqlab.cells.scan.recurrence`."""
     to_gate, to_hidden = nn.functional.linear(x, w_ih, b_ih).chunk(2, dim=-1)  # (B, T, H) each
     log_a = nn.functional.logsigmoid(-to_gate)  # log(1 - z_t)
     log_b = nn.functional.logsigmoid(to_gate) + log_g(to_hidden)  # log z_t + log h~_t
-    return log_scan(log_a, log_b, state[0], alive, chunk)
+    return recurrence(log_a, log_b, state[0], alive, chunk, how)
 
 
 class MinGRUCell(InputGatedCell):

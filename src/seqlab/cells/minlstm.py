@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.cells.registry import CellSpec
-from seqlab.cells.scan import CHUNK, InputGatedCell, g, log_g, log_scan
+from seqlab.cells.scan import CHUNK, InputGatedCell, g, log_g, recurrence
 
 
 class MinLSTMGates(NamedTuple):
@@ -46,16 +46,16 @@ def minlstm_recur(from_input: Tensor, from_hidden: None, state: tuple[Tensor]
 
 def minlstm_scan(x: Tensor, state: tuple[Tensor], w_ih: Tensor, w_hh: None,
                  b_ih: Tensor | None, b_hh: None, alive: Tensor | None = None,
-                 chunk: int = CHUNK) -> Tensor:
+                 chunk: int = CHUNK, how: str | None = None) -> Tensor:
     """Every h_t (B, T, H) of x (B, T, I) at once: (5) is h_t = a_t h_{t-1} + b_t with
     a_t = f'_t and b_t = i'_t h~_t. With d = log i - log f = softplus(-k_f) - softplus(-k_i),
     log f' = -log(1 + i / f) = -softplus(d) and log i' = -softplus(-d), computed from the
-    pre-activations k without forming the gates. See :func:`seqlab.cells.scan.log_scan`."""
+    pre-activations k without forming the gates. See :func:`seqlab.cells.scan.recurrence`."""
     to_forget, to_input, to_hidden = nn.functional.linear(x, w_ih, b_ih).chunk(3, dim=-1)
     d = nn.functional.softplus(-to_forget) - nn.functional.softplus(-to_input)  # (B, T, H)
     log_a = -nn.functional.softplus(d)  # log f'_t
     log_b = -nn.functional.softplus(-d) + log_g(to_hidden)  # log i'_t + log h~_t
-    return log_scan(log_a, log_b, state[0], alive, chunk)
+    return recurrence(log_a, log_b, state[0], alive, chunk, how)
 
 
 class MinLSTMCell(InputGatedCell):
