@@ -15,7 +15,8 @@ loads and evaluates every family the same way and asks the family only for what 
                ``check_sizes``: refuse a model and batch that cannot fit the machine
     sizes      ``shape(configs, assets)`` (the model's and a batch's sizes, for the estimate of
                :mod:`seqlab.limits`), ``data_bytes(source, configs)`` (data it draws from its
-               keys, checked by ``prepare`` before drawing), ``size_keys`` (keys to blame)
+               keys, checked by ``prepare`` before drawing), ``size_keys`` (keys to blame):
+               :class:`seqlab.families.sizing.Sizing`, which Family mixes in
     build      ``build(configs, assets)`` -> the model, initialised from torch's global RNG
                (the runner seeds it)
     task       ``task(prepared, configs, device)`` -> the trainer's :class:`seqlab.training.Task`
@@ -38,7 +39,6 @@ Library code raises; the command line turns a ValueError into ``seqlab: error: .
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -55,12 +55,13 @@ from seqlab.config import (
     TrainConfig,
     build,
     check_types,
-    coerce,
     fields_of,
     to_dict,
 )
 from seqlab.diagnostics import Probe
-from seqlab.training import Task, resolve_device
+from seqlab.families.configs import Configs
+from seqlab.families.sizing import Sizing
+from seqlab.training import Task
 from seqlab.version import __version__
 
 # the training keys a resumed run may change: where, how and how long it runs, how often it
@@ -68,22 +69,6 @@ from seqlab.version import __version__
 RESUMABLE = frozenset({"max_steps", "time_budget", "device", "patience", "eval_every",
                        "log_every", "max_bad_steps", "compile"})
 SHARED = (ModelConfig, TrainConfig)
-# the shared keys that scale memory, one of which an estimate that does not fit names
-SIZE_KEYS = ("hidden_size", "embedding_size", "num_layers", "window", "batch_size", "seq_len")
-
-
-@dataclass(frozen=True)
-class Configs:
-    """A run's typed keys: the shared model and training keys and the family's own."""
-
-    model: ModelConfig
-    train: TrainConfig
-    own: Any = None  # the family's config_class instance, or None
-
-    def flat(self) -> dict[str, Any]:
-        """Every user key with its value (vocab_size, decided by the data, left out)."""
-        parts = [self.model, self.train] + ([self.own] if self.own is not None else [])
-        return {f.name: getattr(part, f.name) for part in parts for f in fields_of(type(part))}
 
 
 @dataclass
@@ -128,7 +113,7 @@ class LoadedRun:
     configs: Configs | None = field(default=None, repr=False)
 
 
-class Family(ABC):
+class Family(Sizing, ABC):
     """Base of every family: the shared behaviour; a family overrides what differs.
 
     Subclasses set ``name``, ``help`` and (optionally) ``config_class`` and ``ignores``, and
@@ -142,10 +127,12 @@ class Family(ABC):
     resumable: ClassVar[frozenset[str]] = RESUMABLE
     evaluate_options: ClassVar[frozenset[str]] = frozenset()
     fallback: ClassVar[bool] = False  # claims whatever no other family claims
-    size_keys: ClassVar[tuple[str, ...]] = SIZE_KEYS  # keys an estimate may blame
     items: ClassVar[str] = "tok"  # what a step's loss counts, per second in progress lines
 
     # keys ----------------------------------------------------------------------------------
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: f.default for cls in self.config_classes() for f in fields_of(cls)}
+
     def config_classes(self) -> tuple[type, ...]:
         return SHARED + ((self.config_class,) if self.config_class else ())
 
@@ -212,64 +199,6 @@ class Family(ABC):
         against the machine's memory (:meth:`check_sizes`)."""
         self.check_sizes(configs, assets)
         return configs
-
-    # sizes ---------------------------------------------------------------------------------
-    def shape(self, configs: Configs, assets: Any = None) -> limits.Shape:
-        """The sizes a training step of these configs allocates; ``assets`` None: before the
-        data is read, its sizes at their least. Default: a language model's (tokens embedded,
-        the vocabulary as the head, batch_size windows of seq_len tokens)."""
-        model, train = configs.model, configs.train
-        vocab = max(model.vocab_size, 1)
-        return limits.Shape(model, model.embedding_size, vocab, vocab, train.seq_len,
-                            train.batch_size)
-
-    def data_bytes(self, source: str, configs: Configs) -> tuple[int, str]:
-        """(bytes, what they hold) of the data the family draws from its keys for ``source``
-        (default: none; a file's size is the file's)."""
-        return 0, "data"
-
-    def check_sizes(self, configs: Configs, assets: Any = None) -> None:
-        """Refuse, before anything is allocated, a model and batch whose training cannot fit
-        in the memory of the run's device; the message names the key that makes it large."""
-
-        def need(c: Configs) -> tuple[int, str]:
-            parts = limits.training_bytes(self.shape(c, assets), c.train.optimizer)
-            return sum(parts.values()), f"training ({limits.describe(parts)})"
-
-        self.refuse_beyond_memory(configs, need, resolve_device(configs.train.device))
-
-    def allocation_errors(self, configs: Configs):
-        """A context in which an allocation failure (MemoryError, torch's "can't allocate
-        memory", CUDA out of memory) becomes :class:`seqlab.limits.TooLarge` naming this run's
-        size keys: for building the model and training it."""
-        flat, defaults = configs.flat(), self.defaults()
-        keys = {k: flat[k] for k in self.size_keys if k in flat}
-        given = {k: v for k, v in keys.items() if v != defaults[k]}
-        return limits.allocation_errors(given or keys, resolve_device(configs.train.device))
-
-    def defaults(self) -> dict[str, Any]:
-        return {f.name: f.default for cls in self.config_classes() for f in fields_of(cls)}
-
-    def check_data(self, source: str, configs: Configs) -> None:
-        """Refuse data to draw that cannot fit in memory, before drawing it."""
-        self.refuse_beyond_memory(configs, lambda c: self.data_bytes(source, c), "cpu")
-
-    def refuse_beyond_memory(self, configs: Configs, need_of, device) -> None:
-        """:class:`seqlab.limits.TooLarge` when ``need_of(configs)`` (bytes, what) exceeds the
-        device's total memory, naming the size key whose default would lower it most."""
-        need, what = need_of(configs)
-        memory = limits.machine_memory(device)
-        if need <= memory.total:
-            return
-        flat, variants, defaults = configs.flat(), {}, self.defaults()
-        for key in self.size_keys:
-            if key in flat and flat[key] != defaults[key]:
-                try:
-                    variants[key] = (flat[key], need_of(replace_keys(configs,
-                                                                     {key: defaults[key]}))[0])
-                except ValueError:  # the default conflicts with another key (tie_weights)
-                    continue
-        limits.check_fits(need, limits.culprit(need, variants), what, memory=memory)
 
     @abstractmethod
     def build(self, configs: Configs, assets: Any) -> nn.Module:
@@ -391,10 +320,3 @@ def token_lines(info: dict[str, Any]) -> list[str]:
         bits = best / math.log(2) / info["config"]["data"]["chars_per_token"]
         lines.append(f"best val     {best:.4f} nats/token, {bits:.4f} bits/char")
     return lines
-
-
-def replace_keys(configs: Configs, keys: Mapping[str, Any]) -> Configs:
-    """``configs`` with ``keys`` (checked, typed) put in."""
-    parts = [None if part is None else dataclasses.replace(part, **coerce(type(part), keys))
-             for part in (configs.model, configs.train, configs.own)]
-    return Configs(*parts)

@@ -21,7 +21,8 @@ from seqlab import recording
 from seqlab.checkpoint import CONFIG, METRICS, WEIGHTS, RunDir, RunInUse
 from seqlab.distributed import SINGLE, World
 from seqlab.families import registry
-from seqlab.families.base import Configs, Family, LoadedRun, Prepared, Report, replace_keys
+from seqlab.families.base import Configs, Family, LoadedRun, Prepared, Report
+from seqlab.families.configs import replace_keys
 from seqlab.io import fingerprint
 from seqlab.models import count_parameters
 from seqlab.recurrent_loop import check_compile

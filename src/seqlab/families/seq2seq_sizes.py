@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from seqlab import limits
 from seqlab.data.pairs import TASKS, is_task_name, parse_length
-from seqlab.families.base import SIZE_KEYS
+from seqlab.families.sizing import SIZE_KEYS
 from seqlab.seq2seq_eval import check_beam
 
 # hypotheses one beam search may expand (beam x decoding steps): its Python loop handles about
@@ -17,7 +17,7 @@ BEAM_WORK = 10_000_000
 
 
 class PairSizes:
-    """The seq2seq family's part of the size contract (:class:`seqlab.families.base.Family`)."""
+    """The seq2seq family's part of the size contract (:class:`seqlab.families.sizing.Sizing`)."""
 
     size_keys: ClassVar[tuple[str, ...]] = (*SIZE_KEYS, "attention_size", "length", "num_pairs")
     val_pairs: ClassVar[int] = 0  # validation pairs generated beside --num-pairs
