@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from rounds import alternate  # alternating rounds, shared by the benchmarks
 from seqlab.recurrent import Recurrent
 from seqlab.training import check_precision
 from speed import plain_loop, seqlab_loop, tokens  # the same two loops as the CPU benchmark
@@ -37,18 +38,11 @@ def sync(device: torch.device) -> None:
 
 def tokens_per_s(runners: dict, rounds: int, steps: int, items: int, device) -> dict:
     """Median items/s per runner, rounds alternating, one warm-up step each."""
-    for run in runners.values():
-        run(1)
-    sync(device)
-    rates = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            sync(device)
-            t0 = time.perf_counter()
-            run(steps)
-            sync(device)
-            rates[name].append(steps * items / (time.perf_counter() - t0))
-    return {name: statistics.median(r) for name, r in rates.items()}
+    timed = alternate({name: partial(run, steps) for name, run in runners.items()}, rounds,
+                      warm_up={name: partial(run, 1) for name, run in runners.items()},
+                      sync=partial(sync, device))
+    return {name: statistics.median(steps * items / s for s in w)
+            for name, w in timed.wall.items()}
 
 
 def layer_times(lengths: list[int], batch: int, hidden: int, rounds: int, device) -> list:

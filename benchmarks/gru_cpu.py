@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rounds import alternate  # alternating rounds, shared by the benchmarks
 from seqlab.recurrent import Recurrent
 
 T, B = 200, 32
@@ -77,18 +78,8 @@ def contestants(cell: str, hidden: int, compile: bool, per_step: bool) -> dict:
 def measure(runners: dict, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
     """(median CPU seconds per call, wall seconds of the first call) per runner, in alternating
     rounds."""
-    first = {}
-    for name, once in runners.items():
-        t0 = time.perf_counter()
-        once()
-        first[name] = time.perf_counter() - t0
-    seconds = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, once in runners.items():
-            t0 = time.process_time()
-            once()
-            seconds[name].append(time.process_time() - t0)
-    return {name: statistics.median(s) for name, s in seconds.items()}, first
+    timed = alternate(runners, rounds)
+    return {name: statistics.median(c) for name, c in timed.cpu.items()}, timed.first
 
 
 def adding(steps: int, out: Path) -> list[dict]:

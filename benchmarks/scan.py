@@ -25,11 +25,11 @@ import argparse
 import json
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from rounds import alternate  # alternating rounds, shared by the benchmarks
 from seqlab.recurrent import Recurrent
 
 B, H = 8, 128
@@ -57,21 +57,17 @@ def contestant(cell: str, x: torch.Tensor, mode: str = "fused", how: str | None 
 
 def time_alternating(runners: dict, rounds: int, target_s: float = 0.3) -> dict[str, float]:
     """Median seconds per call, rounds alternating between runners; calls per round sized from
-    a first timed call so that each round takes about target_s."""
-    calls = {}
-    for name, run in runners.items():
-        run()  # warm-up
-        t0 = time.perf_counter()
-        run()
-        calls[name] = max(1, round(target_s / (time.perf_counter() - t0)))
-    times = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            t0 = time.perf_counter()
-            for _ in range(calls[name]):
-                run()
-            times[name].append((time.perf_counter() - t0) / calls[name])
-    return {name: statistics.median(t) for name, t in times.items()}
+    a first call after the warm-up, so that each round takes about target_s."""
+    once = alternate(runners, 1)
+    calls = {name: max(1, round(target_s / w[0])) for name, w in once.wall.items()}
+
+    def repeated(run, n: int):
+        return lambda: [run() for _ in range(n)]
+
+    timed = alternate({name: repeated(run, calls[name]) for name, run in runners.items()},
+                      rounds, warm_up={})
+    return {name: statistics.median(s / calls[name] for s in w)
+            for name, w in timed.wall.items()}
 
 
 @torch.no_grad()

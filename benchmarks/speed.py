@@ -27,11 +27,13 @@ import dataclasses
 import json
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from rounds import alternate  # alternating rounds, shared by the benchmarks
 from seqlab.config import ModelConfig, TrainConfig
 from seqlab.models import build_model
 from seqlab.tasks import LanguageModelTask
@@ -129,22 +131,16 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
 
 def measure(runners: dict, rounds: int, steps: int, first: dict | None = None
             ) -> dict[str, float]:
-    """Median tokens/s per runner over alternating rounds (one warm-up step each first, whose
-    seconds go into ``first`` when given)."""
-    for name, run in runners.items():
-        t0 = time.perf_counter()
-        run(1)
-        if first is not None:
-            first[name] = time.perf_counter() - t0
-    rates = {name: [] for name in runners}
-    cpu_rates = {f"{name}_cpu": [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            run(steps)
-            rates[name].append(steps * B * T / (time.perf_counter() - t0))
-            cpu_rates[f"{name}_cpu"].append(steps * B * T / (time.process_time() - c0))
-    return {name: statistics.median(r) for name, r in {**rates, **cpu_rates}.items()}
+    """Median tokens/s per runner over alternating rounds of ``steps`` steps (one warm-up step
+    each first, whose seconds go into ``first`` when given); ``NAME_cpu``: per CPU second."""
+    timed = alternate({name: partial(run, steps) for name, run in runners.items()}, rounds,
+                      warm_up={name: partial(run, 1) for name, run in runners.items()})
+    if first is not None:
+        first.update(timed.first)
+    tokens = steps * B * T
+    return {**{name: statistics.median(tokens / s for s in w) for name, w in timed.wall.items()},
+            **{f"{name}_cpu": statistics.median(tokens / s for s in c)
+               for name, c in timed.cpu.items()}}
 
 
 def main() -> None:
