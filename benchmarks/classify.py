@@ -125,23 +125,15 @@ def train_and_score(name: str, model: str, seed: int, out: Path, budget: float,
 
 def ensemble_scores(runs: list[Path], name: str, last: bool = False) -> dict:
     """Accuracy and macro-F1 of the members' mean class probabilities on the test split (each
-    member's best weights, or with ``last`` its last ones)."""
-    from seqlab.class_metrics import confusion, scores
+    member's best weights, or with ``last`` its last ones), scored as ``evaluate`` scores."""
+    from seqlab.families.classify import labelled_scores
 
-    probs, given, classes = None, None, None
+    total, labels, assets = 0.0, None, None
     for run in runs:
         loaded = runner.load_run(run, device="cpu", last=last)
-        records = loaded.family.predictor(loaded).predict(name)
-        classes = list(records[0]["probabilities"])
-        p = torch.tensor([[r["probabilities"][c] for c in classes] for r in records])
-        probs = p if probs is None else probs + p
-        given = [classes.index(r["given"]) for r in records]
-    labels = torch.tensor(given)
-    result = scores(confusion(labels.numpy(), probs.argmax(1).numpy(), len(classes)), classes)
-    counts = json.loads((runs[0] / "classes.json").read_text())["counts"]
-    result["majority_rate"] = float((labels == max(range(len(counts)),
-                                                   key=counts.__getitem__)).float().mean())
-    return result
+        probs, labels, _ = loaded.family.scored_probabilities(loaded, name)
+        total, assets = total + probs, loaded.vocab
+    return labelled_scores(total / len(runs), labels, assets)
 
 
 def spread(values: list[float]) -> str:

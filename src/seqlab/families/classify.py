@@ -204,20 +204,10 @@ class ClassifyFamily(Family):
         """Accuracy, macro-F1, per-class figures and the confusion matrix on ``source``'s
         official test split (a bundled set) or every example (a file); writes
         evaluation.json and confusion.png into ``out`` (default RUN/evaluation)."""
-        examples, test = self.examples(loaded, source)
-        data = test if test is not None else examples
-        encoded = self.encoded(loaded, data)
-        if data.labels is None or (encoded.labels == UNKNOWN).any():
-            raise ValueError(unknown_label(data, encoded, loaded))
+        probs, labels, split = self.scored_probabilities(loaded, source)
         assets: ClassifyAssets = loaded.vocab
-        probs = probabilities(loaded.model, encoded, loaded.configs.train.batch_size,
-                              next(loaded.model.parameters()).device)
-        labels = encoded.labels.numpy()
-        result = scores(confusion(labels, probs.argmax(1), len(assets.classes)), assets.classes)
-        majority = int(np.argmax(assets.counts))
-        result = {"run": str(loaded.run.path), "data": str(source),
-                  "split": "test" if test is not None else "all", **result,
-                  "majority_rate": float((labels == majority).mean())}
+        result = {"run": str(loaded.run.path), "data": str(source), "split": split,
+                  **labelled_scores(probs, labels, assets)}
         folder = Path(out) if out else loaded.run.path / "evaluation"
         figure = plots.confusion(folder / "confusion.png", result["confusion"], assets.classes,
                                  f"{loaded.run.path.name} on {Path(str(source)).name}: "
@@ -225,6 +215,19 @@ class ClassifyFamily(Family):
         result["files"] = [str(folder / "evaluation.json"), str(figure)]
         atomic_write_json(folder / "evaluation.json", result)
         return Report(result, summarize(result))
+
+    def scored_probabilities(self, loaded: LoadedRun, source: str
+                             ) -> tuple[np.ndarray, np.ndarray, str]:
+        """(class probabilities (N, K), label ids (N,), "test" or "all") of what ``evaluate``
+        scores: ``source``'s official test split (a bundled set) or every example."""
+        examples, test = self.examples(loaded, source)
+        data = test if test is not None else examples
+        encoded = self.encoded(loaded, data)
+        if data.labels is None or (encoded.labels == UNKNOWN).any():
+            raise ValueError(unknown_label(data, encoded, loaded))
+        probs = probabilities(loaded.model, encoded, loaded.configs.train.batch_size,
+                              next(loaded.model.parameters()).device)
+        return probs, encoded.labels.numpy(), "test" if test is not None else "all"
 
     def examples(self, loaded: LoadedRun, source: str, labels: bool = True
                  ) -> tuple[Examples, Examples | None]:
@@ -299,6 +302,15 @@ def new_assets(examples: Examples, train_index: np.ndarray, configs: Configs
         return ClassifyAssets("text", classes, counts, [], vocab=vocab)
     scaler = Standardizer.fit([examples.items[i] for i in train_index])
     return ClassifyAssets("series", classes, counts, list(examples.features), scaler=scaler)
+
+
+def labelled_scores(probs: np.ndarray, labels: np.ndarray, assets: ClassifyAssets
+                    ) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class figures and the confusion matrix of class probabilities
+    (N, K) against label ids (N,), and the rate of the training split's majority class."""
+    result = scores(confusion(labels, probs.argmax(1), len(assets.classes)), assets.classes)
+    majority = int(np.argmax(assets.counts))
+    return {**result, "majority_rate": float((labels == majority).mean())}
 
 
 def unknown_label(data: Examples, encoded: Encoded, loaded: LoadedRun) -> str:
