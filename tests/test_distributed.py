@@ -174,6 +174,26 @@ def test_seq2seq_padded_pairs_train_as_one_process_with_the_doubled_batch(tmp_pa
     assert_same_training(run, tmp_path / "one")
 
 
+def test_a_weighted_classifier_trains_as_one_process_with_the_doubled_batch(tmp_path):
+    """Imbalanced classes (3:1) with --class-weights, texts of unequal lengths: each process's
+    rows weigh as many items as they are, whatever their classes' weights."""
+    import random
+
+    rng = random.Random(1)
+    data = tmp_path / "labelled.tsv"
+    texts = [" ".join(rng.sample(WORDS, rng.randint(2, 9))) for _ in range(120)]
+    data.write_text("".join(f"{'ab'[k % 4 == 0]}\t{text}\n" for k, text in enumerate(texts)),
+                    encoding="utf-8")
+    keys = ["train", str(data), "--task", "classify", "--class-weights", "--model", "gru",
+            *TINY]
+    run = tmp_path / "two"
+    ranks = start(tmp_path, "weighted", [*keys, "--out", str(run), "--batch-size", "4"])
+    one(*keys, "--out", tmp_path / "one", "--batch-size", "8", "--quiet")
+    (code0, err0), (code1, err1) = finish(ranks)
+    assert (code0, code1) == (0, 0), err0 + err1
+    assert_same_training(run, tmp_path / "one")
+
+
 def test_a_killed_process_stops_the_other_with_one_line_and_the_run_resumes(tmp_path,
                                                                             text_file):
     run = tmp_path / "run"

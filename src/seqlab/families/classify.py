@@ -66,7 +66,8 @@ class ClassifyConfig:
                          "--window steps (first: the fixed window over the start)",
                          choices=WINDOW_AT)
     class_weights: bool = opt(False, "classify: weigh each class's examples by n / (K n_c), "
-                              "so rare classes count as much as common ones")
+                              "so rare classes count as much as common ones (the loss: the "
+                              "batch's weighted sum over its number of examples)")
     label_smoothing: float = opt(0.0, "classify: label smoothing of the training loss",
                                  minimum=0.0, below=1.0)
     fill: str = opt("none", "classify: missing values in series: none (an error), forward, "

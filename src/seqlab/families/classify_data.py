@@ -141,7 +141,9 @@ class ClassifyTask:
         self.window = configs.model.window if own.window_at == "first" else None
         self.noise = own.input_noise if assets.kind == "series" else 0.0
         weights = assets.class_weights().to(device) if own.class_weights else None
-        self.criterion = nn.CrossEntropyLoss(weight=weights,
+        # summed, then averaged over the batch's examples (not over their class weights, as
+        # torch's mean would): a mean over items, which many processes add up exactly
+        self.criterion = nn.CrossEntropyLoss(weight=weights, reduction="sum",
                                              label_smoothing=own.label_smoothing)
 
     def train_batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -161,7 +163,8 @@ class ClassifyTask:
     def loss(self, model: nn.Module, batch, state) -> tuple[Tensor, None, int]:
         inputs, lengths, labels = batch
         logits = model(inputs.to(self.device), lengths.to(self.device))  # (B, K)
-        return self.criterion(logits.float(), labels.to(self.device)), None, len(labels)
+        loss = self.criterion(logits.float(), labels.to(self.device)) / len(labels)
+        return loss, None, len(labels)
 
     def evaluate(self, model: nn.Module, world: World = SINGLE) -> dict[str, float]:
         """Loss, accuracy and macro-F1 of the validation examples; with many processes each
