@@ -26,6 +26,29 @@ def test_cudnn_and_explicit_paths_agree_on_gpu(cell):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_the_scan_on_gpu_equals_the_sweep_on_cpu(cell):
+    """Fused mode runs the log-space scan on a GPU and the sweep on a CPU: the same states and
+    gradients, float64, padded."""
+    torch.manual_seed(0)
+    model = Recurrent(cell, 6, 10, num_layers=2).double()
+    x = torch.randn(4, 40, 6, dtype=torch.float64)
+    lengths = torch.tensor([40, 3, 27, 1])
+    results = []
+    for device in ("cpu", "cuda"):
+        model.to(device).zero_grad()
+        inputs = x.to(device).requires_grad_()
+        out, state = model(inputs, lengths=lengths)
+        (out * out.detach().cos()).sum().backward()
+        results.append([out.cpu(), state.cpu(), inputs.grad.cpu(),
+                        *(p.grad.cpu() for p in model.parameters())])
+    unpadded = [type(model.to(d)(x.to(d).requires_grad_())[0].grad_fn).__name__
+                for d in ("cpu", "cuda")]
+    assert "LinearSweep" in unpadded[0] and "LinearSweep" not in unpadded[1]  # the GPU scanned
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_train_and_generate_on_gpu(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("the cat sat on the mat\n" * 200)

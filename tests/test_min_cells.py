@@ -208,7 +208,7 @@ def test_fused_mode_on_a_cpu_runs_the_sweep():
     out, _ = model(inputs(2, 9, 34))
     assert "LinearSweep" in type(out.grad_fn).__name__
     with pytest.raises(ValueError, match="how must be one of sweep, scan or None"):
-        recurrence(torch.zeros(1, 2, 1), torch.zeros(1, 2, 1), torch.zeros(1, 1), how="loop")
+        recurrence(lambda in_logs: (torch.zeros(1, 2, 1),) * 2, torch.zeros(1, 1), how="loop")
 
 
 # ----- scan against the sequential step, through Recurrent ----------------------------------

@@ -46,9 +46,14 @@ def mingru_scan(x: Tensor, state: tuple[Tensor], w_ih: Tensor, w_hh: None, b_ih:
     a_t = 1 - z_t and b_t = z_t h~_t, whose logs come straight from the pre-activations
     (log(1 - sigmoid(k)) = logsigmoid(-k)). See :func:`seqlab.cells.scan.recurrence`."""
     to_gate, to_hidden = nn.functional.linear(x, w_ih, b_ih).chunk(2, dim=-1)  # (B, T, H) each
-    log_a = nn.functional.logsigmoid(-to_gate)  # log(1 - z_t)
-    log_b = nn.functional.logsigmoid(to_gate) + log_g(to_hidden)  # log z_t + log h~_t
-    return recurrence(log_a, log_b, state[0], alive, chunk, how)
+
+    def gates(in_logs: bool) -> tuple[Tensor, Tensor]:
+        if in_logs:  # log(1 - z_t), log z_t + log h~_t
+            return (nn.functional.logsigmoid(-to_gate),
+                    nn.functional.logsigmoid(to_gate) + log_g(to_hidden))
+        z = torch.sigmoid(to_gate)
+        return 1 - z, z * g(to_hidden)
+    return recurrence(gates, state[0], alive, chunk, how)
 
 
 class MinGRUCell(InputGatedCell):

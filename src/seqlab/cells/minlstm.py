@@ -52,10 +52,16 @@ def minlstm_scan(x: Tensor, state: tuple[Tensor], w_ih: Tensor, w_hh: None,
     log f' = -log(1 + i / f) = -softplus(d) and log i' = -softplus(-d), computed from the
     pre-activations k without forming the gates. See :func:`seqlab.cells.scan.recurrence`."""
     to_forget, to_input, to_hidden = nn.functional.linear(x, w_ih, b_ih).chunk(3, dim=-1)
-    d = nn.functional.softplus(-to_forget) - nn.functional.softplus(-to_input)  # (B, T, H)
-    log_a = -nn.functional.softplus(d)  # log f'_t
-    log_b = -nn.functional.softplus(-d) + log_g(to_hidden)  # log i'_t + log h~_t
-    return recurrence(log_a, log_b, state[0], alive, chunk, how)
+
+    def gates(in_logs: bool) -> tuple[Tensor, Tensor]:
+        if in_logs:
+            d = nn.functional.softplus(-to_forget) - nn.functional.softplus(-to_input)
+            # log f'_t, log i'_t + log h~_t
+            return -nn.functional.softplus(d), -nn.functional.softplus(-d) + log_g(to_hidden)
+        f, i = torch.sigmoid(to_forget), torch.sigmoid(to_input)
+        total = f + i  # in (0, 2): f' and i' as (3) forms them
+        return f / total, i / total * g(to_hidden)
+    return recurrence(gates, state[0], alive, chunk, how)
 
 
 class MinLSTMCell(InputGatedCell):

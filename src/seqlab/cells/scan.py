@@ -18,8 +18,9 @@ The scan pays where many cores run its passes over the whole (B, T, H) sequence 
 GPU). One CPU core does them element after element, and there the recurrence itself is
 cheaper: :func:`linear_sweep` runs h_t = a_t h_{t-1} + b_t in linear space, one fused
 multiply-add over (B, H) a step forward and one a step backward (a hand-written backward, no
-autograd graph per step), 2.6-2.9x faster than the scan on one thread and as exact as the
-one-step modules. :func:`recurrence` picks: the sweep on a CPU, the scan elsewhere.
+autograd graph per step), about 3x faster than the scan on one thread and as exact as the
+one-step modules. :func:`recurrence` picks: the sweep on a CPU, the scan elsewhere; each cell
+gives it a_t and b_t formed its own way, or their logs for the scan.
 
 ONNX has no logcumsumexp, and a traced Python loop over time would be frozen to the traced
 length; so while ``torch.onnx.export`` traces, the recurrence runs as a TorchScript loop over
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -58,23 +60,28 @@ CHUNK = 512
 HOW = ("sweep", "scan")  # recurrence(how=...): None picks by device
 
 
-def recurrence(log_a: Tensor, log_b: Tensor, h0: Tensor, alive: Tensor | None = None,
-               chunk: int = CHUNK, how: str | None = None) -> Tensor:
-    """h_t = a_t h_{t-1} + b_t for t = 1..T from log a_t, log b_t (B, T, H) and h_0 (B, H):
-    h_1..h_T (B, T, H). Where ``alive`` (B, T, 1) is False (past a sequence's end), a_t = 1
-    and b_t = 0, so the state is carried unchanged to step T. ``how``: "sweep"
-    (:func:`linear_sweep`), "scan" (:func:`log_scan`, ``chunk`` steps a scan) or None: the
-    sweep on a CPU, the scan on other devices; a scripted loop while ONNX export traces."""
+Gates = Callable[[bool], tuple[Tensor, Tensor]]  # in_logs -> (a, b) or (log a, log b)
+
+
+def recurrence(gates: Gates, h0: Tensor, alive: Tensor | None = None, chunk: int = CHUNK,
+               how: str | None = None) -> Tensor:
+    """h_t = a_t h_{t-1} + b_t for t = 1..T with h_0 (B, H): h_1..h_T (B, T, H). ``gates(in_logs)``
+    gives a_t, b_t (B, T, H), or their logs for the scan (each cell forms them its own way).
+    Where ``alive`` (B, T, 1) is False (past a sequence's end), a_t = 1 and b_t = 0, so the
+    state is carried unchanged to step T. ``how``: "sweep" (:func:`linear_sweep`), "scan"
+    (:func:`log_scan`, ``chunk`` steps a scan) or None: the sweep on a CPU, the scan on other
+    devices; a scripted loop while ONNX export traces."""
     if how not in (None, *HOW):
         raise ValueError(f"how must be one of {', '.join(HOW)} or None, got {how!r}")
+    if how == "scan" or how is None and h0.device.type != "cpu" and (
+            not torch.onnx.is_in_onnx_export()):
+        return log_scan(*gates(True), h0, alive, chunk)
+    a, b = gates(False)
     if alive is not None:
-        log_a = log_a.masked_fill(~alive, 0.0)
-        log_b = log_b.masked_fill(~alive, float("-inf"))
+        a, b = a.masked_fill(~alive, 1.0), b.masked_fill(~alive, 0.0)
     if torch.onnx.is_in_onnx_export():
-        return scripted_recurrence()(log_a.exp(), log_b.exp(), h0)
-    if how == "sweep" or how is None and log_a.device.type == "cpu":
-        return linear_sweep(log_a.exp(), log_b.exp(), h0)
-    return log_scan(log_a, log_b, h0, None, chunk)
+        return scripted_recurrence()(a, b, h0)
+    return linear_sweep(a, b, h0)
 
 
 def log_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, alive: Tensor | None = None,
