@@ -35,17 +35,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from rounds import alternate  # alternating rounds, shared by the benchmarks
+from seqlab.checkpoint import RunDir
 from seqlab.distributed import World
 from seqlab.families import runner
+from speed import SHAKESPEARE  # the same text as the speed benchmark
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 CASES = {  # name: (source, config keys; batch_size per process)
     "text": (str(SHAKESPEARE), dict(hidden_size=256, embedding_size=64, seq_len=128,
                                     batch_size=32, batching="streams")),
@@ -64,20 +65,21 @@ def model_and_task(source: str, processes: int, **keys):
     prepared = family.prepare(source, configs)
     configs = family.complete(configs, prepared.assets)
     model = runner.initial_model(family, configs, prepared.assets)
-    whole = runner.whole_batches(configs, World(0, processes))
-    return model, family.task(prepared, whole, "cpu")
+    return model, runner.checked_task(family, prepared, configs, World(0, processes))
 
 
-def timed(evaluate, rounds: int) -> tuple[float, dict]:
-    """(median seconds of rounds after the first, the last figures)."""
-    seconds, figures = [], {}
-    for _ in range(rounds):
-        dist.barrier() if dist.is_initialized() else None
-        start = time.perf_counter()
-        figures = evaluate()
-        dist.barrier() if dist.is_initialized() else None
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds[1:]), figures
+def timed(evaluations: dict, rounds: int) -> dict[str, tuple[float, dict]]:
+    """(median seconds of the rounds after the first, the last figures) of each evaluation,
+    alternating; the processes meet at a barrier around every call."""
+    figures: dict[str, dict] = {}
+
+    def keeping(name: str, evaluate):
+        return lambda: figures.__setitem__(name, evaluate())
+
+    barrier = dist.barrier if dist.is_initialized() else (lambda: None)
+    timing = alternate({name: keeping(name, f) for name, f in evaluations.items()},
+                       rounds - 1, sync=barrier)
+    return {name: (statistics.median(w), figures[name]) for name, w in timing.wall.items()}
 
 
 def one_process(rank: int, size: int, port: int, case: str, rounds: int, out: str) -> None:
@@ -88,10 +90,10 @@ def one_process(rank: int, size: int, port: int, case: str, rounds: int, out: st
         source, keys = CASES[case]
         model, task = model_and_task(source, size, **keys)
         world = World(rank, size)
-        alone = timed(lambda: task.evaluate(model) if rank == 0 else {}, rounds)
-        split = timed(lambda: task.evaluate(model, world=world), rounds)
+        ways = timed({"alone": lambda: task.evaluate(model) if rank == 0 else {},
+                      "split": lambda: task.evaluate(model, world=world)}, rounds)
         if rank == 0:
-            Path(out).write_text(json.dumps({"alone": alone, "split": split}))
+            Path(out).write_text(json.dumps(ways))
     finally:
         dist.destroy_process_group()
 
@@ -111,7 +113,7 @@ def measure(case: str, processes: int, rounds: int) -> dict:
     torch.set_num_threads(processes)
     source, keys = CASES[case]
     model, task = model_and_task(source, processes, **keys)
-    threaded = timed(lambda: task.evaluate(model), rounds)
+    threaded = timed({"threads": lambda: task.evaluate(model)}, rounds)["threads"]
     return {"alone, 1 thread": apart["alone"], f"alone, {processes} threads": threaded,
             f"split, {processes} x 1 thread": apart["split"]}
 
@@ -119,8 +121,8 @@ def measure(case: str, processes: int, rounds: int) -> dict:
 def training(steps: int, processes: int, rounds: int) -> None:
     """Tokens per second of one process with ``processes`` threads against ``processes``
     processes of one thread each, alternating, ``rounds`` times."""
-    batch = 64
-    keys = ["--hidden-size", "256", "--seq-len", "128", "--max-steps", str(steps),
+    batch, length = 64, 128
+    keys = ["--hidden-size", "256", "--seq-len", str(length), "--max-steps", str(steps),
             "--log-every", "10", "--eval-every", str(10 * steps), "--quiet", "--seed", "0"]
     ways = {f"one process, {processes} threads": (
                 [sys.executable, "-m", "seqlab"], batch, processes),
@@ -138,9 +140,8 @@ def training(steps: int, processes: int, rounds: int) -> None:
                                       capture_output=True, text=True)
                 if done.returncode:
                     raise SystemExit(f"{way} failed:\n{done.stderr}")
-                logs = [json.loads(line) for line in (out / "metrics.jsonl").open()
-                        if '"loss"' in line]
-                tokens = (logs[-1]["step"] - logs[0]["step"]) * batch * 128
+                logs = [r for r in RunDir(out).read_metrics() if "loss" in r]
+                tokens = (logs[-1]["step"] - logs[0]["step"]) * batch * length
                 rates[way].append(tokens / (logs[-1]["elapsed_s"] - logs[0]["elapsed_s"]))
                 print(f"{way:26} round {k + 1}: {rates[way][-1]:9.0f} tokens/s, loss "
                       f"{logs[-1]['loss']:.6f}", flush=True)

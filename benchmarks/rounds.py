@@ -25,7 +25,7 @@ def alternate(runners: dict[str, Callable[[], object]], rounds: int,
     """Time ``runners`` in alternating rounds, after one call each of ``warm_up`` (default: the
     runners themselves); ``sync`` waits for queued device work before each clock reading."""
     result = Rounds({name: [] for name in runners}, {name: [] for name in runners}, {})
-    for name, run in (warm_up or runners).items():
+    for name, run in (runners if warm_up is None else warm_up).items():
         sync()
         t0 = time.perf_counter()
         run()
