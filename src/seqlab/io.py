@@ -22,7 +22,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     Temporaries of this naming left by a killed writer are removed first; an OSError names
     ``path``, never the hidden temporary.
     """
-    os.replace(staged(path, write), path)
+    moved(staged(path, write), path)
 
 
 def atomic_write_files(files: Sequence[tuple[Path, bytes]]) -> None:
@@ -37,7 +37,7 @@ def atomic_write_files(files: Sequence[tuple[Path, bytes]]) -> None:
             Path(tmp).unlink(missing_ok=True)
         raise
     for (path, _), tmp in zip(files, ready, strict=True):
-        os.replace(tmp, path)
+        moved(tmp, path)
 
 
 def staged(path: Path, write: Callable[[str], None]) -> str:
@@ -57,13 +57,27 @@ def staged(path: Path, write: Callable[[str], None]) -> str:
             os.fsync(handle.fileno())
         return tmp
     except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(err, OSError) and err.filename in (None, tmp):
-            raise type(err)(err.errno, err.strerror, str(path)) from err
-        if code := os_error_code(err):  # a library's own type around an OS error
-            raise OSError(code, os.strerror(code), str(path)) from err
-        raise
+        _discarded(err, tmp, path)
+
+
+def moved(tmp: str, path: Path) -> None:
+    """``os.replace(tmp, path)``; on failure the temporary is removed and the error names
+    ``path``."""
+    try:
+        os.replace(tmp, path)
+    except BaseException as err:
+        _discarded(err, tmp, path)
+
+
+def _discarded(err: BaseException, tmp: str, path: Path):
+    """Remove the temporary ``tmp`` and raise ``err`` naming ``path`` rather than ``tmp``."""
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    if isinstance(err, OSError) and err.filename in (None, tmp):
+        raise type(err)(err.errno, err.strerror, str(path)) from err
+    if code := os_error_code(err):  # a library's own type around an OS error
+        raise OSError(code, os.strerror(code), str(path)) from err
+    raise err
 
 
 def os_error_code(err: BaseException) -> int | None:

@@ -317,8 +317,8 @@ class Recurrent(nn.Module):
         never without a backward (evaluation, generation: the kernels' forward is the
         faster) nor while being traced (an exported graph holds the kernel's one operator).
         BENCHMARKS.md has the measurements."""
-        if not (self.spec.sweep is not None and x.device.type == "cpu"
-                and x.shape[1] >= SHORT and self._sweeps(x) and torch.is_grad_enabled()
+        if not (x.device.type == "cpu" and x.shape[1] >= SHORT and self._sweeps(x)
+                and torch.is_grad_enabled()
                 and not torch.jit.is_tracing()
                 and (x.requires_grad or any(p.requires_grad for p in self.core.parameters()))):
             return False

@@ -46,8 +46,7 @@ def greedy_search(step: Step, state: Any, batch: int, bos: int, eos: int,
     input's result does not depend on what else is in the batch)."""
     limits = torch.as_tensor(max_len, device=device).expand(batch)
     tokens = torch.full((batch,), bos, dtype=torch.long, device=device)
-    ended = torch.zeros(batch, dtype=torch.bool, device=device)  # emitted the end token
-    done = ended.clone()  # ended or at its limit
+    done = torch.zeros(batch, dtype=torch.bool, device=device)  # ended or at its limit
     scores = torch.zeros(batch, dtype=torch.float64, device=device)
     emitted, attended = [], []
     for k in range(int(limits.max()) if batch else 0):
@@ -56,7 +55,6 @@ def greedy_search(step: Step, state: Any, batch: int, bos: int, eos: int,
         scores += torch.where(done, 0.0, best.double())
         emitted.append(tokens.masked_fill(done, eos))
         attended.append(weights)
-        ended = ended | (~done & (tokens == eos))
         done = done | (tokens == eos) | (limits <= k + 1)
         if bool(done.all()):
             break
@@ -65,10 +63,12 @@ def greedy_search(step: Step, state: Any, batch: int, bos: int, eos: int,
     ids = torch.stack(emitted, 1).tolist()  # (B, T)
     weights = torch.stack(attended, 1) if attended[0] is not None else None  # (B, T, S)
     out = []
-    for b, row in enumerate(ids):
+    for b, (row, limit) in enumerate(zip(ids, limits.tolist(), strict=True)):
+        # the end token comes first before the row's limit only if the row wrote it: past
+        # the limit (or an end) every position is filled with it
         n = row.index(eos) if eos in row else len(row)
         w = None if weights is None or n == 0 else weights[b, :n]
-        out.append(Hypothesis(row[:n], float(scores[b]), w, bool(ended[b])))
+        out.append(Hypothesis(row[:n], float(scores[b]), w, n < limit))
     return out
 
 

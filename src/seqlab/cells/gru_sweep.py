@@ -76,11 +76,16 @@ class _GRUSweep(torch.autograd.Function):
             if alive is not None:  # past a sequence's end the state is carried unchanged
                 torch.where(alive[t], h_steps[t + 1], h_steps[t], out=h_steps[t + 1])
             if learns and (k == chunk - 1 or t == steps - 1):
-                _keep(slice(t - k, t + 1), from_input[t - k:t + 1, :, :2 * size],
+                ring_slots = slice(t - k, t + 1)
+                _keep(ring_slots, from_input[t - k:t + 1, :, :2 * size],
                       hidden[:k + 1, :, 2 * size:], ns[:k + 1], diffs[:k + 1], *kept.tensors)
+                if alive is not None:  # a step past the end: z = 1 and no factor, so the
+                    dead = ~alive[ring_slots]  # backward carries its gradient unchanged
+                    kept.tensors[0][ring_slots].masked_fill_(dead, 0.0)
+                    kept.tensors[1][ring_slots].masked_fill_(dead, 1.0)
         WORKSPACE.give(from_input)
         if learns:
-            ctx.save_for_backward(x, w_ih, w_hh, alive)
+            ctx.save_for_backward(x, w_ih, w_hh)
             ctx.hs, ctx.kept = hs, kept
             ctx.biases = (b_ih is not None, b_hh is not None)
         return hs[1:]
@@ -88,7 +93,7 @@ class _GRUSweep(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_hs: Tensor):
-        x, w_ih, w_hh, alive = ctx.saved_tensors
+        x, w_ih, w_hh = ctx.saved_tensors
         factor, update = ctx.kept.tensors
         steps, batch, _ = factor.shape
         size = w_hh.shape[1]
@@ -99,16 +104,11 @@ class _GRUSweep(torch.autograd.Function):
         hidden_steps = grad_pre[..., size:].unbind(0)
         out_steps, update_steps = grad_hs.unbind(0), update.unbind(0)
         grad_h = grad_hs[-1]
-        for t in range(steps - 1, -1, -1):
-            if alive is not None:  # a step past the end passes its gradient straight back
-                carried = torch.where(alive[t], 0.0, grad_h)
-                grad_h = torch.where(alive[t], grad_h, 0.0)
+        for t in range(steps - 1, -1, -1):  # past a sequence's end: z = 1, no factor (forward)
             torch.mul(grad_h.unsqueeze(1), factor_steps[t], out=pre_steps[t])
             direct = (grad_h * update_steps[t] if t == 0
                       else torch.addcmul(out_steps[t - 1], grad_h, update_steps[t]))
             grad_h = torch.addmm(direct, hidden_steps[t], w_hh)
-            if alive is not None:
-                grad_h = grad_h + carried
         flat = grad_pre.view(steps * batch, 4 * size)
         from_input_rz, from_input_n, hidden = flat[:, size:3 * size], flat[:, :size], flat[:, size:]
         grad_x = grad_w_ih = grad_w_hh = grad_b_ih = grad_b_hh = None

@@ -69,10 +69,9 @@ class ForecastTask:
         model.eval()
         val, total, scored = self.data.val, 0.0, 0
         if len(rows := torch.arange(len(val))[world.block(len(val))]):
-            batch = scaled(val, rows, self.data.assets, self.configs.own)
-            first = batch.context.shape[1] if model.head == "direct" else 1
-            scored = int(batch.observed[:, first:].sum())  # what the mean loss is over
-            total = float(model.loss(*batch.to(self.device).model_inputs())) * scored
+            loss, _, scored = self.loss(model, scaled(val, rows, self.data.assets,
+                                                      self.configs.own), None)
+            total = float(loss) * scored  # the mean loss is over ``scored`` values
         total, scored = world.sum([total, scored])
         return {"val_loss": total / max(scored, 1),
                 "val_mase": validation_mase(model, self.data, val, self.configs.own, world)}
