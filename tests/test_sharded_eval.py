@@ -196,3 +196,18 @@ def test_greedy_decoding_of_a_source_does_not_depend_on_its_batch(data):
     assert [t.source for t in together] == sources
     assert np.all([len(t.output_tokens) <= max(len(s), 6) + 10
                    for t, s in zip(together, sources, strict=True)])
+
+
+def test_a_process_with_no_validation_rows_joins_the_others(data, tmp_path):
+    """Three processes and two validation rows: one scores nothing, its (0, K) probabilities
+    join the others' and every process ends with one process's figures."""
+    small = tmp_path / "small.tsv"
+    small.write_text("".join(f"{'ab'[k % 2]}\t{' '.join(WORDS[k % 7:k % 7 + 3])}\n"
+                             for k in range(20)), encoding="utf-8")
+    model, task = model_and_task(small, **CASES["classify"][1])
+    assert len(task.val_set) == 2
+    (alone,), _ = evaluated_apart(task, model, 1)
+    apart, rows = evaluated_apart(task, model, 3)
+    assert sorted(r > 0 for r in rows) == [False, True, True]
+    for result in apart:
+        assert result == pytest.approx(alone, rel=2e-6)

@@ -172,7 +172,7 @@ class ClassifyTask:
         mine = np.arange(len(self.val_set))[world.block(len(self.val_set))]
         parts = world.gather(probabilities(model, self.val_set.subset(mine), self.batch_size,
                                            self.device))
-        probs = np.concatenate([p for p in parts if p.size] or parts[:1])  # (N, K)
+        probs = np.concatenate(parts)  # (N, K)
         labels = self.val_set.labels.numpy()
         nll = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean()
         result = scores(confusion(labels, probs.argmax(1), len(self.assets.classes)),
@@ -204,4 +204,4 @@ def probabilities(model: nn.Module, encoded: Encoded, batch_size: int, device) -
         for row, i in enumerate(index):
             out[i] = probs[row].cpu().numpy()
     model.train(was)
-    return np.stack(out) if out else np.zeros((0, 0))
+    return np.stack(out) if out else np.zeros((0, model.num_classes), dtype=np.float32)
