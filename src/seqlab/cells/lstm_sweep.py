@@ -78,8 +78,13 @@ class _LSTMSweep(torch.autograd.Function):
                 torch.where(alive[t], c_t, c_steps[k], out=c_t)
             if k == chunk - 1 or t == steps - 1:
                 if learns:
-                    _keep(slice(t - k, t + 1), gates[:k + 1], cs[:k + 1], tanh_cs[:k + 1],
+                    ring_slots = slice(t - k, t + 1)
+                    _keep(ring_slots, gates[:k + 1], cs[:k + 1], tanh_cs[:k + 1],
                           *kept.tensors)
+                    if alive is not None:  # a step past the end: no factor, f = 1, no tanh
+                        dead = ~alive[ring_slots]  # path, so dL/dc passes it unchanged
+                        for kept_part, fill in zip(kept.tensors, (0.0, 1.0, 0.0), strict=True):
+                            kept_part[ring_slots].masked_fill_(dead, fill)
                 cs[0] = c_t
         WORKSPACE.give(pre)
         if learns:
@@ -103,20 +108,19 @@ class _LSTMSweep(torch.autograd.Function):
         last = factor[..., 3 * size:].unbind(0), grad_pre[..., 3 * size:].unbind(0)
         pre_steps, out_steps = grad_pre.unbind(0), grad_hs.unbind(0)
         forget, through_tanh = forget.unbind(0), through_tanh.unbind(0)
+        # a step past the end (its factor 0, f = 1, no tanh path: see forward) passes dL/dc
+        # through unchanged, and dL/dh by this 0/1 mask, since no gate gradient carries it
+        dead = None if alive is None else (~alive).to(grad_h.dtype).unbind(0)
         for t in range(steps - 1, -1, -1):
-            if alive is not None:  # a step past the end passes its gradient straight back
-                carried_h = torch.where(alive[t], 0.0, grad_h)
-                carried_c = torch.where(alive[t], 0.0, grad_c)
-                grad_h = torch.where(alive[t], grad_h, 0.0)
-                grad_c = torch.where(alive[t], grad_c, 0.0)
             grad_c = torch.addcmul(grad_c, grad_h, through_tanh[t])
             torch.mul(grad_c.unsqueeze(1), three[0][t], out=three[1][t])  # i, f, g
             torch.mul(grad_h, last[0][t], out=last[1][t])  # o
             grad_c.mul_(forget[t])
+            carried = grad_h
             grad_h = (pre_steps[t] @ w_hh if t == 0
                       else torch.addmm(out_steps[t - 1], pre_steps[t], w_hh))
-            if alive is not None:
-                grad_h, grad_c = grad_h + carried_h, grad_c + carried_c
+            if dead is not None:
+                grad_h.addcmul_(dead[t], carried)
         flat = grad_pre.view(steps * batch, rows)
         grad_x = grad_w_ih = grad_w_hh = grad_b = None
         if ctx.needs_input_grad[0]:
