@@ -286,6 +286,53 @@ def test_predict_on_a_series_run_with_other_channels_is_refused(ts_file, tmp_pat
     assert code == 2 and "channel" in err
 
 
+def two_channel_csv(path: Path, columns: tuple[str, str] = ("a", "b"), count: int = 40) -> Path:
+    """Long-form series whose class is told by channel a alone (its sign); b is noise on a
+    large offset, so that swapping the channels changes the answers."""
+    rng = np.random.default_rng(1)
+    rows = [f"id,time,{columns[0]},{columns[1]},label"]
+    for k in range(count):
+        label, sign = ("up", 1.0) if k % 2 else ("down", -1.0)
+        for t in range(6):
+            a, b = sign * (1 + t) + 0.1 * rng.standard_normal(), 100 + rng.standard_normal()
+            values = (a, b) if columns[0] < columns[1] else (b, a)  # a file's own order
+            rows.append(f"s{k},{t},{values[0]:.4f},{values[1]:.4f},{label}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_csvs_channels_are_matched_by_name(tmp_path, capsys, single_thread):
+    """The same series with the columns in another order get the same predictions; columns
+    under other names are refused rather than read by position."""
+    run = tmp_path / "run"
+    data = two_channel_csv(tmp_path / "ab.csv")
+    assert run_cli(capsys, "train", data, "--task", "classify", *KEYS, "--max-steps", "40",
+                   "--out", run)[0] == 0
+    swapped = two_channel_csv(tmp_path / "ba.csv", ("b", "a"))
+    assert swapped.read_text().splitlines()[0] == "id,time,b,a,label"
+    code, straight, err = run_cli(capsys, "predict", run, data, "--format", "csv")
+    assert code == 0, err
+    code, crossed, err = run_cli(capsys, "predict", run, swapped, "--format", "csv")
+    assert code == 0, err
+    assert crossed.replace("ba.csv", "ab.csv") == straight
+    renamed = two_channel_csv(tmp_path / "xy.csv", ("x", "y"))
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    code, _, err = run_cli(capsys, "evaluate", run, renamed)
+    assert code == 2 and "channels x, y, but the run was trained on a, b" in err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+def test_an_upper_case_ts_suffix_is_a_classify_source(tmp_path):
+    assert registry.choose(str(tmp_path / "DATA.TS")) is CLASSIFY
+
+
+def test_predict_names_a_text_the_vocabulary_cannot_read(text_run, tmp_path, capsys):
+    path = tmp_path / "new.tsv"
+    path.write_text("axby\n\u2603\u2603\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "predict", text_run, path)
+    assert code == 2 and f"{path}:2" in err and "characters the run's vocabulary lacks" in err
+
+
 def test_predict_refuses_a_run_of_another_family(tmp_path, capsys, text_file, single_thread):
     run = tmp_path / "lm"
     assert run_cli(capsys, "train", text_file, "--seq-len", "8", *KEYS, "--max-steps", "2",

@@ -188,7 +188,7 @@ def test_ts_multivariate_variable_length_keeps_the_labels_case(tmp_path):
 @pytest.mark.parametrize("data, message", [
     ("1,2:3,4:a\n1,2:b\n5,6:7,8:a\n", r"s.ts line 8: 1 dimensions, but the first case \(line 7\)"),
     ("1,2,3:a\n1,?,3:b\n", r"s.ts line 8 \(case 2\): missing value in channel 'dim_0' at step 2;"
-                           " pass a fill"),
+                           " gaps need a fill .* chosen when the run is trained"),
     ("1,2,3:a\n1,x,3:b\n", r"s.ts line 8: dimension 1: 'x' is not a number"),
     ("1,2,3:a\n1,2:3,4:b\n", r"s.ts line 8: 2 dimensions"),
 ])
@@ -371,3 +371,55 @@ def test_csv_with_some_labels_missing_gives_none_when_predicting(tmp_path):
     assert ex.labels is None and "1 of 2 examples carry a label" in ex.note
     with pytest.raises(ValueError, match=r"d.csv line 5: empty label"):
         read_examples(src)
+
+
+# what editors and spreadsheets write -----------------------------------------------------------
+BOM = "\ufeff"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    """Files saved with a UTF-8 byte-order mark read as without it, in every format."""
+    tsv = write(tmp_path / "d.tsv", BOM + "label\ttext\r\npos\tgood film\r\nneg\tbad film\r\n")
+    ex, _ = read_examples(tsv)
+    assert ex.labels == ["pos", "neg"] and ex.names == [f"{tsv}:2", f"{tsv}:3"]
+    ex, _ = read_examples(write(tmp_path / "d.csv", BOM + CSV))
+    assert ex.features == ["x", "y"] and ex.labels == ["walk", "run"]
+    abc, _ = read_examples(write(tmp_path / "t.abc", BOM + ABC), labels=False)
+    assert abc.names[0] == "tune 1: The Silver Spear Reel" and len(abc.items) == 3
+
+
+def test_a_ts_file_with_a_byte_order_mark(tmp_path):
+    pytest.importorskip("sktime")
+    plain, _ = read_examples(ts(tmp_path, "1,2,3:a\n4,5,6:b\n"))
+    marked = tmp_path / "m.ts"
+    text = (tmp_path / "s.ts").read_text(encoding="utf-8").split("\n", 1)[1]  # no comment
+    marked.write_text(BOM + text, encoding="utf-8")  # first: the mark, then @problemName
+    ex, _ = read_examples(str(marked))
+    assert ex.labels == plain.labels == ["a", "b"]
+    np.testing.assert_array_equal(np.stack(ex.items), np.stack(plain.items))
+
+
+@pytest.mark.parametrize("inside", ["\u2028", "\u2029", "\x0c", "\x0b", "\x1c", "\x85"])
+def test_tsv_lines_end_only_at_line_ends(tmp_path, inside):
+    """A form feed or a Unicode line separator inside a text is part of it, not a new line."""
+    src = write(tmp_path / "d.tsv", f"pos\tgood{inside}film\r\nneg\tbad film\rpos\tfine\n")
+    ex, _ = read_examples(src)
+    assert ex.items == [f"good{inside}film", "bad film", "fine"]
+    assert ex.names == [f"{src}:1", f"{src}:2", f"{src}:3"]
+
+
+@pytest.mark.parametrize("time", ["nan", "inf", "-inf", "NaN"])
+def test_csv_times_must_be_finite(tmp_path, time):
+    with pytest.raises(ValueError, match=rf"d.csv line 3: time '{time}' is not a finite number"):
+        read_examples(write(tmp_path / "d.csv", CSV.replace("u1,1,2,20", f"u1,{time},2,20")))
+
+
+def test_ts_with_timestamps_keeps_the_labels_as_written(tmp_path):
+    pytest.importorskip("sktime")
+    header = ("@problemName t\n@timeStamps true\n@univariate true\n@classLabel true Up Down\n"
+              "@data\n")
+    src = write(tmp_path / "t.ts", header + "(0,1.0),(1,2.0),(2,3.0):Up\n"
+                                            "(0,3.0),(1,2.0),(2,1.0):Down\n")
+    ex, _ = read_examples(src)
+    assert ex.labels == ["Up", "Down"]
+    np.testing.assert_array_equal(ex.items[1][:, 0], [3, 2, 1])

@@ -33,6 +33,7 @@ from seqlab.data.labelled_series import (
     read_long_csv,
     read_ts,
     read_utf8,
+    text_lines,
     ucr_files,
 )
 from seqlab.data.text import corpus_files, visible_files
@@ -167,7 +168,7 @@ def read_tsv(path: Path, labels: bool = True, text: str | None = None
              ) -> tuple[list[str], list[str | None], list[str]]:
     """``label<TAB>text`` lines: (texts, labels, names "FILE:LINE"); with ``labels`` False a
     line without a tab is an unlabelled text."""
-    lines = (read_utf8(path) if text is None else text).splitlines()
+    lines = text_lines(read_utf8(path) if text is None else text)
     start = 1 if lines and lines[0].strip().lower() == "label\ttext" else 0
     items, found, names = [], [], []
     for number, line in enumerate(lines[start:], start=start + 1):

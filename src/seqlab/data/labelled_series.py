@@ -13,11 +13,14 @@ writes 0. Infinite values are errors whatever the fill: no fill can say what the
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import importlib.util
 import io
 import math
+import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +35,22 @@ Series = tuple[list[np.ndarray], list[str | None] | None, list[str], list[str]]
 
 
 def read_utf8(path: Path) -> str:
-    """A UTF-8 text file; a bad byte is an error naming its line."""
+    """A UTF-8 text file, without the byte-order mark some editors write first; a bad byte is
+    an error naming its line."""
     data = Path(path).read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[:err.start].count(b"\n") + 1
         raise ValueError(f"{path} line {line}: not UTF-8 text (invalid byte at offset "
                          f"{err.start})") from None
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines ended by \\n, \\r\\n or \\r only (``str.splitlines`` also ends them at form feeds
+    and Unicode separators, which may sit inside a text)."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 # gaps ----------------------------------------------------------------------------------------
@@ -58,7 +69,8 @@ def check_values(values: np.ndarray, fill: str, where: str, features: list[str])
     if fill == "none":
         step, channel = np.argwhere(gaps)[0]
         raise ValueError(f"{where}: missing value in channel {features[channel]!r} at step "
-                         f"{step + 1}; pass a fill (forward, linear or zero) to fill gaps")
+                         f"{step + 1}; gaps need a fill (forward, linear or zero), chosen "
+                         "when the run is trained (--fill)")
     if fill == "zero":
         return np.where(gaps, 0.0, values)
     empty = gaps.all(axis=0)
@@ -125,6 +137,20 @@ def _prescan_ts(path: Path, lines: list[str], has_labels: bool
     return numbers, labels
 
 
+def _labels_as_written(lines: list[str], found: list[str]) -> list[str]:
+    """A timestamped file's labels as written (sktime lower-cases them): the text after each
+    case's last ':' (its times sit inside parentheses before it), where it agrees with
+    sktime's label but for case."""
+    _, start = _tags(lines)
+    cases = [text.strip() for text in lines[start + 1:]
+             if text.strip() and not text.strip().startswith("#")]
+    written = [case.rsplit(":", 1)[-1].strip() for case in cases]
+    if len(written) != len(found) or any(w.lower() != f.lower()
+                                         for w, f in zip(written, found, strict=True)):
+        return found
+    return written
+
+
 def _locate_bad_number(path: Path, lines: list[str], numbers: list[int], has_labels: bool
                        ) -> str:
     """Where sktime's plain "could not convert" came from: the first value that is no number."""
@@ -144,9 +170,16 @@ def _load_ts(path: Path):
         from sktime.datasets import load_from_tsfile_to_dataframe
     except ImportError:
         raise ValueError(SERIES_EXTRA) from None
+    data = Path(path).read_bytes()
     try:
-        return load_from_tsfile_to_dataframe(str(path), return_separate_X_and_y=True,
-                                             replace_missing_vals_with="NaN")
+        if not data.startswith(codecs.BOM_UTF8):
+            return load_from_tsfile_to_dataframe(str(path), return_separate_X_and_y=True,
+                                                 replace_missing_vals_with="NaN")
+        with tempfile.TemporaryDirectory() as folder:  # sktime reads a byte-order mark as text
+            plain = Path(folder) / Path(path).name
+            plain.write_bytes(data[len(codecs.BOM_UTF8):])
+            return load_from_tsfile_to_dataframe(str(plain), return_separate_X_and_y=True,
+                                                 replace_missing_vals_with="NaN")
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None  # sktime's own lines count from 1 too
 
@@ -158,7 +191,7 @@ def read_ts(path: Path, fill: str = "none", labels: bool = True, display: str = 
     """
     if importlib.util.find_spec("sktime") is None:
         raise ValueError(SERIES_EXTRA)
-    lines = read_utf8(path).splitlines()
+    lines = text_lines(read_utf8(path))
     tags, _ = _tags(lines)
     has_labels = tags.get("@classlabel", tags.get("@targetlabel", "false")).lower()
     has_labels = has_labels.split()[0] == "true" if has_labels else False
@@ -191,7 +224,7 @@ def read_ts(path: Path, fill: str = "none", labels: bool = True, display: str = 
         values = check_values(np.stack(channels, axis=1), fill, where, features)
         items.append(values.astype(np.float32))
     if has_labels:
-        written = written or [str(v) for v in found]
+        written = written or _labels_as_written(lines, [str(v) for v in found])
     names = [f"{display}:{i + 1}" for i in range(len(items))]
     return items, (written if has_labels else None), names, features
 
@@ -229,9 +262,13 @@ def _columns(path: Path, header: list[str], labels: bool) -> dict[str, int]:
 def _time(text: str, where: str) -> float:
     """A time: a number, or an ISO 8601 date or date-time (as seconds)."""
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise ValueError(f"{where}: time {text!r} is not a finite number")
+        return number
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:

@@ -126,7 +126,7 @@ class ClassifyFamily(Family):
     items = "seq"
 
     def claims(self, source: str) -> bool:
-        return is_bundled(source) or source.endswith(".ts")
+        return is_bundled(source) or source.lower().endswith(".ts")
 
     # data ----------------------------------------------------------------------------------
     def prepare(self, source: str, configs: Configs, assets: Any = None) -> Prepared:

@@ -10,6 +10,7 @@ run that never stopped would have seen.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,8 +89,8 @@ def encode(examples: Examples, assets: ClassifyAssets, max_tokens: int = 0) -> E
         items = [torch.from_numpy(ids[:max_tokens] if max_tokens else ids).long()
                  for ids in encode_texts(examples, assets.vocab)]
     else:
-        check_features(examples, assets)
-        items = [torch.from_numpy(x) for x in assets.scaler.apply(examples.items)]
+        items = [torch.from_numpy(x)
+                 for x in assets.scaler.apply(channels_in_order(examples, assets))]
     index = {name: k for k, name in enumerate(assets.classes)}
     labels = [index.get(label, UNKNOWN) for label in (examples.labels or [None] * len(items))]
     return Encoded(items, torch.tensor(labels, dtype=torch.long), list(examples.names))
@@ -110,11 +111,25 @@ def encode_texts(examples: Examples, vocab: Vocab) -> list[np.ndarray]:
     return [vocab.encode(text) for text in examples.items]
 
 
-def check_features(examples: Examples, assets: ClassifyAssets) -> None:
-    if len(examples.features) != len(assets.features):
-        raise ValueError(f"{examples.source}: {len(examples.features)} channel(s) per step, but "
-                         f"the run was trained on {len(assets.features)} "
-                         f"({', '.join(assets.features)})")
+def channels_in_order(examples: Examples, assets: ClassifyAssets) -> list[np.ndarray]:
+    """Each series' (T, C) values with its channels in the run's order: named channels (a
+    CSV's columns) are matched by name, in any order; unnamed ones (a .ts file's dim_0,
+    dim_1, ...) by position."""
+    found, trained = list(examples.features), list(assets.features)
+    if len(found) != len(trained):
+        raise ValueError(f"{examples.source}: {len(found)} channel(s) per step, but the run was "
+                         f"trained on {len(trained)} ({', '.join(trained)})")
+    if found == trained or _unnamed(found) or _unnamed(trained):
+        return examples.items
+    if sorted(found) != sorted(trained):
+        raise ValueError(f"{examples.source}: channels {', '.join(found)}, but the run was "
+                         f"trained on {', '.join(trained)}; name the columns as in training")
+    order = [found.index(name) for name in trained]
+    return [values[:, order] for values in examples.items]
+
+
+def _unnamed(features: list[str]) -> bool:
+    return all(re.fullmatch(r"dim_\d+", name) for name in features)
 
 
 def pad(items: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -126,7 +141,8 @@ def pad(items: list[Tensor]) -> tuple[Tensor, Tensor]:
 def empty_examples(encoded: Encoded) -> None:
     for item, name in zip(encoded.items, encoded.names, strict=True):
         if len(item) == 0:
-            raise ValueError(f"{name}: nothing left to classify once encoded (an empty text?)")
+            raise ValueError(f"{name}: nothing left to classify once encoded: an empty text, "
+                             "or one made only of characters the run's vocabulary lacks")
 
 
 class ClassifyTask:
