@@ -138,3 +138,26 @@ def test_batches_cut_from_tables_equal_make_batch():
                                              [data.targets[i] for i in index])
     for name in ("source", "source_lengths", "target_in", "target_out"):
         assert torch.equal(getattr(got, name), getattr(want, name)), name
+
+
+def test_a_pairs_file_as_editors_write_it(tmp_path):
+    """A byte-order mark is no part of the first source; a Unicode line separator or a form
+    feed inside a pair is part of it; any line ending ends a line."""
+    path = tmp_path / "p.tsv"
+    path.write_text("\ufeffab\tba\r\nc\u2028d\td\x0cc\ref\tfe\n", encoding="utf-8")
+    assert read_pairs(path) == [("ab", "ba"), ("c\u2028d", "d\x0cc"), ("ef", "fe")]
+
+
+def test_text_lines_end_only_at_line_ends():
+    from seqlab.data.text import text_lines
+
+    assert text_lines("a\u2028b\r\nc\rd\n\ne\x85f") == ["a\u2028b", "c", "d", "", "e\x85f"]
+    assert text_lines("") == [] and text_lines("x\n") == ["x"]
+
+
+def test_a_text_file_loses_its_byte_order_mark_only(tmp_path):
+    from seqlab.data.text import read_text_file
+
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffhello \ufeff world".encode())
+    assert read_text_file(path) == "hello \ufeff world"

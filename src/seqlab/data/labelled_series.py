@@ -19,11 +19,12 @@ import datetime as dt
 import importlib.util
 import io
 import math
-import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from seqlab.data.text import text_lines
 
 FILLS = ("none", "forward", "linear", "zero")
 SERIES_EXTRA = "reading .ts files needs the series extra: pip install 'seqlab[series]'"
@@ -44,13 +45,6 @@ def read_utf8(path: Path) -> str:
         line = data[:err.start].count(b"\n") + 1
         raise ValueError(f"{path} line {line}: not UTF-8 text (invalid byte at offset "
                          f"{err.start})") from None
-
-
-def text_lines(text: str) -> list[str]:
-    """Lines ended by \\n, \\r\\n or \\r only (``str.splitlines`` also ends them at form feeds
-    and Unicode separators, which may sit inside a text)."""
-    lines = re.split(r"\r\n|\r|\n", text)
-    return lines[:-1] if lines and not lines[-1] else lines
 
 
 # gaps ----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from seqlab.data import IGNORE
-from seqlab.data.text import read_text_file
+from seqlab.data.text import read_text_file, text_lines
 from seqlab.data.vocab import WORD_PATTERN, Vocab, WordVocab, build_vocab, load_vocab
 
 PAD, BOS, EOS = 0, 1, 2
@@ -45,7 +45,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
     if path.is_dir():
         raise ValueError(f"{path}: a folder; expected a TSV file of source<TAB>target lines")
     pairs = []
-    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+    for number, line in enumerate(text_lines(read_text_file(path)), start=1):
         if not line.strip():
             continue
         parts = line.split("\t")

@@ -7,6 +7,7 @@ Collection, 1883).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +37,17 @@ def read_text_file(path: Path) -> str:
     data = Path(path).read_bytes()
     if b"\x00" in data[:1 << 20]:
         raise ValueError(f"{path}: looks binary (it contains NUL bytes), expected UTF-8 text")
-    try:
-        return data.decode("utf-8")
+    try:  # without the byte-order mark some editors write first
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text (invalid byte at offset {err.start})") from err
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines ended by \\n, \\r\\n or \\r only (``str.splitlines`` also ends them at form feeds
+    and Unicode separators, which may sit inside a text)."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    return lines[:-1] if lines and not lines[-1] else lines
 
 
 def is_source_name(source: str) -> bool:
