@@ -121,7 +121,7 @@ def replace_line(path: Path, line: int, text: str) -> Path:
     (lambda p: series_csv(p, steps=17), [],
      r"bad.csv:line 18: series 'sales' has 17 points, shorter than context 12 \+ horizon 6"),
     (lambda p: replace_line(p, 9, "2000-08,,3"), [],
-     r"bad.csv:line 9: series 'sales' has a missing value \(1 in all\); give --fill"),
+     r"bad.csv:line 9: series 'sales' has a missing value \(1 in all\); gaps need --fill"),
     (lambda p: replace_line(p, 4, "2000-02,5,5"), [],
      r"bad.csv:line 4: duplicated time stamp '2000-02' \(also on line 3\)"),
     (lambda p: replace_line(p, 4, "2000-04,5,5"), [],

@@ -205,3 +205,29 @@ def test_covariates_reach_the_model_and_old_runs_still_load(tmp_path, capsys, si
     (plain / "config.json").write_text(json.dumps(config))
     assert forecast(capsys, plain, data) == forecast(capsys, plain,
                                                      long_csv(tmp_path / "m2.csv", 3.0))
+
+
+def test_month_end_dates_are_monthly_and_dates_three_months_apart_quarterly(tmp_path):
+    """A monthly series written at each month's last day is regular (season 12), continues at
+    month ends, and its calendar is the month of year; dates every third month are quarters."""
+    import calendar
+
+    months = [divmod(k, 12) for k in range(30)]
+    ends = [f"{2000 + y}-{m + 1:02d}-{calendar.monthrange(2000 + y, m + 1)[1]:02d}"
+            for y, m in months]
+    path = tmp_path / "eom.csv"
+    path.write_text("time,v\n" + "".join(f"{t},{k % 12}\n" for k, t in enumerate(ends)))
+    series = read_csv(path)
+    assert series.seasonality == 12
+    assert calendar_phase(series.times[0], "eom") == (12, 0)
+    assert future_stamps(ends, 3, "f") == ["2002-07-31", "2002-08-31", "2002-09-30"]
+    assert future_stamps(["2023-12-31", "2024-01-31"], 1, "f") == ["2024-02-29"]
+    quarters = [f"{1950 + k // 4}-{3 * (k % 4) + 1:02d}-01" for k in range(1, 9)]  # from Q2
+    assert calendar_phase(quarters, "q") == (4, 1)
+    assert future_stamps(quarters, 2, "f") == ["1952-04-01", "1952-07-01"]
+    path.write_text("time,v\n" + "".join(f"{t},{k}\n" for k, t in enumerate(quarters)))
+    assert read_csv(path).seasonality == 4
+    mixed = tmp_path / "mixed.csv"  # a first and a last day: neither monthly nor daily
+    mixed.write_text("time,v\n2000-01-01,1\n2000-01-31,2\n2000-03-31,3\n")
+    with pytest.raises(ValueError, match=r"mixed.csv:line 4: irregular time stamps"):
+        read_csv(mixed)

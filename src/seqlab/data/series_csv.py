@@ -27,7 +27,8 @@ LONG_KEYS = ("id", "time", "value")
 MONTHS = {m: k for k, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
                                       "sep", "oct", "nov", "dec"), start=1)}
 # the usual season of a regular step: monthly 12, quarterly 4, daily 7, hourly 24
-SEASONS = {("month", 1): 12, ("quarter", 1): 4, ("day", 1): 7, ("second", 3600): 24}
+SEASONS = {("month", 1): 12, ("month", 3): 4, ("quarter", 1): 4, ("day", 1): 7,
+           ("second", 3600): 24}
 TIME_FORMS = "a number, YYYY-MM, YYYY-Qn, YYYY Mon, YYYY-MM-DD[ HH:MM[:SS]]"
 
 
@@ -118,7 +119,7 @@ def check_times(stamps: list[str], lines: list[int], path: Path, name: str = ""
         raise ValueError(f"{path}:line {lines[bad]}: time stamp {stamps[bad]!r} is not written "
                          f"like {stamps[0]!r} above it")
     kind = keys[0][0]
-    if kind == "day" and all(s.strip()[-2:] == "01" for s in stamps):  # monthly, as dates
+    if kind == "day" and monthly_dates([p for _, p in keys]):
         kind, keys = "month", [("month", float(months_of(s))) for s in stamps]
     positions = np.array([p for _, p in keys])
     steps = np.diff(positions)
@@ -135,6 +136,14 @@ def check_times(stamps: list[str], lines: list[int], path: Path, name: str = ""
                              f"{stamps[k - 1]!r} to {stamps[k]!r} is not the step of "
                              f"{stamps[0]!r} to {stamps[1]!r}")
     return SEASONS.get((kind, float(steps[0]) if len(steps) else 0.0), 1)
+
+
+def monthly_dates(days: list[float]) -> bool:
+    """Whether dates (as day ordinals) are monthly: every one the first of its month, or
+    every one the last."""
+    dates = [datetime.date.fromordinal(int(d)) for d in days]
+    return (all(d.day == 1 for d in dates)
+            or all((d + datetime.timedelta(days=1)).day == 1 for d in dates))
 
 
 def months_of(stamp: str) -> int:
@@ -169,8 +178,8 @@ def finished(series: Series, fill: str) -> Series:
             raise ValueError(f"{series.where(k, 0)}: series {series.names[k]!r} has no value")
         if fill in ("", "none"):
             raise ValueError(f"{series.where(k, int(missing[0]))}: series {series.names[k]!r} "
-                             f"has a missing value ({len(missing)} in all); give --fill "
-                             f"{' | '.join(FILLS)}")
+                             f"has a missing value ({len(missing)} in all); gaps need "
+                             f"--fill {' | '.join(FILLS)}, chosen when the run is trained")
         series.values[k] = fill_gaps(values, fill)
     return series
 

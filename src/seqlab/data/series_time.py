@@ -2,15 +2,17 @@
 (month of year, quarter, day of week) and the stamps of the steps after the last one.
 
 Both read stamps already checked by :func:`seqlab.data.series_csv.check_times` (one kind,
-regular); monthly stamps written as dates (``2020-01-01``, every day ``01``) count as months.
+regular); monthly stamps written as dates (``2020-01-01`` or ``2020-01-31``: every day the
+first of its month, or every day the last) count as months, and every third month as quarters.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime
 import re
 
-from seqlab.data.series_csv import MONTHS, months_of, time_key
+from seqlab.data.series_csv import MONTHS, monthly_dates, months_of, time_key
 
 # the calendar's season of each kind of stamp: month of year, quarter of year, day of week
 PERIODS = {"month": 12, "quarter": 4, "day": 7}
@@ -22,7 +24,7 @@ def stamp_kind(stamps: list[str], where: str) -> tuple[str, list[float]]:
     written."""
     keys = [time_key(s, where) for s in stamps]
     kind = keys[0][0]
-    if kind == "day" and all(s.strip()[-2:] == "01" for s in stamps):  # monthly, as dates
+    if kind == "day" and monthly_dates([p for _, p in keys]):
         return "month", [float(months_of(s)) for s in stamps]
     return kind, [p for _, p in keys]
 
@@ -33,7 +35,10 @@ def calendar_phase(stamps: list[str], where: str) -> tuple[int, int] | None:
     if not stamps:
         return None
     kind, positions = stamp_kind(stamps, where)
-    if kind not in PERIODS or len(positions) > 1 and positions[1] - positions[0] != 1:
+    step = positions[1] - positions[0] if len(positions) > 1 else 1
+    if kind == "month" and step == 3:  # quarterly, as months: the quarter of the first
+        return PERIODS["quarter"], int(positions[0]) % 12 // 3
+    if kind not in PERIODS or step != 1:
         return None
     period = PERIODS[kind]
     # date ordinals count from Monday 0001-01-01 (ordinal 1)
@@ -62,11 +67,12 @@ def future_stamps(stamps: list[str], count: int, where: str) -> list[str]:
 
 
 def month_stamp(position: int, like: str) -> str:
-    """Month ``position`` (year * 12 + month - 1) written like ``like``: YYYY-MM, YYYY Mon or
-    YYYY-MM-01."""
+    """Month ``position`` (year * 12 + month - 1) written like ``like``: YYYY-MM, YYYY Mon,
+    YYYY-MM-01 or the month's last day."""
     year, month = divmod(position, 12)
     if re.fullmatch(r"\d{4} [A-Za-z]{3}", like):
         return f"{year:04d} {MONTH_NAMES[month + 1]}"
     if len(like) > 7:
-        return f"{year:04d}-{month + 1:02d}-01"
+        day = 1 if like.endswith("-01") else calendar.monthrange(year, month + 1)[1]
+        return f"{year:04d}-{month + 1:02d}-{day:02d}"
     return f"{year:04d}-{month + 1:02d}"

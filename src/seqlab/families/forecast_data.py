@@ -203,8 +203,8 @@ def covariate_arrays(series: Series, fill: str, names: list[str]) -> list[np.nda
             column = series.covariates[name][k]
             if (missing := np.flatnonzero(np.isnan(column))).size and fill == "none":
                 raise ValueError(f"{series.where(k, int(missing[0]))}: covariate {name!r} of "
-                                 f"series {series.names[k]!r} is missing; give --fill "
-                                 f"{' | '.join(FILLS)}")
+                                 f"series {series.names[k]!r} is missing; gaps need --fill "
+                                 f"{' | '.join(FILLS)}, chosen when the run is trained")
             columns.append(fill_gaps(column, fill) if missing.size else column)
         arrays.append(np.stack(columns, 1))
     return arrays
