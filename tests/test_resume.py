@@ -304,3 +304,22 @@ def test_the_progress_bar_knows_where_a_run_and_a_resumed_run_end(data, tmp_path
     family = runner.family_for(str(data), {})
     assert planned_steps(family, {"model": "lstm"}, None) == TrainConfig().max_steps
     assert planned_steps(family, {"hidden_size": -3}, None) is None  # training says why
+
+
+def test_more_steps_on_resume_keep_the_schedule_the_run_started_with(data, tmp_path,
+                                                                       single_thread):
+    """Without --decay-steps the cosine ends at the first --max-steps; a resumed run asked
+    for more steps trains on at the floor rather than climbing back up a longer cosine, and
+    its config.json records the horizon it follows."""
+    keys = [k for k in ORIGINAL if k not in ("--decay-steps", "30")] + ["--lr", "0.01"]
+    run = tmp_path / "run"
+    assert train(data, *keys, "--max-steps", "10", "--out", run) == 0
+    first = {r["step"]: r["lr"] for r in metrics(run) if "lr" in r}
+    assert RunDir(run).read_config()["train"]["decay_steps"] == 0
+    assert train(data, *keys, "--max-steps", "16", "--out", run, "--resume") == 0
+    rates = {r["step"]: r["lr"] for r in metrics(run) if "lr" in r}
+    assert {s: rates[s] for s in first} == first
+    assert all(rates[s] == pytest.approx(0.001) for s in range(11, 17))  # lr x 0.1, the floor
+    assert RunDir(run).read_config()["train"]["decay_steps"] == 10
+    assert train(data, *keys, "--max-steps", "20", "--out", run, "--resume") == 0
+    assert RunDir(run).read_config()["train"]["decay_steps"] == 10  # still the first horizon

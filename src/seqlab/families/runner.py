@@ -244,6 +244,11 @@ def changed(family: Family, configs: Configs, keys: dict[str, Any]) -> Configs:
         raise ValueError(f"a resumed run keeps its config; cannot change: {', '.join(refused)} "
                          f"({changes}); a resumed run may change only "
                          f"{', '.join(sorted(family.resumable))}")
+    if configs.train.decay_steps == 0 and new.train.max_steps != configs.train.max_steps:
+        # --max-steps moves where the run stops, not its schedule: the cosine keeps the
+        # horizon the run started with (past it, the floor), and config.json says so
+        new = dataclasses.replace(new, train=dataclasses.replace(
+            new.train, decay_steps=configs.train.max_steps))
     return new
 
 
