@@ -149,6 +149,19 @@ def test_with_tools_every_format_is_written(tmp_path):
     assert (tmp_path / "out" / files["svg"]).read_text(encoding="utf-8").lstrip().startswith("<")
 
 
+@needs["abc2midi"]
+@needs["timidity"]
+@needs["abcm2ps"]
+def test_a_relative_output_folder_gets_every_format_too(tmp_path, monkeypatch):
+    """The tools run inside the output folder; the paths handed to them must not be relative
+    to the folder the user typed the command in."""
+    monkeypatch.chdir(tmp_path)
+    report = music.write_tunes([music.GeneratedTune(REEL, True)], Path("tunes"))
+    assert set(report["tunes"][0]["files"]) == {"abc", "midi", "wav", "svg"}
+    assert "render_errors" not in report["tunes"][0]
+    assert (tmp_path / "tunes" / "tune-001.wav").stat().st_size > 0
+
+
 class Scripted(nn.Module):
     """A 'model' that writes a fixed text over and over (greedy), with a dummy parameter."""
 

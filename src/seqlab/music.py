@@ -74,6 +74,7 @@ def missing_tool_messages(paths: dict[str, str | None]) -> list[str]:
 def render(stem: Path, score, record: dict[str, Any], tools: dict[str, str | None]) -> None:
     """MIDI (abc2midi's, else music21's), WAV from the MIDI, SVG from the ABC; files named in
     ``record["files"]``, failures in ``record["render_errors"]``."""
+    stem = Path(stem).absolute()  # the tools run inside its folder (see _run)
     files, errors = {"abc": stem.with_suffix(".abc").name}, []
     midi = stem.with_suffix(".mid")
     if not midi.is_file() and score is not None:
