@@ -31,7 +31,13 @@ def legal(text: str) -> bool:
     ("A7 B/", True), ("A7 B//", True), ("A7 B/16", True),
     # accidentals: no other after one, but a second ^ or _
     ("^=A B c d e f g a|", False), ("==A B c d e f g a|", False), ("^^^A B c d e f g a|", False),
-    ("^^A __B =c ^d _e f g a|", True), ("A B c d e f g =\na|", True),  # across a line
+    ("^^A __B =c ^d _e f g a|", True),
+    # an accidental's note follows at once (abc2midi: "malformed note" otherwise)
+    ("A B c d e f g =\na|", False), ("A B c d e f g ^ a|", False), ("A B c d e f g ^ka|", False),
+    ("A B c d e f g ^.a|", False),
+    # letters that are no note, rest or decoration: abc2midi skips them as junk
+    ("A B c d e f g ja|", False), ("A B c d e f g ra|", False), ("A B c d e f g Na|", False),
+    ("ABcd TA HB uc vd|", True), ("ABcd OA SB Mc Pd|", True), ("ABcd LA yB cd|", True),
     # chords: notes only, four at most, none longer than a bar
     ("[ABcd]2 e2 f2 g2|", True), ("[A2-c2] e2 f2 g2|", True), ("[^A,,=c']2 e2 f2 g2|", True),
     ("[ABcde]2 e2 f2 g2|", False), ('[A"x"c]2 e2 f2 g2|', False), ("[A!trill!c]2 e2 f2 g2|", False),
@@ -147,3 +153,20 @@ def test_integer_lengths_equal_fractions_on_every_bundled_tune(monkeypatch):
     if IRISH.is_file():
         tunes += load_tunes(IRISH)
     assert readings(tunes) == fraction_readings(tunes, monkeypatch)
+
+
+def test_a_mask_read_by_kinds_equals_each_letter_read_alone():
+    """Masks read one letter of each kind; every letter of a kind must be legal exactly when
+    its kind's letter is: after a note, at a line's start, after an accidental, in a full bar."""
+    import string
+
+    vocab = CharVocab(list(string.ascii_letters + "0123456789:\n |/^=_[]~."))
+    masks = MeterMasks(vocab)
+    for prefix in ("AB", "ABCD EFGA|\n", "A^", "ABCD EFGA", "AB ", "AB|"):
+        sid = masks.start(HEAD + prefix)
+        mask = masks.mask(sid)
+        alone = [abc_meter.read(vocab.tokens[k], masks.states[sid]).violations == 0
+                 for k in range(vocab.size)]
+        assert mask.tolist() == alone, prefix
+        letters = {vocab.tokens[k] for k in mask.nonzero().flatten().tolist()}
+        assert not {"j", "r", "N"} & letters, prefix  # no note, rest or decoration

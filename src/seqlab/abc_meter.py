@@ -32,8 +32,10 @@ What is legal (a *violation* is counted in ``BarState.violations`` when one happ
   change may not leave the current bar overfull. The sign decides, so ``A2|`` then ``[1`` on
   the next line (a habit of irish.abc) closes a partial bar illegally: a sampler is led to
   ``:|`` or ``|1``, while :func:`bar_fit` counts such a bar as the half it is.
-- what only comes before a note (accidentals, ``~``, ``.``, ``(``, ``{``, one-letter
-  decorations) needs room for one; a tuplet sign ``(p:q:r`` has one digit each and
+- what only comes before a note (accidentals, ``~``, ``.``, ``(``, ``{``, the one-letter
+  decorations ``H L M O P S T u v`` and the spacer ``y``) needs room for one; an accidental's
+  note follows it at once; any other letter that is no note, rest or field line is a
+  violation (abc2midi skips it as junk); a tuplet sign ``(p:q:r`` has one digit each and
   2 <= p <= 9; a digit, ``/`` or octave mark with no note before it, and a fourth ``/``
   (``A////``), are violations (junk, not lengths);
 - a length is written as music21 and abc2midi read it: no leading 0, a denominator a power of
@@ -101,6 +103,8 @@ BROKEN = {">": ((1, 2), (1, 4), (1, 2), (1, 6)), "<": ((3, 2), (7, 4), (-1, 2), 
 PREFIXES = frozenset("^_=~.({")  # what comes before a note: no room for one, no prefix
 QUOTED = 45  # the longest quoted text (real tunes: 45 characters, nearly all under 10)
 FIELD_ONLY = frozenset("QRIw")  # letters that name a field and no decoration
+# the one-letter decorations (and the spacer y) of ABC 2.1: abc2midi skips any other letter
+LETTER_MARKS = frozenset("HLMOPSTuvy")
 SKIPS = {"{": "}", '"': '"', "!": "!", "+": "+"}  # no-time spans: grace notes, text, decorations
 
 
@@ -276,12 +280,14 @@ def music(s: BarState, ch: str) -> BarState:
     if ch in "^_=":  # `^`, `^^`, `_`, `__` or `=`: no other accidental after one (`^=`, `==`)
         double = ch in "^_" and s.accidental == ch
         s = violate(s, double or not s.accidental)._replace(accidental=ch + ch if double else ch)
-    elif s.accidental and ch not in " \n":
-        s = s._replace(accidental="")
+    elif s.accidental:  # its note follows at once: `^ A`, `^.A`, `^k` are malformed notes
+        s = violate(s, ch in NOTES)._replace(accidental="")
     if ch in NOTES:
         return start_note(s, unit(s))
     if ch in BAR_RESTS:
         return start_note(s, s.full or units(1))
+    if ch.isalpha() and ch not in LETTER_MARKS:  # no note, rest or decoration
+        return violate(s, False)
     if ch in PREFIXES or ch.isalpha():  # before a note: room for one?
         s = violate(s, note_fits(s))
     if ch in "|:":  # a bar sign starts: some sign must be able to close this bar (no chord)

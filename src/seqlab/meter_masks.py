@@ -27,8 +27,8 @@ class MeterMasks:
     draws were filtered before the mask. Moves (state, token) -> (state, legal) and masks
     are cached; a new mask in the music reads each kind of token once: single characters that
     the tracker cannot tell apart there (upper-case note letters, lower-case ones, rests,
-    letters that name no field) share one reading; in the header or a field, every token is
-    read.
+    decoration letters, other letters that name no field) share one reading; in the header or
+    a field, every token is read.
     """
 
     def __init__(self, vocab) -> None:
@@ -126,4 +126,6 @@ def _kind(text: str) -> str:
     for members, kind in (("ABCDEFG", "A"), ("abcdefg", "a"), ("zx", "z")):
         if text in members:
             return kind
-    return "T" if text.isalpha() and text not in BODY_FIELDS and text not in "ZX" else text
+    if text.isalpha() and text not in BODY_FIELDS and text not in "ZX":
+        return "H" if text in abc_meter.LETTER_MARKS else "j"  # a decoration, or no music
+    return text
