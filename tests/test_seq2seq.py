@@ -431,3 +431,22 @@ def test_translate_takes_options_before_and_after_the_inputs(capsys, reverse_run
     code, _, err = run_cli(capsys, "translate", reverse_run, "--beam", "2", "abc", "--bogus")
     assert code == 2 and err.splitlines() == ["seqlab: error: unrecognized arguments: abc "
                                               "--bogus"]
+
+
+def test_a_run_evaluates_on_another_built_in_task(reverse_run, capsys):
+    """Held-out pairs of another task exclude nothing (the run saw none of its sources): the
+    reversing model is scored on sorting, where it is much worse than on its own task."""
+    own = seqlab.evaluate(reverse_run, "reverse", device="cpu")
+    other = seqlab.evaluate(reverse_run, "sort", device="cpu")
+    assert other["pairs"] == own["pairs"] == 2000
+    assert other["exact_match"] < own["exact_match"]
+    code = main(["evaluate", str(reverse_run), "dates"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("seqlab: error:")]
+    assert code == 2 and len(errors) == 1 and "outside the source vocabulary" in errors[0]
+
+
+def test_an_unknown_evaluate_option_is_named(reverse_run):
+    with pytest.raises(ValueError, match=r"unknown evaluate option 'bogus'; a 'seq2seq' run "
+                                         r"takes beam"):
+        seqlab.evaluate(reverse_run, "reverse", bogus=0)

@@ -308,6 +308,9 @@ def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
     options = {k: v for k, v in options.items() if v is not None}
     for name in sorted(set(options) - family.evaluate_options):
         offering = [f.name for f in registry.FAMILIES.values() if name in f.evaluate_options]
+        if not offering:
+            raise ValueError(f"unknown evaluate option {name!r}; a {family.name!r} run takes "
+                             f"{', '.join(sorted(family.evaluate_options)) or 'none'}")
         raise ValueError(f"--{name.replace('_', '-')} applies to {' and '.join(offering)} runs "
                          f"only; {run_dir} is a {family.name!r} run")
     loaded = family.load(run_dir, resolve_device(device), config=config)

@@ -134,7 +134,7 @@ def held_out_pairs(source: str, configs: Configs, trained_on: str) -> list[Pair]
     if not is_task_name(source):
         return read_pairs(source)
     s2s, train = configs.own, configs.train
-    seen = seen_sources(source, s2s, train) if source == trained_on else None
+    seen = seen_sources(source, s2s, train) if source == trained_on else ()
     return generate_pairs(source, TEST_PAIRS, train.seed + 20_000, s2s.length, seen)
 
 
