@@ -153,6 +153,23 @@ def test_bad_lengths_and_prompts():
         seqlab.generate(model, CharVocab(list(ALPHABET)), prompt="a", num_samples=0)
 
 
+@pytest.mark.parametrize("keys, message", [
+    ({"length": "5"}, "length must be an integer, got '5'"),
+    ({"length": 2.5}, "length must be an integer, got 2.5"),
+    ({"num_samples": True}, "num_samples must be an integer, got True"),
+    ({"seed": "1"}, "seed must be an integer, got '1'"),
+    ({"temperature": "1"}, "temperature must be a number, got '1'"),
+    ({"top_k": 2.5}, "top_k must be an integer, got 2.5"),
+    ({"greedy": "yes"}, "greedy must be True or False, got 'yes'"),
+])
+def test_untyped_api_arguments_are_named(keys, message):
+    """The Python API is untyped: a wrong type is a TypeError naming the argument, raised
+    before anything reaches torch."""
+    with pytest.raises(TypeError, match=re.escape(message)):
+        seqlab.generate(make_model(), CharVocab(list(ALPHABET)), prompt="ab",
+                        **{"length": 3, **keys})
+
+
 def test_prompt_with_unknown_characters_names_them():
     vocab = CharVocab(list(ALPHABET))
     with pytest.raises(ValueError, match=re.escape(

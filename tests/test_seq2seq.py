@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -450,3 +451,23 @@ def test_an_unknown_evaluate_option_is_named(reverse_run):
     with pytest.raises(ValueError, match=r"unknown evaluate option 'bogus'; a 'seq2seq' run "
                                          r"takes beam"):
         seqlab.evaluate(reverse_run, "reverse", bogus=0)
+
+
+@pytest.mark.parametrize("keys, error, message", [
+    ({"device": "gpu"}, ValueError, "unknown device 'gpu'; choose from auto, cpu, cuda"),
+    ({"device": 5}, ValueError, "unknown device 5"),
+    ({"last": "yes"}, TypeError, "last must be True or False, got 'yes'"),
+])
+def test_load_run_names_a_bad_device_or_flag(reverse_run, keys, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        seqlab.load_run(reverse_run, **keys)
+    if "device" in keys:
+        with pytest.raises(error, match=re.escape(message)):
+            seqlab.evaluate(reverse_run, "reverse", **keys)
+
+
+def test_length_on_dates_is_said_to_be_ignored(tmp_path, caplog, single_thread):
+    with caplog.at_level(logging.WARNING):
+        seqlab.train("dates", out=tmp_path / "d", length="5", max_steps=1, hidden_size=8,
+                     embedding_size=4, num_pairs=50, device="cpu")
+    assert "--length applies to reverse, sort and addition only; ignored for dates" in caplog.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,11 @@ class SamplingConfig:
     banned: tuple[int, ...] = ()  # ids never produced (e.g. a word vocabulary's <unk>)
 
     def __post_init__(self) -> None:
+        real("temperature", self.temperature)
+        whole("top_k", self.top_k)
+        real("top_p", self.top_p)
+        if not isinstance(self.greedy, bool):
+            raise TypeError(f"greedy must be True or False, got {self.greedy!r}")
         if not self.temperature > 0:  # NaN included
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         # the logits are divided by it in float32: no overflow to inf, no subnormal
@@ -39,6 +45,19 @@ class SamplingConfig:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def whole(name: str, value: Any, minimum: int | None = None) -> None:
+    """An integer argument (the Python API is untyped; a bool is no integer here)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def real(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {value!r}")
 
 
 def filter_logits(logits: Tensor, config: SamplingConfig) -> Tensor:
@@ -94,8 +113,10 @@ def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: Sampli
                ) -> Tensor:
     """(num_samples, length) new token ids following ``prompt_ids`` (P,) int64, P >= 1;
     ``progress`` wraps the loop over the steps (a progress bar)."""
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
+    whole("length", length, 0)
+    whole("num_samples", num_samples, 1)
+    if seed is not None:
+        whole("seed", seed, 0)
     if prompt_ids.numel() == 0:
         raise ValueError("the prompt must hold at least one token")
     generator = make_generator(seed)
@@ -149,8 +170,8 @@ def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: 
     the vocabulary, naming them.
     """
     config = sampling_config(vocab, **sampling)
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    whole("length", length, 0)
+    whole("num_samples", num_samples, 1)
     check_sample_sizes(model, vocab.size, num_samples, length)
     given = prompt if prompt else default_prompt(vocab)
     check_prompt(vocab, given)
@@ -172,6 +193,10 @@ def sample_until(model: nn.Module, vocab: Vocab, prompt: str, end: str, max_leng
     each step costs one model step per sample.
     """
     config = sampling_config(vocab, **sampling)
+    whole("max_length", max_length)
+    whole("num_samples", num_samples)
+    if seed is not None:
+        whole("seed", seed, 0)
     if max_length < 1 or num_samples < 1:
         raise ValueError(f"max_length and num_samples must be >= 1, got {max_length} and "
                          f"{num_samples}")

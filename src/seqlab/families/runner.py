@@ -285,7 +285,10 @@ def fit(family: Family, model: nn.Module, task, configs: Configs, prepared: Prep
 def load_run(path: str | Path, device: str | torch.device = "cpu", last: bool = False
              ) -> LoadedRun:
     """Model (best weights, or ``last/``'s; eval mode), assets and config of a run."""
+    if not isinstance(last, bool):
+        raise TypeError(f"last must be True or False, got {last!r}")
     config = RunDir(path).read_config()
+    device = device if isinstance(device, torch.device) else resolve_device(device)
     return registry.of_config(config).load(path, device, last, config)
 
 

@@ -113,13 +113,13 @@ class PairData:
 def train_pairs(source: str, s2s: Seq2SeqConfig, train: TrainConfig
                 ) -> tuple[list[Pair], list[Pair]]:
     """(train, validation) pairs of a TSV file (seeded shuffle, then split) or built-in task."""
+    if s2s.length and (source == "dates" or not is_task_name(source)):
+        log.warning("--length applies to reverse, sort and addition only; ignored for %s", source)
     if is_task_name(source):
         pairs = generate_pairs(source, s2s.num_pairs, train.seed, s2s.length)
         seen = {s for s, _ in pairs}
         count = min(VAL_PAIRS, max(50, s2s.num_pairs // 10))
         return pairs, generate_pairs(source, count, train.seed + 10_000, s2s.length, seen)
-    if s2s.length:
-        log.warning("--length applies to the built-in tasks only; ignored for %s", source)
     pairs = read_pairs(source)
     if len(pairs) < 2:
         raise ValueError(f"{source}: need at least 2 pairs (one to train, one to validate)")
