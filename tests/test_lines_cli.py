@@ -85,6 +85,8 @@ def test_lines_are_refused_on_a_run_not_trained_on_lines(trained_run, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--lines", "0"], "--lines and --max-line-length must be positive"),
     (["--lines", "2", "--tunes", "2"], "--lines and --tunes are two ways to sample"),
+    (["--lines", "2", "--prompt", "Fi"], "--prompt does not apply to --lines"),
+    (["--mark-seen"], "--mark-seen applies to --lines only"),
 ])
 def test_bad_line_flags_are_one_line(trained_run, capsys, argv, message):
     code, _, err = run_cli(capsys, "generate", trained_run, *argv)

@@ -65,6 +65,11 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed must be in [0, 2^63), got {args.seed}")
     if args.lines is not None and (args.tunes is not None or args.out is not None):
         raise UsageError("--lines and --tunes are two ways to sample: choose one")
+    if args.lines is not None and args.prompt:
+        raise UsageError("--prompt does not apply to --lines: every line is sampled from a "
+                         "line's start")
+    if args.mark_seen and args.lines is None:
+        raise UsageError("--mark-seen applies to --lines only")
     count, length, flags = sample_sizes(args)
     if count >= 1 and length >= 1:  # before the run is loaded or --out made
         check_sample_sizes(None, 1, count, length, *flags)
