@@ -243,6 +243,7 @@ def test_generate_tunes_meter_flag_on_and_off(tmp_path, capsys, monkeypatch, sin
         line = capsys.readouterr().out
         report = json.loads((tmp_path / out / "tunes.json").read_text(encoding="utf-8"))
         assert report["settings"]["meter"] == (out == "on")
+        assert report["settings"]["prompt"] == "X:<n>"  # each tune's own number: the default
         assert report["real"]["tunes"] == 1 and report["real"]["bar_fit"] == 1.0
         assert {"bar_fit", "bars_fit", "rhythm", "meter_fallbacks"} <= set(report["tunes"][0])
         assert ("meter fallbacks" in line) == (out == "on")

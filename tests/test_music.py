@@ -287,3 +287,20 @@ def test_an_absurd_meter_is_not_handed_to_music21():
     check, score = music.parse_music21("X:1\nM:86132032/6\nL:1/8\nK:D\ndefg|")
     assert score is None and check == {"ok": False, "reason": "meter or unit length out of "
                                                               "range: 86132032/6"}
+
+
+def test_tunes_from_a_run_that_cannot_write_a_header_is_one_line(tmp_path, capsys,
+                                                                  single_thread):
+    text = tmp_path / "plain.txt"
+    text.write_text("the cat sat on the mat and the dog ran off\n" * 40, encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(text), "--hidden-size", "8", "--embedding-size", "4",
+                 "--seq-len", "8", "--batch-size", "4", "--max-steps", "2", "--device", "cpu",
+                 "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    code = main(["generate", str(run), "--tunes", "2", "--out", str(tmp_path / "tunes")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.splitlines() == [
+        f"seqlab: error: {run} cannot write ABC tunes: its vocabulary has no ':' or 'X' (a run "
+        "trained on text, not tunes); sample text with --length"]
+    assert not (tmp_path / "tunes").exists()

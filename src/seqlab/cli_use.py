@@ -161,7 +161,7 @@ def run_generate_tunes(args: argparse.Namespace) -> int:
     if training is None:
         print("seqlab: no novelty check: the run's training tunes are not readable "
               f"({sampler.loaded.config['data']['source']})", file=sys.stderr)
-    settings = {"run": str(args.run), "seed": args.seed, "prompt": args.prompt,
+    settings = {"run": str(args.run), "seed": args.seed, "prompt": args.prompt or "X:<n>",
                 "max_tune_length": args.max_tune_length, "meter": args.meter, **sampling}
     report = music.write_tunes(tunes, out, training, args.near_copy_bars, settings, held_out)
     for line in report["missing_tools"]:

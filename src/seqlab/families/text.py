@@ -146,6 +146,11 @@ class Sampler:
               meter: bool = True, **sampling) -> list:
         """Whole tunes; a model trained on whole tunes began each from an empty state. With
         ``meter``, sampling never overfills a bar (:func:`seqlab.music.generate_tunes`)."""
+        vocab = self.loaded.vocab
+        if vocab.kind == "char" and (lacks := vocab.unknown("X:")):
+            raise ValueError(f"{self.loaded.run.path} cannot write ABC tunes: its vocabulary "
+                             f"has no {' or '.join(map(repr, lacks))} (a run trained on text, "
+                             "not tunes); sample text with --length")
         fresh = self.loaded.configs.train.batching == "tunes"
         return music.generate_tunes(self.loaded.model, self.loaded.vocab, count, prompt,
                                     max_length, seed, fresh_state=fresh, meter=meter,
