@@ -423,3 +423,12 @@ def test_ts_with_timestamps_keeps_the_labels_as_written(tmp_path):
     ex, _ = read_examples(src)
     assert ex.labels == ["Up", "Down"]
     np.testing.assert_array_equal(ex.items[1][:, 0], [3, 2, 1])
+
+
+def test_ts_labels_take_the_spelling_of_the_declared_classes(tmp_path):
+    """sktime matches labels to @classLabel ignoring case; a case written `down` where
+    `Down` is declared is that class, not a third one."""
+    pytest.importorskip("sktime")
+    ex, _ = read_examples(ts(tmp_path, "1,2,3:Up\n3,2,1:down\n4,5,6:Up\n6,5,4:Down\n",
+                             labels="true Up Down"))
+    assert ex.labels == ["Up", "Down", "Up", "Down"]

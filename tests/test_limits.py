@@ -291,7 +291,9 @@ def test_bpe_vocab_size_has_a_maximum(capsys, work):
     """tokenizers aborts the process (SIGABRT, no message) on a vocabulary of 1e9."""
     refused(capsys, train_argv(work, "lm", "--tokenizer", "bpe", "--bpe-vocab-size",
                                "1000000000"), work,
-            "bpe_vocab_size must be in [1, 16777216], got 1000000000")
+            "bpe_vocab_size must be in [256, 16777216], got 1000000000")
+    refused(capsys, train_argv(work, "lm", "--tokenizer", "bpe", "--bpe-vocab-size", "100"),
+            work, "bpe_vocab_size must be in [256, 16777216], got 100")  # below the bytes
 
 
 def test_a_run_whose_config_asks_for_a_model_too_large_is_refused_on_load(

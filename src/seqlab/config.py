@@ -84,8 +84,8 @@ class TrainConfig:
     tokenizer: str = opt("char", "token level", choices=("char", "word", "bpe"))
     # tokenizers aborts the whole process (a Rust panic) when asked for 1e9 tokens; real
     # vocabularies stay under a million
-    bpe_vocab_size: int = opt(1024, "vocabulary size for --tokenizer bpe", positive=True,
-                              maximum=2**24)
+    bpe_vocab_size: int = opt(1024, "vocabulary size for --tokenizer bpe, at least the 256 "
+                              "byte tokens BPE starts from", minimum=256, maximum=2**24)
     val_fraction: float = opt(0.1, "fraction held out for validation: the last block of a "
                               "text; whole tunes drawn by --seed for ABC",
                               minimum=0.0, below=1.0, positive=True)

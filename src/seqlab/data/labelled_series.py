@@ -121,10 +121,11 @@ def _prescan_ts(path: Path, lines: list[str], has_labels: bool
                              "number of ':'-separated dimensions")
         if has_labels:
             label = parts[-1].strip()
-            if declared and label.lower() not in {d.lower() for d in declared}:
+            spelled = {d.lower(): d for d in declared}
+            if declared and label.lower() not in spelled:
                 raise ValueError(f"{path} line {k + 1}: class {label!r} is not among those "
                                  f"declared by @classLabel ({', '.join(sorted(declared))})")
-            labels.append(label)
+            labels.append(spelled.get(label.lower(), label))  # as declared: `down` is `Down`
         numbers.append(k + 1)
     if not numbers:
         raise ValueError(f"{path}: no cases after @data")
