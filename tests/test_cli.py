@@ -666,3 +666,20 @@ def test_a_reader_that_stops_early_is_not_an_error(trained, tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_evaluating_a_word_model_counts_the_words_it_never_saw(text_file, tmp_path, capsys):
+    run = tmp_path / "words"
+    assert main(["train", str(text_file), "--tokenizer", "word", "--hidden-size", "8",
+                 "--embedding-size", "4", "--seq-len", "8", "--batch-size", "4", "--max-steps",
+                 "2", "--device", "cpu", "--quiet", "--out", str(run)]) == 0
+    import seqlab
+
+    assert seqlab.evaluate(run, text_file)["unknown_tokens"] == 0
+    other = tmp_path / "other.txt"
+    other.write_text("zyzzyva quokka " * 10, encoding="utf-8")
+    capsys.readouterr()
+    assert main(["evaluate", str(run), str(other)]) == 0
+    err = capsys.readouterr().err
+    assert "20 of 40 tokens are words the run's vocabulary lacks, all scored as <unk>" in err
+    assert seqlab.evaluate(run, other)["unknown_tokens"] == 20

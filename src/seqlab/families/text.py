@@ -10,6 +10,7 @@ baseline, ``forward(tokens, state=None) -> (logits, state)``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from seqlab.data.lines import (
 )
 from seqlab.data.text import load_text, split_tokens, to_tensor
 from seqlab.data.tunes_batches import EncodedTunes, encode_tunes
-from seqlab.data.vocab import Vocab, build_vocab
+from seqlab.data.vocab import UNK, Vocab, build_vocab
 from seqlab.diagnostics import Probe
 from seqlab.encoders import encoder_spec
 from seqlab.export import Graph, step_graph, token_inputs
@@ -43,6 +44,8 @@ from seqlab.generate import generate
 from seqlab.line_lm import sample_lines
 from seqlab.models import build_model
 from seqlab.tasks import LanguageModelTask, evaluate_chunks, evaluate_tokens, lm_metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -242,6 +245,13 @@ class TextFamily(Family):
             nats, count = evaluate_tokens(loaded.model, tokens, train.batch_size, train.seq_len,
                                           device)
             metrics = lm_metrics(nats, count, len(text) / max(len(tokens), 1))
+            if loaded.vocab.kind == "word":  # words the run never saw are all one <unk>
+                metrics["unknown_tokens"] = unknown = int(
+                    (tokens == loaded.vocab.index[UNK]).sum())
+                if unknown:
+                    log.warning("%s: %d of %d tokens are words the run's vocabulary lacks, all "
+                                "scored as <unk>: the loss undercounts what they cost", source,
+                                unknown, len(tokens))
         result = {"run": str(loaded.run.path), "data": str(source), **metrics}
         return Report(result, f"loss {result['loss']:.4f} nats/token  perplexity "
                               f"{result['ppl']:.3f}  bits/char {result['bpc']:.4f}  "
