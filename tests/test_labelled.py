@@ -432,3 +432,15 @@ def test_ts_labels_take_the_spelling_of_the_declared_classes(tmp_path):
     ex, _ = read_examples(ts(tmp_path, "1,2,3:Up\n3,2,1:down\n4,5,6:Up\n6,5,4:Down\n",
                              labels="true Up Down"))
     assert ex.labels == ["Up", "Down", "Up", "Down"]
+
+
+def test_ts_comment_lines_among_the_cases_are_skipped(tmp_path):
+    """sktime reads a comment among the cases as a case of no dimensions; seqlab skips it, and
+    an error after it still names the file's own line."""
+    pytest.importorskip("sktime")
+    ex, _ = read_examples(ts(tmp_path, "1,2,3:a\n# measured again\n4,5,6:b\n"))
+    assert ex.labels == ["a", "b"] and ex.names == [f"{tmp_path / 's.ts'}:1",
+                                                   f"{tmp_path / 's.ts'}:2"]
+    np.testing.assert_array_equal(ex.items[1][:, 0], [4, 5, 6])
+    with pytest.raises(ValueError, match=r"s.ts line 9 \(case 2\): missing value"):
+        read_examples(ts(tmp_path, "1,2,3:a\n# measured again\n4,?,6:b\n", name="s.ts"))

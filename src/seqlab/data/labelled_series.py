@@ -160,20 +160,26 @@ def _locate_bad_number(path: Path, lines: list[str], numbers: list[int], has_lab
     return ""
 
 
-def _load_ts(path: Path):
+def _load_ts(path: Path, lines: list[str]):
+    """sktime's reading of a .ts file; ``lines``: its text's lines. A byte-order mark and
+    comment lines among the cases (seqlab skips both, sktime reads them as data) are left out
+    of a copy it reads instead, comments as blank lines, so that its line numbers hold."""
     try:
         from sktime.datasets import load_from_tsfile_to_dataframe
     except ImportError:
         raise ValueError(SERIES_EXTRA) from None
-    data = Path(path).read_bytes()
+    _, start = _tags(lines)
+    cases = [line if k <= start or not line.strip().startswith("#") else ""
+             for k, line in enumerate(lines)]
+    plain = not Path(path).read_bytes().startswith(codecs.BOM_UTF8) and cases == lines
     try:
-        if not data.startswith(codecs.BOM_UTF8):
+        if plain:
             return load_from_tsfile_to_dataframe(str(path), return_separate_X_and_y=True,
                                                  replace_missing_vals_with="NaN")
-        with tempfile.TemporaryDirectory() as folder:  # sktime reads a byte-order mark as text
-            plain = Path(folder) / Path(path).name
-            plain.write_bytes(data[len(codecs.BOM_UTF8):])
-            return load_from_tsfile_to_dataframe(str(plain), return_separate_X_and_y=True,
+        with tempfile.TemporaryDirectory() as folder:
+            copy = Path(folder) / Path(path).name
+            copy.write_text("\n".join(cases) + "\n", encoding="utf-8")
+            return load_from_tsfile_to_dataframe(str(copy), return_separate_X_and_y=True,
                                                  replace_missing_vals_with="NaN")
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None  # sktime's own lines count from 1 too
@@ -197,7 +203,7 @@ def read_ts(path: Path, fill: str = "none", labels: bool = True, display: str = 
     if not timestamps:  # with timestamps a ':' may sit inside a time; sktime checks those lines
         numbers, written = _prescan_ts(path, lines, has_labels)
     try:
-        loaded = _load_ts(path)
+        loaded = _load_ts(path, lines)
     except ValueError as err:
         if not numbers or "could not convert" not in str(err):
             raise
