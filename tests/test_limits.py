@@ -121,6 +121,13 @@ def test_synthetic_length_too_long(capsys, work, length):
     refused(capsys, argv, work, f"length {length}", "validation sequences", "would need")
 
 
+def test_a_synthetic_batch_too_large_is_named_as_the_batch(capsys, work):
+    argv = ["train", "adding", "--out", str(work / "run"), "--quiet", "--batch-size",
+            "1000000000"]
+    refused(capsys, argv, work, "batch_size 1000000000", "drawing a batch of 1,000,000,000 "
+            "and 1,000 validation sequences of up to 100 steps", "would need")
+
+
 def test_synthetic_val_sequences_too_many(capsys, work):
     argv = ["train", "adding", "--out", str(work / "run"), "--quiet", "--val-sequences",
             "1000000000"]

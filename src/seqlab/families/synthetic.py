@@ -221,8 +221,8 @@ class SyntheticFamily(Family):
         steps = high + (get_task(source).extra_steps if source in TASKS else 0)
         sequences = configs.own.val_sequences + configs.train.batch_size
         return (sequences * (steps + 1) * limits.INT,
-                f"drawing {configs.own.val_sequences:,} validation sequences of up to "
-                f"{steps:,} steps (at every evaluation)")
+                f"drawing a batch of {configs.train.batch_size:,} and "
+                f"{configs.own.val_sequences:,} validation sequences of up to {steps:,} steps")
 
     def prepare(self, source: str, configs: Configs, assets: Any = None) -> Prepared:
         self.check_data(source, configs)
