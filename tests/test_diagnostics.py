@@ -258,3 +258,18 @@ def test_diagnose_refuses_a_baseline_run(tmp_path, capsys):
     seqlab.train("order", out=tmp_path / "run", model="bow", **KEYS)
     assert main(["diagnose", str(tmp_path / "run")]) == 2
     assert "bow has no recurrent state to diagnose" in capsys.readouterr().err
+
+
+def test_a_curve_of_one_point_is_drawn(tmp_path, monkeypatch):
+    """A series of one value (a run logged once) gets a marker: a line through one point is
+    invisible; longer series stay plain lines."""
+    from matplotlib.axes import Axes
+
+    from seqlab import plots
+
+    markers, plot = [], Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda ax, *a, **k: markers.append(k.get("marker"))
+                        or plot(ax, *a, **k))
+    plots.curves(tmp_path / "c.png", {"one": [0.37], "two": [0.3, 0.2]}, "t", "step", "norm",
+                 log=False)
+    assert markers == ["o", None]

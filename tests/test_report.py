@@ -107,6 +107,25 @@ def test_no_run_is_one_line(tmp_path, capsys):
     assert "no such run directory" in capsys.readouterr().err
 
 
+def test_weights_that_cannot_be_loaded_are_not_called_missing(family_runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(family_runs["seq2seq"], run)
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:300])  # truncated
+    page = write_report(run).read_text()
+    assert "the weights could not be loaded (see above): no translations" in page
+    assert "no weights yet" not in page and "unknown (no weights loaded)" in page
+
+
+def test_an_out_ending_in_a_slash_is_a_folder(family_runs, tmp_path, capsys):
+    target = tmp_path / "newdir"
+    assert main(["report", str(family_runs["seq2seq"]), "--out", f"{target}/"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"seqlab: error: {target}/ is a folder; give the HTML file to "
+                                "write"]
+    assert not target.exists()
+
+
 def test_a_run_without_weights_or_metrics_says_what_is_missing(family_runs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(family_runs["seq2seq"], run)
@@ -114,7 +133,7 @@ def test_a_run_without_weights_or_metrics_says_what_is_missing(family_runs, tmp_
     (run / "metrics.jsonl").unlink()
     page = write_report(run).read_text()
     assert "no metrics yet" in page and "the model could not be loaded" in page
-    assert "no weights yet" in page and "unknown (no weights yet)" in page
+    assert "no weights yet" in page and "unknown (no weights loaded)" in page
     assert 'data-evaluations="0"' in page
 
 

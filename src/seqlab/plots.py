@@ -41,7 +41,7 @@ def curves(path: Path, series: dict[str, Sequence[float]], title: str, xlabel: s
     for label, values in series.items():
         y = _positive(values) if log else np.asarray(values, dtype=float)
         xs = np.asarray(x[label]) if x and label in x else np.arange(len(y))
-        ax.plot(xs, y, label=label, linewidth=1.4)
+        ax.plot(xs, y, label=label, linewidth=1.4, marker="o" if len(y) == 1 else None)
     for label, value in (hlines or {}).items():
         ax.axhline(value, linestyle="--", color="grey", linewidth=1)
         ax.annotate(label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8,

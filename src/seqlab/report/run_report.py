@@ -10,6 +10,7 @@ is said on the page; the file is written atomically, so a reader never sees half
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, live: bool 
     torch's global random state is left as it was (loading a model builds it from that
     state first), so a run that refreshes its report trains exactly as one that does not.
     """
+    if out is not None and str(out).endswith(("/", os.sep)):  # Path() drops the slash
+        raise IsADirectoryError(f"{out} is a folder; give the HTML file to write")
     path = Path(out) if out is not None else Path(run_dir) / REPORT
     with torch.random.fork_rng(devices=[]):
         page = render("run.html.j2", **build(run_dir, live))

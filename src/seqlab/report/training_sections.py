@@ -31,7 +31,7 @@ def overview(run_path: Path, config: dict[str, Any], family_name: str,
     facts = [["run folder", str(run_path)], ["task", family_name],
              ["model", str(config.get("model", {}).get("model", "-"))],
              ["parameters", number(parameters) if parameters is not None else
-              "unknown (no weights yet)"],
+              "unknown (no weights loaded)"],
              ["data", str(data.get("source", "-"))],
              ["steps", number(max((m.get("step", 0) for m in metrics), default=0))],
              ["evaluations", number(len(evals))],
