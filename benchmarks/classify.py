@@ -134,8 +134,10 @@ def ensemble_scores(runs: list[Path], name: str, last: bool = False) -> dict:
     total, labels, assets = 0.0, None, None
     for run in runs:
         loaded = runner.load_run(run, device="cpu", last=last)
-        probs, labels, _ = loaded.family.scored_probabilities(loaded, name)
-        total, assets = total + probs, loaded.vocab
+        probs, found, _ = loaded.family.scored_probabilities(loaded, name)
+        total = total + probs
+        if assets is None:  # the first member's: its class counts give the majority rate
+            labels, assets = found, loaded.vocab
     return labelled_scores(total / len(runs), labels, assets)
 
 

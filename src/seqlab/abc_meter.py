@@ -102,7 +102,6 @@ LONGEST_DENOMINATOR = {1: 16, 3: 32, 6: 64}  # what a denominator's first digit 
 BROKEN = {">": ((1, 2), (1, 4), (1, 2), (1, 6)), "<": ((3, 2), (7, 4), (-1, 2), (-1, 2))}
 PREFIXES = frozenset("^_=~.({")  # what comes before a note: no room for one, no prefix
 QUOTED = 45  # the longest quoted text (real tunes: 45 characters, nearly all under 10)
-FIELD_ONLY = frozenset("QRIw")  # letters that name a field and no decoration
 # the one-letter decorations (and the spacer y) of ABC 2.1: abc2midi skips any other letter
 LETTER_MARKS = frozenset("HLMOPSTuvy")
 SKIPS = {"{": "}", '"': '"', "!": "!", "+": "+"}  # no-time spans: grace notes, text, decorations
@@ -243,8 +242,7 @@ def pending(s: BarState, ch: str) -> BarState:
     if buf[0].isalpha():  # a letter at a line's start: a field line, or a note
         if ch == ":":
             return violate(s, buf[0] in BODY_FIELDS)._replace(skip="\n", buf=buf + ch)
-        s = violate(s, buf[0] not in FIELD_ONLY)  # not a decoration either: `K|` is junk
-        return _step(music(s._replace(buf=""), buf), ch)
+        return _step(music(s._replace(buf=""), buf), ch)  # `K|`, `R|`: junk (see music)
     if ch in "|:" or (ch == "]" and "]" not in buf) or (ch in DIGITS and buf[-1] == "|"):
         s = violate(s, len(buf) < 4 and ch not in "03456789")  # `:||:`; endings 1 and 2
         return s._replace(buf=buf + ch)  # an ending's number follows a `|` at once: `:|2`

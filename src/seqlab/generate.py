@@ -33,7 +33,7 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         real("temperature", self.temperature)
-        whole("top_k", self.top_k)
+        whole("top_k", self.top_k, 0)
         real("top_p", self.top_p)
         if not isinstance(self.greedy, bool):
             raise TypeError(f"greedy must be True or False, got {self.greedy!r}")
@@ -41,8 +41,6 @@ class SamplingConfig:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         # the logits are divided by it in float32: no overflow to inf, no subnormal
         check_value("temperature", self.temperature, {"positive": True})
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
@@ -99,6 +97,8 @@ def sampling_config(vocab: Vocab, **sampling) -> SamplingConfig:
 
 def make_generator(seed: int | None) -> torch.Generator:
     """A CPU generator from ``seed``, or from fresh entropy; torch's global one is left alone."""
+    if seed is not None:
+        whole("seed", seed, 0)
     generator = torch.Generator()
     if seed is None:
         generator.seed()
@@ -115,8 +115,6 @@ def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: Sampli
     ``progress`` wraps the loop over the steps (a progress bar)."""
     whole("length", length, 0)
     whole("num_samples", num_samples, 1)
-    if seed is not None:
-        whole("seed", seed, 0)
     if prompt_ids.numel() == 0:
         raise ValueError("the prompt must hold at least one token")
     generator = make_generator(seed)
@@ -195,8 +193,6 @@ def sample_until(model: nn.Module, vocab: Vocab, prompt: str, end: str, max_leng
     config = sampling_config(vocab, **sampling)
     whole("max_length", max_length)
     whole("num_samples", num_samples)
-    if seed is not None:
-        whole("seed", seed, 0)
     if max_length < 1 or num_samples < 1:
         raise ValueError(f"max_length and num_samples must be >= 1, got {max_length} and "
                          f"{num_samples}")

@@ -73,13 +73,13 @@ def recurrence(gates: Gates, h0: Tensor, alive: Tensor | None = None, chunk: int
     devices; a scripted loop while ONNX export traces."""
     if how not in (None, *HOW):
         raise ValueError(f"how must be one of {', '.join(HOW)} or None, got {how!r}")
-    if how == "scan" or how is None and h0.device.type != "cpu" and (
-            not torch.onnx.is_in_onnx_export()):
+    exporting = torch.onnx.is_in_onnx_export()
+    if how == "scan" or (how is None and h0.device.type != "cpu" and not exporting):
         return log_scan(*gates(True), h0, alive, chunk)
     a, b = gates(False)
     if alive is not None:
         a, b = a.masked_fill(~alive, 1.0), b.masked_fill(~alive, 0.0)
-    if torch.onnx.is_in_onnx_export():
+    if exporting:
         return scripted_recurrence()(a, b, h0)
     return linear_sweep(a, b, h0)
 

@@ -100,17 +100,22 @@ def _tags(lines: list[str]) -> tuple[dict[str, str], int]:
     return tags, len(lines)
 
 
+def _cases(lines: list[str]) -> list[tuple[int, str]]:
+    """(index, stripped text) of each case line after ``@data``: neither blank nor a comment."""
+    _, start = _tags(lines)
+    return [(k, text) for k in range(start + 1, len(lines))
+            if (text := lines[k].strip()) and not text.startswith("#")]
+
+
 def _prescan_ts(path: Path, lines: list[str], has_labels: bool
                 ) -> tuple[list[int], list[str]]:
     """The 1-based line of each case and its label as written (sktime lower-cases labels), after
     checking that every case has as many ':'-separated dimensions as the first."""
-    tags, start = _tags(lines)
+    tags, _ = _tags(lines)
     declared = set(tags.get("@classlabel", "").split()[1:])
+    spelled = {d.lower(): d for d in declared}
     numbers, labels, expected = [], [], None
-    for k in range(start + 1, len(lines)):
-        text = lines[k].strip()
-        if not text or text.startswith("#"):
-            continue
+    for k, text in _cases(lines):
         parts = text.split(":")
         count = len(parts) - has_labels
         if expected is None:
@@ -121,7 +126,6 @@ def _prescan_ts(path: Path, lines: list[str], has_labels: bool
                              "number of ':'-separated dimensions")
         if has_labels:
             label = parts[-1].strip()
-            spelled = {d.lower(): d for d in declared}
             if declared and label.lower() not in spelled:
                 raise ValueError(f"{path} line {k + 1}: class {label!r} is not among those "
                                  f"declared by @classLabel ({', '.join(sorted(declared))})")
@@ -136,10 +140,7 @@ def _labels_as_written(lines: list[str], found: list[str]) -> list[str]:
     """A timestamped file's labels as written (sktime lower-cases them): the text after each
     case's last ':' (its times sit inside parentheses before it), where it agrees with
     sktime's label but for case."""
-    _, start = _tags(lines)
-    cases = [text.strip() for text in lines[start + 1:]
-             if text.strip() and not text.strip().startswith("#")]
-    written = [case.rsplit(":", 1)[-1].strip() for case in cases]
+    written = [case.rsplit(":", 1)[-1].strip() for _, case in _cases(lines)]
     if len(written) != len(found) or any(w.lower() != f.lower()
                                          for w, f in zip(written, found, strict=True)):
         return found
@@ -171,7 +172,8 @@ def _load_ts(path: Path, lines: list[str]):
     _, start = _tags(lines)
     cases = [line if k <= start or not line.strip().startswith("#") else ""
              for k, line in enumerate(lines)]
-    plain = not Path(path).read_bytes().startswith(codecs.BOM_UTF8) and cases == lines
+    with open(path, "rb") as file:  # the first bytes only: the text is read already
+        plain = file.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8 and cases == lines
     try:
         if plain:
             return load_from_tsfile_to_dataframe(str(path), return_separate_X_and_y=True,

@@ -118,10 +118,8 @@ def check_times(stamps: list[str], lines: list[int], path: Path, name: str = ""
         bad = next(k for k, (kind, _) in enumerate(keys) if kind != keys[0][0])
         raise ValueError(f"{path}:line {lines[bad]}: time stamp {stamps[bad]!r} is not written "
                          f"like {stamps[0]!r} above it")
-    kind = keys[0][0]
-    if kind == "day" and monthly_dates([p for _, p in keys]):
-        kind, keys = "month", [("month", float(months_of(s))) for s in stamps]
-    positions = np.array([p for _, p in keys])
+    kind, positions = positions_of(stamps, keys)
+    positions = np.array(positions)
     steps = np.diff(positions)
     of = f" of series {name!r}" if name else ""
     for k, step in enumerate(steps, start=1):
@@ -136,6 +134,16 @@ def check_times(stamps: list[str], lines: list[int], path: Path, name: str = ""
                              f"{stamps[k - 1]!r} to {stamps[k]!r} is not the step of "
                              f"{stamps[0]!r} to {stamps[1]!r}")
     return SEASONS.get((kind, float(steps[0]) if len(steps) else 0.0), 1)
+
+
+def positions_of(stamps: list[str], keys: list[tuple[str, float]]
+                 ) -> tuple[str, list[float]]:
+    """(kind, positions) of stamps of one kind (their :func:`time_key`): dates that are
+    monthly count months."""
+    kind = keys[0][0]
+    if kind == "day" and monthly_dates([p for _, p in keys]):
+        return "month", [float(months_of(s)) for s in stamps]
+    return kind, [p for _, p in keys]
 
 
 def monthly_dates(days: list[float]) -> bool:

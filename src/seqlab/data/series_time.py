@@ -12,7 +12,7 @@ import calendar
 import datetime
 import re
 
-from seqlab.data.series_csv import MONTHS, monthly_dates, months_of, time_key
+from seqlab.data.series_csv import MONTHS, positions_of, time_key
 
 # the calendar's season of each kind of stamp: month of year, quarter of year, day of week
 PERIODS = {"month": 12, "quarter": 4, "day": 7}
@@ -22,11 +22,7 @@ MONTH_NAMES = {k: m.capitalize() for m, k in MONTHS.items()}
 def stamp_kind(stamps: list[str], where: str) -> tuple[str, list[float]]:
     """(kind, positions) of regular stamps: months count months, dates days, numbers as
     written."""
-    keys = [time_key(s, where) for s in stamps]
-    kind = keys[0][0]
-    if kind == "day" and monthly_dates([p for _, p in keys]):
-        return "month", [float(months_of(s)) for s in stamps]
-    return kind, [p for _, p in keys]
+    return positions_of(stamps, [time_key(s, where) for s in stamps])
 
 
 def calendar_phase(stamps: list[str], where: str) -> tuple[int, int] | None:

@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from seqlab import limits
-from seqlab.checkpoint import RunDir
+from seqlab.checkpoint import WEIGHTS, RunDir
 from seqlab.config import (
     ModelConfig,
     TrainConfig,
@@ -111,6 +111,14 @@ class LoadedRun:
     run: RunDir
     family: Family | None = None
     configs: Configs | None = field(default=None, repr=False)
+
+
+def no_model(run: RunDir, what: str) -> str:
+    """Why a report section shows no ``what``: no weights yet, or weights that could not be
+    loaded (the load error is listed above it)."""
+    if (run.path / WEIGHTS).exists():
+        return f"the weights could not be loaded (see above): no {what}"
+    return f"no weights yet ({WEIGHTS} is written at the first evaluation): no {what}"
 
 
 class Family(Sizing, ABC):

@@ -8,10 +8,10 @@ import torch
 
 from seqlab.checkpoint import RunDir
 from seqlab.class_metrics import confusion, scores
-from seqlab.families.base import LoadedRun
+from seqlab.families.base import LoadedRun, no_model
 from seqlab.families.classify_data import pad, probabilities
 from seqlab.sections import svg
-from seqlab.sections.blocks import Figure, Note, Section, Table, no_model, number
+from seqlab.sections.blocks import Figure, Note, Section, Table, number
 
 POOLED = 8  # validation sequences whose attention pooling weights are drawn
 
@@ -20,7 +20,7 @@ def sections(family, run: RunDir, loaded: LoadedRun | None, live: bool = False
              ) -> list[Section]:
     section = Section("Classes", anchor="classes")
     if loaded is None:
-        section.missing.append(no_model(run.path, "confusion matrix"))
+        section.missing.append(no_model(run, "confusion matrix"))
         return [section]
     prepared = family.prepare(family.source_of(loaded.config), loaded.configs, loaded.vocab)
     val = prepared.data[1]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from seqlab.checkpoint import RunDir
-from seqlab.families.base import LoadedRun
+from seqlab.families.base import LoadedRun, no_model
 from seqlab.families.forecast_eval import backtest
 from seqlab.sections import svg
-from seqlab.sections.blocks import Figure, Note, Section, Table, no_model, number
+from seqlab.sections.blocks import Figure, Note, Section, Table, number
 
 PANELS = 6  # series drawn at most
 BANDS = (((0.025, 0.975), 0.18, "95%"), ((0.1, 0.9), 0.35, "80%"))
@@ -19,7 +19,7 @@ def sections(family, run: RunDir, loaded: LoadedRun | None, live: bool = False
              ) -> list[Section]:
     section = Section("Forecasts", anchor="forecasts")
     if loaded is None:
-        section.missing.append(no_model(run.path, "forecasts"))
+        section.missing.append(no_model(run, "forecasts"))
         return [section]
     data = family.prepare(family.source_of(loaded.config), loaded.configs,
                           loaded.vocab).data

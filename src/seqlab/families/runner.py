@@ -247,8 +247,7 @@ def changed(family: Family, configs: Configs, keys: dict[str, Any]) -> Configs:
     if configs.train.decay_steps == 0 and new.train.max_steps != configs.train.max_steps:
         # --max-steps moves where the run stops, not its schedule: the cosine keeps the
         # horizon the run started with (past it, the floor), and config.json says so
-        new = dataclasses.replace(new, train=dataclasses.replace(
-            new.train, decay_steps=configs.train.max_steps))
+        new = replace_keys(new, {"decay_steps": configs.train.max_steps})
     return new
 
 

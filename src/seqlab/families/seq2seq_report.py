@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from seqlab.checkpoint import RunDir
-from seqlab.families.base import LoadedRun
+from seqlab.families.base import LoadedRun, no_model
 from seqlab.sections import svg
-from seqlab.sections.blocks import Figure, Group, Note, Section, Table, no_model, number
+from seqlab.sections.blocks import Figure, Group, Note, Section, Table, number
 from seqlab.seq2seq_eval import Translation, token_label, translate_texts
 
 SHOWN, SCORED = 4, 300  # translations shown with their attention; pairs scored by length
@@ -19,7 +19,7 @@ def sections(family, run: RunDir, loaded: LoadedRun | None, live: bool = False
              ) -> list[Section]:
     section = Section("Translations", anchor="translations")
     if loaded is None:
-        section.missing.append(no_model(run.path, "translations"))
+        section.missing.append(no_model(run, "translations"))
         return [section]
     pairs = family.prepare(family.source_of(loaded.config), loaded.configs,
                            loaded.vocab).data.val[:SCORED]

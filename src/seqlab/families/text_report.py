@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from seqlab.checkpoint import RunDir
 from seqlab.data.abc import is_abc_source
-from seqlab.families.base import LoadedRun
+from seqlab.families.base import LoadedRun, no_model
 from seqlab.families.tunes_report import tunes_section
-from seqlab.sections.blocks import Note, Samples, Section, no_model
+from seqlab.sections.blocks import Note, Samples, Section
 
 TEMPERATURES = (0.7, 1.0)
 SAMPLES, TOKENS, LINES = 2, 200, 4  # per temperature: samples of TOKENS tokens, or LINES lines
@@ -32,7 +32,7 @@ def sections(family, run: RunDir, loaded: LoadedRun | None, live: bool = False
         return [tunes_section(family, run, loaded, live)]
     section = Section("Samples", anchor="samples")
     if loaded is None:
-        section.missing.append(no_model(run.path, "samples"))
+        section.missing.append(no_model(run, "samples"))
         return [section]
     sampler = family.generator(loaded)
     lines = loaded.configs.train.batching == "lines"

@@ -86,14 +86,6 @@ class Section:
         return found
 
 
-def no_model(run_path, what: str) -> str:
-    """Why a section shows no ``what``: no weights yet, or weights that could not be loaded
-    (the load error is listed above it)."""
-    if (run_path / "model.safetensors").exists():
-        return f"the weights could not be loaded (see above): no {what}"
-    return f"no weights yet (model.safetensors is written at the first evaluation): no {what}"
-
-
 def number(value: Any, digits: int = 4) -> str:
     """A number as tables print it: ``-`` for None or NaN, integers with separators."""
     if value is None or (isinstance(value, float) and value != value):
