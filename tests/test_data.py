@@ -176,15 +176,16 @@ def test_load_text_missing_path(tmp_path):
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (b"", "empty \\(no text to learn from\\)"),
-    (b"  \n\t\n", "empty \\(no text to learn from\\)"),
-    (b"abc\x00def", "looks binary \\(it contains NUL bytes\\), expected UTF-8 text"),
-    (b"abc\xff\xfedef", "not UTF-8 text \\(invalid byte at offset 3\\)"),
+    (b"", ": empty \\(no text to learn from\\)"),
+    (b"  \n\t\n", ": empty \\(no text to learn from\\)"),
+    (b"abc\x00def", ": looks binary \\(it contains NUL bytes\\), expected UTF-8 text"),
+    (b"abc\xff\xfedef", " line 1: not UTF-8 text \\(invalid byte at offset 3\\)"),
+    (b"\xef\xbb\xbfab\ncd\xff", " line 2: not UTF-8 text \\(invalid byte at offset 8\\)"),
 ])
 def test_load_text_bad_files(tmp_path, content, message):
     path = tmp_path / "bad.txt"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match=re.escape(str(path)) + ": " + message):
+    with pytest.raises(ValueError, match=re.escape(str(path)) + message):
         load_text(path)
 
 

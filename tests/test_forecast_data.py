@@ -59,6 +59,21 @@ def test_bad_files_are_one_line_naming_file_and_line(tmp_path, text, message):
         read_csv(write(tmp_path, text), fill="linear")
 
 
+def test_lines_end_where_csv_ends_them_and_bad_bytes_name_their_line(tmp_path):
+    # a form feed inside a quoted name is part of it, not the end of the header line
+    series = read_csv(write(tmp_path, 'x,"y\x0cnote"\r\n1,2\r\n3,4\r\n'))
+    assert series.names == ["x", "y\x0cnote"] and series.values[1].tolist() == [2, 4]
+    bad = tmp_path / "b.csv"
+    bad.write_bytes(b"\xef\xbb\xbfx,y\n1,2\n3,\xff\n")
+    with pytest.raises(ValueError, match=r"b.csv line 3: not UTF-8 text \(invalid byte at "
+                                         r"offset 13\)"):
+        read_csv(bad)
+    bad.write_bytes(b"\xef\xbb\xbfx,y\n1,2\n3,4\n")  # the byte-order mark is not a name
+    assert read_csv(bad).names == ["x", "y"]
+    with pytest.raises(ValueError, match=r": a folder, not a file"):
+        read_csv(tmp_path)
+
+
 def test_fills():
     values = np.array([np.nan, 1.0, np.nan, 3.0, np.nan])
     assert fill_gaps(values, "forward").tolist() == [1, 1, 1, 3, 3]

@@ -32,10 +32,9 @@ from seqlab.data.labelled_series import (
     Standardizer,
     read_long_csv,
     read_ts,
-    read_utf8,
     ucr_files,
 )
-from seqlab.data.text import corpus_files, text_lines, visible_files
+from seqlab.data.text import corpus_files, read_utf8, text_lines, visible_files
 
 __all__ = ["BUNDLED", "FILLS", "Examples", "Standardizer", "is_bundled", "read_examples",
            "stratified_split"]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqlab.data.text import text_lines
+from seqlab.data.text import read_utf8, text_lines
 
 FILLS = ("none", "forward", "linear", "zero")
 SERIES_EXTRA = "reading .ts files needs the series extra: pip install 'seqlab[series]'"
@@ -33,18 +33,6 @@ MISSING = frozenset({"", "?", "nan", "na", "n/a", "null"})  # CSV cells read as 
 UCR_SETS = {"japanese-vowels": "JapaneseVowels", "gunpoint": "GunPoint",
             "italy-power": "ItalyPowerDemand"}
 Series = tuple[list[np.ndarray], list[str | None] | None, list[str], list[str]]
-
-
-def read_utf8(path: Path) -> str:
-    """A UTF-8 text file, without the byte-order mark some editors write first; a bad byte is
-    an error naming its line."""
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        raise ValueError(f"{path} line {line}: not UTF-8 text (invalid byte at offset "
-                         f"{err.start})") from None
 
 
 # gaps ----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Collection, 1883).
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 
@@ -32,15 +33,33 @@ def corpus_files(name: str) -> list[Path]:
     return files
 
 
+def read_utf8(path: Path) -> str:
+    """A UTF-8 text file, without the byte-order mark some editors write first; a folder or a
+    bad byte is a ValueError naming the file (and the bad byte's line)."""
+    try:
+        return decode_utf8(Path(path).read_bytes(), path)
+    except IsADirectoryError:
+        raise ValueError(f"{path}: a folder, not a file") from None
+
+
 def read_text_file(path: Path) -> str:
     """Read one UTF-8 text file; binary or non-UTF-8 content is a ValueError."""
     data = Path(path).read_bytes()
     if b"\x00" in data[:1 << 20]:
         raise ValueError(f"{path}: looks binary (it contains NUL bytes), expected UTF-8 text")
-    try:  # without the byte-order mark some editors write first
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (invalid byte at offset {err.start})") from err
+    return decode_utf8(data, path)
+
+
+def decode_utf8(data: bytes, path: Path) -> str:
+    """``data`` as UTF-8 without a leading byte-order mark; a bad byte is a ValueError naming
+    ``path`` and the byte's line."""
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as err:  # offsets and lines counted in the file, mark included
+        line = data[:skip + err.start].count(b"\n") + 1
+        raise ValueError(f"{path} line {line}: not UTF-8 text (invalid byte at offset "
+                         f"{skip + err.start})") from None
 
 
 def text_lines(text: str) -> list[str]:
