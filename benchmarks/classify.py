@@ -129,7 +129,7 @@ def train_and_score(name: str, model: str, seed: int, out: Path, budget: float,
 def ensemble_scores(runs: list[Path], name: str, last: bool = False) -> dict:
     """Accuracy and macro-F1 of the members' mean class probabilities on the test split (each
     member's best weights, or with ``last`` its last ones), scored as ``evaluate`` scores."""
-    from seqlab.families.classify import labelled_scores
+    from seqlab.families.classify_data import labelled_scores
 
     total, labels, assets = 0.0, None, None
     for run in runs:

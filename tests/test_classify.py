@@ -100,6 +100,12 @@ def test_a_text_run_evaluates_to_json_and_a_confusion_matrix(text_run, tsv, caps
     assert set(result["per_class"]) == {"xy", "yx"}
     saved = json.loads((text_run / "evaluation" / "evaluation.json").read_text())
     assert saved["confusion"] == result["confusion"]
+    # the loss is the mean negative log-probability predict gives each line's own label
+    code, out, _ = run_cli(capsys, "predict", text_run, tsv, "--format", "jsonl")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(records) == 80
+    nll = -np.mean([np.log(r["probabilities"][r["given"]]) for r in records])
+    assert result["loss"] == pytest.approx(nll, rel=1e-4)
     png = (text_run / "evaluation" / "confusion.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, _ = run_cli(capsys, "evaluate", text_run, tsv)  # the line a person reads

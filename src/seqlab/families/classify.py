@@ -29,7 +29,6 @@ import torch
 
 from seqlab import limits, plots
 from seqlab.checkpoint import RunDir
-from seqlab.class_metrics import confusion, scores
 from seqlab.config import opt, validate
 from seqlab.data.labelled import FILLS, Examples, Standardizer, is_bundled, read_examples
 from seqlab.data.labelled import stratified_split as split
@@ -45,6 +44,7 @@ from seqlab.families.classify_data import (
     Encoded,
     empty_examples,
     encode,
+    labelled_scores,
     probabilities,
 )
 from seqlab.io import atomic_write_json
@@ -303,15 +303,6 @@ def new_assets(examples: Examples, train_index: np.ndarray, configs: Configs
         return ClassifyAssets("text", classes, counts, [], vocab=vocab)
     scaler = Standardizer.fit([examples.items[i] for i in train_index])
     return ClassifyAssets("series", classes, counts, list(examples.features), scaler=scaler)
-
-
-def labelled_scores(probs: np.ndarray, labels: np.ndarray, assets: ClassifyAssets
-                    ) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class figures and the confusion matrix of class probabilities
-    (N, K) against label ids (N,), and the rate of the training split's majority class."""
-    result = scores(confusion(labels, probs.argmax(1), len(assets.classes)), assets.classes)
-    majority = int(np.argmax(assets.counts))
-    return {**result, "majority_rate": float((labels == majority).mean())}
 
 
 def unknown_label(data: Examples, encoded: Encoded, loaded: LoadedRun) -> str:

@@ -188,12 +188,9 @@ class ClassifyTask:
         mine = np.arange(len(self.val_set))[world.block(len(self.val_set))]
         parts = world.gather(probabilities(model, self.val_set.subset(mine), self.batch_size,
                                            self.device))
-        probs = np.concatenate(parts)  # (N, K)
-        labels = self.val_set.labels.numpy()
-        nll = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean()
-        result = scores(confusion(labels, probs.argmax(1), len(self.assets.classes)),
-                        self.assets.classes)
-        return {"val_loss": float(nll), "val_accuracy": result["accuracy"],
+        result = labelled_scores(np.concatenate(parts), self.val_set.labels.numpy(),
+                                 self.assets)
+        return {"val_loss": result["loss"], "val_accuracy": result["accuracy"],
                 "val_macro_f1": result["macro_f1"]}
 
     def probe(self, batch: int) -> Probe:
@@ -221,3 +218,15 @@ def probabilities(model: nn.Module, encoded: Encoded, batch_size: int, device) -
             out[i] = probs[row].cpu().numpy()
     model.train(was)
     return np.stack(out) if out else np.zeros((0, model.num_classes), dtype=np.float32)
+
+
+def labelled_scores(probs: np.ndarray, labels: np.ndarray, assets: ClassifyAssets
+                    ) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class figures and the confusion matrix of class probabilities
+    (N, K) against label ids (N,), their mean negative log-likelihood (``loss``, nats) and the
+    rate of the training split's majority class."""
+    result = scores(confusion(labels, probs.argmax(1), len(assets.classes)), assets.classes)
+    nll = -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean() \
+        if len(labels) else float("nan")
+    majority = int(np.argmax(assets.counts))
+    return {**result, "loss": float(nll), "majority_rate": float((labels == majority).mean())}

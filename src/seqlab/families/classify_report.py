@@ -7,9 +7,8 @@ import numpy as np
 import torch
 
 from seqlab.checkpoint import RunDir
-from seqlab.class_metrics import confusion, scores
 from seqlab.families.base import LoadedRun, no_model
-from seqlab.families.classify_data import pad, probabilities
+from seqlab.families.classify_data import labelled_scores, pad, probabilities
 from seqlab.sections import svg
 from seqlab.sections.blocks import Figure, Note, Section, Table, number
 
@@ -27,7 +26,7 @@ def sections(family, run: RunDir, loaded: LoadedRun | None, live: bool = False
     classes = list(loaded.vocab.classes)
     probs = probabilities(loaded.model, val, loaded.configs.train.batch_size,
                           next(loaded.model.parameters()).device)
-    result = scores(confusion(val.labels.numpy(), probs.argmax(1), len(classes)), classes)
+    result = labelled_scores(probs, val.labels.numpy(), loaded.vocab)
     section.blocks.append(Note(f"Validation split ({result['examples']:,} examples), best "
                                f"weights: accuracy {100 * result['accuracy']:.1f}%, macro-F1 "
                                f"{result['macro_f1']:.3f}."))
