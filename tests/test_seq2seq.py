@@ -470,4 +470,9 @@ def test_length_on_dates_is_said_to_be_ignored(tmp_path, caplog, single_thread):
     with caplog.at_level(logging.WARNING):
         seqlab.train("dates", out=tmp_path / "d", length="5", max_steps=1, hidden_size=8,
                      embedding_size=4, num_pairs=50, device="cpu")
-    assert "--length applies to reverse, sort and addition only; ignored for dates" in caplog.text
+    assert "--length applies to reverse, sort, addition only; ignored for dates" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # a task that takes it says nothing
+        seqlab.train("sort", out=tmp_path / "s", length="5", max_steps=1, hidden_size=8,
+                     embedding_size=4, num_pairs=50, device="cpu")
+    assert "--length" not in caplog.text

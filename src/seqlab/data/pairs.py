@@ -165,6 +165,10 @@ def is_task_name(source: str) -> bool:
     return source in TASKS and not Path(source).exists()
 
 
+# the built-in tasks whose pairs --length shapes (dates have length bounds of (0, 0): none)
+LENGTH_TASKS = tuple(name for name, (bounds, _) in TASKS.items() if bounds != (0, 0))
+
+
 def generate_pairs(task: str, count: int, seed: int, length: str = "",
                    exclude: Iterable[str] = ()) -> list[Pair]:
     """``count`` pairs of a built-in task, none of whose sources is in ``exclude``."""

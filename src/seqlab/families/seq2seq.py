@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from seqlab.checkpoint import RunDir
 from seqlab.config import ModelConfig, TrainConfig, check_key, opt, validate
 from seqlab.data.pairs import (
+    LENGTH_TASKS,
     EncodedPairs,
     Pair,
     PairBatch,
@@ -113,8 +114,9 @@ class PairData:
 def train_pairs(source: str, s2s: Seq2SeqConfig, train: TrainConfig
                 ) -> tuple[list[Pair], list[Pair]]:
     """(train, validation) pairs of a TSV file (seeded shuffle, then split) or built-in task."""
-    if s2s.length and (source == "dates" or not is_task_name(source)):
-        log.warning("--length applies to reverse, sort and addition only; ignored for %s", source)
+    if s2s.length and not (is_task_name(source) and source in LENGTH_TASKS):
+        log.warning("--length applies to %s only; ignored for %s", ", ".join(LENGTH_TASKS),
+                    source)
     if is_task_name(source):
         pairs = generate_pairs(source, s2s.num_pairs, train.seed, s2s.length)
         seen = {s for s, _ in pairs}
