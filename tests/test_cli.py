@@ -683,3 +683,14 @@ def test_evaluating_a_word_model_counts_the_words_it_never_saw(text_file, tmp_pa
     err = capsys.readouterr().err
     assert "20 of 40 tokens are words the run's vocabulary lacks, all scored as <unk>" in err
     assert seqlab.evaluate(run, other)["unknown_tokens"] == 20
+    lines = tmp_path / "lines"  # a model trained line by line counts them the same way
+    assert main(["train", str(text_file), "--tokenizer", "word", "--batching", "lines",
+                 "--hidden-size", "8", "--embedding-size", "4", "--batch-size", "4",
+                 "--max-steps", "2", "--device", "cpu", "--quiet", "--out", str(lines)]) == 0
+    assert seqlab.evaluate(lines, text_file)["unknown_tokens"] == 0
+    other.write_text("zyzzyva quokka\nquokka\n", encoding="utf-8")
+    result = seqlab.evaluate(lines, other)
+    assert result["unknown_tokens"] == 3 and result["tokens"] == 6  # a space, two line ends
+    capsys.readouterr()
+    assert main(["evaluate", str(lines), str(other)]) == 0
+    assert "3 of 6 tokens are words the run's vocabulary lacks" in capsys.readouterr().err

@@ -238,6 +238,7 @@ class TextFamily(Family):
             batches = LineBatches(lines, train.batch_size, None)
             nats, count = evaluate_chunks(loaded.model, batches, device)
             metrics = lm_metrics(nats, count, batches.chars_per_token)
+            tokens = lines.stream[1:]  # the scored ones: every line and the EOL after it
         else:
             text = join_tunes(load_tunes(source)) if is_abc_source(source) \
                 else load_text(source)
@@ -245,13 +246,12 @@ class TextFamily(Family):
             nats, count = evaluate_tokens(loaded.model, tokens, train.batch_size, train.seq_len,
                                           device)
             metrics = lm_metrics(nats, count, len(text) / max(len(tokens), 1))
-            if loaded.vocab.kind == "word":  # words the run never saw are all one <unk>
-                metrics["unknown_tokens"] = unknown = int(
-                    (tokens == loaded.vocab.index[UNK]).sum())
-                if unknown:
-                    log.warning("%s: %d of %d tokens are words the run's vocabulary lacks, all "
-                                "scored as <unk>: the loss undercounts what they cost", source,
-                                unknown, len(tokens))
+        if loaded.vocab.kind == "word":  # words the run never saw are all one <unk>
+            metrics["unknown_tokens"] = unknown = int((tokens == loaded.vocab.index[UNK]).sum())
+            if unknown:
+                log.warning("%s: %d of %d tokens are words the run's vocabulary lacks, all "
+                            "scored as <unk>: the loss undercounts what they cost", source,
+                            unknown, len(tokens))
         result = {"run": str(loaded.run.path), "data": str(source), **metrics}
         return Report(result, f"loss {result['loss']:.4f} nats/token  perplexity "
                               f"{result['ppl']:.3f}  bits/char {result['bpc']:.4f}  "
