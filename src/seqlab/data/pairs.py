@@ -240,6 +240,16 @@ class Vocabs:
     source: PairVocab
     target: PairVocab
 
+    @classmethod
+    def build(cls, pairs: list[Pair], shared: bool, tokenizer: str, bpe_size: int) -> Vocabs:
+        """Vocabularies of ``pairs``' sources and targets, or one of both when ``shared``."""
+        sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+        if shared:
+            both = PairVocab.build(sources + targets, tokenizer, bpe_size)
+            return cls(both, both)
+        return cls(PairVocab.build(sources, tokenizer, bpe_size),
+                   PairVocab.build(targets, tokenizer, bpe_size))
+
 
 # batches -----------------------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -208,6 +208,12 @@ class Family(Sizing, ABC):
         self.check_sizes(configs, assets)
         return configs
 
+    def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
+        """Keys that mean nothing for this data and these settings, each with the reason
+        (``{"length": "applies to reverse, sort, addition only"}``); training warns of those
+        the user gave. Default: none."""
+        return {}
+
     @abstractmethod
     def build(self, configs: Configs, assets: Any) -> nn.Module:
         """The model, initialised from torch's global generator (the runner seeds it)."""

@@ -180,6 +180,12 @@ class ClassifyFamily(Family):
         train, val = prepared.data
         return ClassifyTask(train, val, prepared.assets, configs, device)
 
+    def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
+        if prepared.assets.kind == "text":
+            return dict.fromkeys(("input_noise", "fill"), "applies to numeric series only")
+        return dict.fromkeys(("tokenizer", "bpe_vocab_size", "embedding_size", "max_tokens"),
+                             "applies to texts only, and these are numeric series")
+
     def save_assets(self, run: RunDir, assets: ClassifyAssets) -> None:
         if assets.vocab is not None:
             assets.vocab.save(run.path)

@@ -9,6 +9,7 @@ every later command reads the run directory and asks the family named in its con
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from seqlab.io import fingerprint
 from seqlab.models import count_parameters
 from seqlab.recurrent_loop import check_compile
 from seqlab.training import Event, Summary, check_precision, fit_keeping_best, resolve_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,6 +82,9 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     family = family_for(source, keys)
     configs = typed_configs(family, keys)
     prepared = family.prepare(str(source), configs)
+    for key, reason in family.unused_keys(str(source), configs, prepared).items():
+        if key in keys:  # given, but without effect here: say so rather than record it silently
+            log.warning("--%s %s; ignored for %s", key.replace("_", "-"), reason, source)
     if Path(source).exists():  # a file or folder: where it is and what it held
         prepared.description.update(source_path=str(Path(source).resolve()),
                                     source_fingerprint=fingerprint(Path(source)))

@@ -11,7 +11,6 @@ stay importable here.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import random
 from dataclasses import dataclass
@@ -57,7 +56,6 @@ from seqlab.seq2seq_eval import save_attention as save_attention  # re-exported 
 from seqlab.tasks import token_nll
 from seqlab.training import resolve_device
 
-log = logging.getLogger(__name__)
 # generated validation pairs (a tenth of --num-pairs, at most this) and held-out test pairs
 VAL_PAIRS, TEST_PAIRS = 1000, 2000
 EVAL_DECODE = 500  # validation pairs decoded greedily at each evaluation (exact match)
@@ -114,9 +112,6 @@ class PairData:
 def train_pairs(source: str, s2s: Seq2SeqConfig, train: TrainConfig
                 ) -> tuple[list[Pair], list[Pair]]:
     """(train, validation) pairs of a TSV file (seeded shuffle, then split) or built-in task."""
-    if s2s.length and not (is_task_name(source) and source in LENGTH_TASKS):
-        log.warning("--length applies to %s only; ignored for %s", ", ".join(LENGTH_TASKS),
-                    source)
     if is_task_name(source):
         pairs = generate_pairs(source, s2s.num_pairs, train.seed, s2s.length)
         seen = {s for s, _ in pairs}
@@ -146,15 +141,6 @@ def seen_sources(task: str, s2s: Seq2SeqConfig, train: TrainConfig) -> set[str]:
     return {s for s, _ in fit + val}
 
 
-def build_vocabs(pairs: list[Pair], s2s: Seq2SeqConfig, train: TrainConfig) -> Vocabs:
-    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
-    if s2s.shared_vocab:
-        shared = PairVocab.build(sources + targets, train.tokenizer, train.bpe_vocab_size)
-        return Vocabs(shared, shared)
-    return Vocabs(PairVocab.build(sources, train.tokenizer, train.bpe_vocab_size),
-                  PairVocab.build(targets, train.tokenizer, train.bpe_vocab_size))
-
-
 def load_pair_data(source: str, s2s: Seq2SeqConfig, train: TrainConfig,
                    vocabs: Vocabs | None = None) -> PairData:
     parse_length(s2s.length, (1, 1))  # a malformed --length fails before any work
@@ -162,7 +148,8 @@ def load_pair_data(source: str, s2s: Seq2SeqConfig, train: TrainConfig,
     # the validation pairs' symbols are known (else they could not be scored); a built-in
     # task's alphabet is known whole
     known = fit + val + ([task_alphabet(source)] if is_task_name(source) else [])
-    return PairData(source, fit, val, vocabs or build_vocabs(known, s2s, train))
+    return PairData(source, fit, val, vocabs or Vocabs.build(
+        known, s2s.shared_vocab, train.tokenizer, train.bpe_vocab_size))
 
 
 # the task the trainer sees -------------------------------------------------------------------
@@ -275,6 +262,15 @@ class Seq2SeqFamily(PairSizes, seq2seq_export.Seq2SeqExport, Family):
 
     def task(self, prepared: Prepared, configs: Configs, device) -> Seq2SeqTask:
         return Seq2SeqTask(prepared.data, configs.train, device)
+
+    def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
+        built_in = is_task_name(source)
+        unused = {} if built_in else {"num_pairs": "applies to the built-in tasks only"}
+        if not (built_in and source in LENGTH_TASKS):
+            unused["length"] = f"applies to {', '.join(LENGTH_TASKS)} only"
+        if configs.own.attention != "additive":
+            unused["attention_size"] = "sizes the additive scorer only (--attention additive)"
+        return unused
 
     def save_assets(self, run: RunDir, assets: Vocabs) -> None:
         assets.source.save(run.path / "source_vocab")

@@ -235,6 +235,11 @@ class SyntheticFamily(Family):
     def build(self, configs: Configs, assets: TaskData) -> SequenceModel:
         return build(configs.model, assets, configs.own.init_radius)
 
+    def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
+        spec = prepared.assets.spec
+        return {} if spec.inputs == "tokens" else {
+            "embedding_size": f"sizes token embeddings, and {spec.name}'s inputs are numbers"}
+
     def task(self, prepared: Prepared, configs: Configs, device) -> SyntheticTask:
         return SyntheticTask(prepared.data, configs, device)
 

@@ -1,0 +1,58 @@
+"""A key the user gives that means nothing for the data or the other settings is said to be
+ignored (one warning naming it and why), never recorded silently; the same key where it does
+mean something, or a key left at its default, says nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from seqlab.cli import main
+from tests.test_classify import order_tsv, series_ts
+
+TINY = ["--hidden-size", "8", "--batch-size", "4", "--max-steps", "1", "--eval-every", "1",
+        "--device", "cpu", "--quiet", "--warmup-steps", "0"]
+
+
+def warnings_of(capsys, tmp_path, *argv) -> str:
+    capsys.readouterr()
+    out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    assert main(["train", *map(str, argv), *TINY, "--out", str(out)]) == 0
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, warned", [
+    (["adding", "--length", "10", "--embedding-size", "4"],
+     "--embedding-size sizes token embeddings, and adding's inputs are numbers; ignored for "
+     "adding"),
+    (["dates", "--num-pairs", "60", "--length", "5"],
+     "--length applies to reverse, sort, addition only; ignored for dates"),
+    (["sort", "--num-pairs", "60", "--attention", "dot", "--attention-size", "4"],
+     "--attention-size sizes the additive scorer only (--attention additive); ignored for sort"),
+])
+def test_a_key_without_effect_is_said_to_be_ignored(argv, warned, capsys, tmp_path,
+                                                    single_thread):
+    err = warnings_of(capsys, tmp_path, *argv)
+    assert warned in err and err.count("ignored for") == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["copy", "--length", "10", "--embedding-size", "4"],  # tokens: the embedding is used
+    ["sort", "--num-pairs", "60", "--length", "5", "--attention-size", "4"],
+    ["adding", "--length", "10"],  # every other key at its default
+    ["sort", "--num-pairs", "60", "--attention", "dot"],
+])
+def test_a_key_with_effect_or_left_alone_says_nothing(argv, capsys, tmp_path, single_thread):
+    assert "ignored for" not in warnings_of(capsys, tmp_path, *argv)
+
+
+def test_classify_names_the_text_keys_on_series_and_the_series_keys_on_text(
+        capsys, tmp_path, single_thread):
+    pytest.importorskip("sktime")
+    ts = series_ts(tmp_path / "ramps.ts")
+    err = warnings_of(capsys, tmp_path, ts, "--tokenizer", "word", "--max-tokens", "5")
+    assert "--tokenizer applies to texts only, and these are numeric series" in err
+    assert "--max-tokens applies to texts only" in err and err.count("ignored for") == 2
+    tsv = order_tsv(tmp_path / "order.tsv")
+    err = warnings_of(capsys, tmp_path, tsv, "--task", "classify", "--input-noise", "0.1")
+    assert f"--input-noise applies to numeric series only; ignored for {tsv}" in err
+    assert "ignored for" not in warnings_of(capsys, tmp_path, ts, "--input-noise", "0.1")
