@@ -38,6 +38,8 @@ LAYERS = [
                             "seqlab.training")),
     ("seqlab.families", ("seqlab.cli", "seqlab.api", "seqlab.lab", "seqlab.diagnose",
                          "seqlab.report")),
+    # argument checks every layer may use: they know nothing of seqlab
+    ("seqlab.arguments", ("seqlab.",)),
     # the drawing blocks know no run, no family, no model: families build their sections on them
     ("seqlab.sections.blocks", ("seqlab.",)),
     ("seqlab.sections", ("seqlab.checkpoint", "seqlab.families", "seqlab.models",

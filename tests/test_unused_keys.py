@@ -5,9 +5,9 @@ mean something, or a key left at its default, says nothing."""
 from __future__ import annotations
 
 import pytest
+from tests.test_classify import order_tsv, series_ts
 
 from seqlab.cli import main
-from tests.test_classify import order_tsv, series_ts
 
 TINY = ["--hidden-size", "8", "--batch-size", "4", "--max-steps", "1", "--eval-every", "1",
         "--device", "cpu", "--quiet", "--warmup-steps", "0"]

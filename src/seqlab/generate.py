@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from seqlab import limits
+from seqlab.arguments import flag, real, whole
 from seqlab.config import check_value
 from seqlab.data.vocab import UNK, Vocab, check_prompt
 
@@ -35,27 +35,13 @@ class SamplingConfig:
         real("temperature", self.temperature)
         whole("top_k", self.top_k, 0)
         real("top_p", self.top_p)
-        if not isinstance(self.greedy, bool):
-            raise TypeError(f"greedy must be True or False, got {self.greedy!r}")
+        flag("greedy", self.greedy)
         if not self.temperature > 0:  # NaN included
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         # the logits are divided by it in float32: no overflow to inf, no subnormal
         check_value("temperature", self.temperature, {"positive": True})
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-
-
-def whole(name: str, value: Any, minimum: int | None = None) -> None:
-    """An integer argument (the Python API is untyped; a bool is no integer here)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def real(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {value!r}")
 
 
 def filter_logits(logits: Tensor, config: SamplingConfig) -> Tensor:

@@ -9,9 +9,9 @@ one of two ways:
   CPU and cuDNN on GPU; then ``core`` *is* that torch.nn module. In training on a CPU the
   cell's sweep (below) runs instead where it is the faster: a padded batch, or any batch of a
   cell with ``sweep_on_cpu`` (the GRU). A cell without a kernel has a plain ``core`` holding
-  the same parameter names, and ``fused`` runs the cell's parallel scan
-  over time when it has one (minGRU, minLSTM), else the explicit loop: fused means the fastest
-  path the cell has (:attr:`Recurrent.fused` says which);
+  the same parameter names, and ``fused`` runs the cell's parallel scan over time when it has
+  one (minGRU, minLSTM), else the explicit loop: fused means the fastest path the cell has
+  (:attr:`Recurrent.fused` says which);
 - ``explicit``: the cell's step function in a Python loop over time, which can also return
   every h_t, c_t and gate activation (:meth:`Recurrent.trace`).
 
@@ -20,8 +20,8 @@ layer of the explicit path as one autograd node with a hand-written backward, wh
 per step is to be kept (not :meth:`Recurrent.trace`), nothing is compiled and no autocast is on.
 Otherwise a cell with a ``recur`` (its step after the two projections) has every step's input
 projection made in one product before the loop and W_hh's gradient in one after the backward
-loop (:mod:`seqlab.recurrent_loop`); a cell with only a ``step`` runs it as it is. With
-``compiled`` (``train --compile``) that per-step function goes through torch.compile.
+loop (:mod:`seqlab.recurrent_loop`); a cell with only a ``step`` runs it as it is. ``compiled``
+(``train --compile``) sends that per-step function through torch.compile.
 
 Both take a ``lengths`` tensor for padded batches: nothing past a sequence's end reaches its
 output (zeros there) or its final state. Shapes: B batch, T time, I input, H hidden, L layers.
@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqlab.arguments import is_count
 from seqlab.cells import CELLS, CellSpec, InitOptions, LayerWeights
 from seqlab.cells.base import init_uniform
 from seqlab.cells.workspace import SHORT
@@ -114,7 +115,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"Recurrent: unknown cell {cell!r}; choose from {', '.join(CELLS)}")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_count(value):
                 raise ValueError(f"Recurrent: {name} must be a positive int, got {value!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Recurrent: dropout must be in [0, 1), got {dropout}")
@@ -388,11 +389,7 @@ def set_compiled(model: nn.Module, on: bool = True) -> int:
 
 def detach_state(state: State | None) -> State | None:
     """Cut the graph at a chunk boundary (truncated BPTT) while keeping the values."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
+    return None if state is None else map_state(state, Tensor.detach)
 
 
 def map_state(state: State, fn) -> State:

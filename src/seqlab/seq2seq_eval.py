@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from seqlab.arguments import whole
 from seqlab.data.pairs import BOS, EOS, PairBatch, PairVocab, Vocabs, make_batch
 from seqlab.data.vocab import WORD_PATTERN
 from seqlab.distributed import SINGLE, World, own_rows
@@ -52,10 +53,7 @@ def encode_sources(vocab: PairVocab, texts: list[str]) -> list[list[int]]:
 
 
 def check_beam(beam: int) -> None:
-    if isinstance(beam, bool) or not isinstance(beam, int):
-        raise TypeError(f"beam must be an integer, got {beam!r}")
-    if beam < 1:
-        raise ValueError(f"beam must be >= 1, got {beam}")
+    whole("beam", beam, 1)
 
 
 def warn_long_inputs(texts: list[str], longest: float) -> None:
@@ -110,8 +108,8 @@ def teacher_forced_nats(model: Seq2Seq, batches: Iterable[PairBatch], device,
     """(summed nats, target tokens scored) of ``batches`` under teacher forcing; with many
     processes each scores its block of every batch's rows and the sums are added up."""
     nats, count = 0.0, 0
-    for whole in batches:
-        batch, own = own_rows(whole, world)
+    for full in batches:
+        batch, own = own_rows(full, world)
         if own:
             logits, _ = model(batch.source.to(device), batch.source_lengths,
                               batch.target_in.to(device))

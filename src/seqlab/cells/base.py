@@ -10,6 +10,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from seqlab.arguments import is_count
+
 State = Tensor | tuple[Tensor, Tensor]
 
 
@@ -24,7 +26,7 @@ class Cell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_count(value):
                 raise ValueError(f"{type(self).__name__}: {name} must be a positive int, "
                                  f"got {value!r}")
         self.input_size = input_size

@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
+from seqlab.arguments import is_count
+
 
 class LayerWeights(NamedTuple):
     """One layer's parameters in torch.nn's packed layout: gate blocks stacked along the rows."""
@@ -96,7 +98,7 @@ class CellSpec:
         if self.state not in STATE_KINDS:
             raise ValueError(f"CellSpec {self.name}: state must be ('h',) or ('h', 'c'), "
                              f"got {self.state!r}")
-        if not isinstance(self.blocks, int) or isinstance(self.blocks, bool) or self.blocks < 1:
+        if not is_count(self.blocks):
             raise ValueError(f"CellSpec {self.name}: blocks must be a positive int, "
                              f"got {self.blocks!r}")
         if not set(self.sigmoid_gates) <= set(self.gates):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from seqlab import recording
+from seqlab.arguments import flag
 from seqlab.checkpoint import CONFIG, METRICS, WEIGHTS, RunDir, RunInUse
 from seqlab.distributed import SINGLE, World
 from seqlab.families import registry
@@ -290,8 +291,7 @@ def fit(family: Family, model: nn.Module, task, configs: Configs, prepared: Prep
 def load_run(path: str | Path, device: str | torch.device = "cpu", last: bool = False
              ) -> LoadedRun:
     """Model (best weights, or ``last/``'s; eval mode), assets and config of a run."""
-    if not isinstance(last, bool):
-        raise TypeError(f"last must be True or False, got {last!r}")
+    flag("last", last)
     config = RunDir(path).read_config()
     device = device if isinstance(device, torch.device) else resolve_device(device)
     return registry.of_config(config).load(path, device, last, config)

@@ -53,6 +53,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from seqlab.arguments import is_count
 from seqlab.attention import context, length_mask, masked_mean, masked_softmax
 from seqlab.config import ModelConfig
 from seqlab.encoders import encoder_spec
@@ -120,7 +121,7 @@ class Classifier(nn.Module):
                 raise ValueError(f"Classifier: {name} must be one of {', '.join(choices)}, "
                                  f"got {value!r}")
         for name, value in (("input_size", input_size), ("num_classes", num_classes)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_count(value):
                 raise ValueError(f"Classifier: {name} must be a positive int, got {value!r}")
         spec = encoder_spec(config.model)  # ValueError naming the choices
         self.config, self.inputs, self.input_size = config, inputs, input_size

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from seqlab.arguments import is_count
 from seqlab.attention import masked_mean
 
 
@@ -68,7 +69,7 @@ class ConvBranch(nn.Module):
             raise ValueError(f"Classifier: conv_filters and conv_kernels need one entry per "
                              f"block, got {list(filters)} and {list(kernels)}")
         for value in (*filters, *kernels):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_count(value):
                 raise ValueError(f"Classifier: conv filters and kernels must be positive ints, "
                                  f"got {list(filters)} and {list(kernels)}")
         sizes = (width, *filters)
