@@ -72,6 +72,13 @@ def test_lines_end_where_csv_ends_them_and_bad_bytes_name_their_line(tmp_path):
     assert read_csv(bad).names == ["x", "y"]
     with pytest.raises(ValueError, match=r": a folder, not a file"):
         read_csv(tmp_path)
+    bad.write_bytes(b"x,y\r1,2\r3,\xff\r")  # lines ended by \r alone count as csv counts them
+    with pytest.raises(ValueError, match=r"b.csv line 3: not UTF-8 text"):
+        read_csv(bad)
+    # a quote left open swallows the rest of the file: past csv's field limit, a one-line error
+    bad.write_text('x,y\n1,"2\n' + "3,4\n" * 40000, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"b.csv line \d+: not readable as CSV \(field larger"):
+        read_csv(bad)
 
 
 def test_fills():

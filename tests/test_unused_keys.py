@@ -56,3 +56,28 @@ def test_classify_names_the_text_keys_on_series_and_the_series_keys_on_text(
     err = warnings_of(capsys, tmp_path, tsv, "--task", "classify", "--input-noise", "0.1")
     assert f"--input-noise applies to numeric series only; ignored for {tsv}" in err
     assert "ignored for" not in warnings_of(capsys, tmp_path, ts, "--input-noise", "0.1")
+
+
+def test_an_ignored_key_is_recorded_at_its_default_and_never_refuses_a_run(capsys, tmp_path,
+                                                                          single_thread):
+    import json
+
+    # absurd values of keys without effect: warned, dropped, the run trains and records the
+    # defaults (a size check read them as if they mattered, and refused the run)
+    err = warnings_of(capsys, tmp_path, "dates", "--num-pairs", "60", "--length", "200000000")
+    assert "--length applies to" in err and "error" not in err
+    err = warnings_of(capsys, tmp_path, "sort", "--num-pairs", "60", "--attention", "dot",
+                      "--attention-size", "100000000")
+    assert "--attention-size sizes the additive scorer only" in err and "error" not in err
+    config = json.loads((tmp_path / "run1" / "config.json").read_text())
+    assert config["seq2seq"]["attention_size"] == 0 and config["seq2seq"]["attention"] == "dot"
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{w}\t{w[::-1]}\n" for w in ("abc", "bca", "cab", "acb")),
+                     encoding="utf-8")
+    err = warnings_of(capsys, tmp_path, pairs, "--task", "seq2seq", "--num-pairs", "5",
+                      "--length", "7")
+    assert f"--num-pairs applies to the built-in tasks only; ignored for {pairs}" in err
+    assert "--length applies to" in err
+    config = json.loads((tmp_path / "run3" / "config.json").read_text())
+    # evaluating it on a built-in task draws that task's own lengths, not the ignored 7
+    assert config["seq2seq"]["length"] == "" and config["seq2seq"]["num_pairs"] == 20000

@@ -14,17 +14,15 @@ writes 0. Infinite values are errors whatever the fill: no fill can say what the
 from __future__ import annotations
 
 import codecs
-import csv
 import datetime as dt
 import importlib.util
-import io
 import math
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from seqlab.data.text import read_utf8, text_lines
+from seqlab.data.text import csv_rows, read_utf8, text_lines
 
 FILLS = ("none", "forward", "linear", "zero")
 SERIES_EXTRA = "reading .ts files needs the series extra: pip install 'seqlab[series]'"
@@ -282,8 +280,8 @@ def _value(text: str, column: str, where: str) -> float:
 def read_long_csv(path: Path, fill: str = "none", labels: bool = True) -> Series:
     """Long-form CSV: ``id,time,<features...>,label`` rows, those of an id together and sorted by
     time. The time values only order the steps: a series is its rows, evenly spaced or not."""
-    reader = csv.reader(io.StringIO(read_utf8(path), newline=""))
-    header = next(reader, None)
+    found = csv_rows(path)
+    header = found[0][1] if found else None
     if header is None:
         raise ValueError(f"{path}: empty; expected the header id,time,<features...>,label")
     cols = _columns(path, header, labels)
@@ -291,8 +289,7 @@ def read_long_csv(path: Path, fill: str = "none", labels: bool = True) -> Series
     rows: dict[str, list] = {}  # id -> [(line, time, values)], in file order
     label_of: dict[str, tuple[str, int]] = {}
     last_id = None
-    for row in reader:
-        line = reader.line_num
+    for line, row in found[1:]:
         if not any(cell.strip() for cell in row):
             continue
         where = f"{path} line {line}"

@@ -10,16 +10,14 @@ that is not understood.
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from seqlab.data.text import read_utf8
+from seqlab.data.text import csv_rows
 
 # headers that mark a wide file's first column as its time stamps
 TIME_NAMES = frozenset({"", "time", "date", "datetime", "timestamp", "ds", "period", "month",
@@ -55,9 +53,7 @@ class Series:
 def read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(header, [(line, cells)]) of a CSV file; blank lines skipped; ValueError naming the
     file for an unreadable or empty one, or a row of the wrong width."""
-    # lines end where csv's do (\n, \r\n, \r), not at form feeds inside a cell
-    reader = csv.reader(io.StringIO(read_utf8(path), newline=""))
-    rows = [(reader.line_num, [c.strip() for c in row]) for row in reader if row]
+    rows = [(line, [c.strip() for c in row]) for line, row in csv_rows(path) if row]
     if len(rows) < 2:
         raise ValueError(f"{path}: expected a header and at least one row of numbers")
     (_, header), body = rows[0], rows[1:]

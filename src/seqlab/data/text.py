@@ -8,6 +8,8 @@ Collection, 1883).
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 import re
 from pathlib import Path
 
@@ -57,9 +59,23 @@ def decode_utf8(data: bytes, path: Path) -> str:
     try:
         return data[skip:].decode("utf-8")
     except UnicodeDecodeError as err:  # offsets and lines counted in the file, mark included
-        line = data[:skip + err.start].count(b"\n") + 1
+        line = len(re.findall(rb"\r\n|\r|\n", data[:skip + err.start])) + 1  # as text_lines
         raise ValueError(f"{path} line {line}: not UTF-8 text (invalid byte at offset "
                          f"{skip + err.start})") from None
+
+
+def csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line, cells) of every row of a UTF-8 CSV file, the line its row ends on: rows end where
+    csv ends them (\\n, \\r\\n, \\r; not inside a quoted cell, nor at a form feed); a malformed
+    file (a quote left open past csv's field limit) is a ValueError naming the line."""
+    reader = csv.reader(io.StringIO(read_utf8(path), newline=""))
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as err:
+        raise ValueError(f"{path} line {reader.line_num}: not readable as CSV ({err})") from None
+    return rows
 
 
 def text_lines(text: str) -> list[str]:

@@ -211,7 +211,7 @@ class Family(Sizing, ABC):
     def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
         """Keys that mean nothing for this data and these settings, each with the reason
         (``{"length": "applies to reverse, sort, addition only"}``); training warns of those
-        the user gave. Default: none."""
+        the user gave and records their defaults instead. Default: none."""
         return {}
 
     @abstractmethod

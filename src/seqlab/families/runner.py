@@ -83,9 +83,12 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     family = family_for(source, keys)
     configs = typed_configs(family, keys)
     prepared = family.prepare(str(source), configs)
-    for key, reason in family.unused_keys(str(source), configs, prepared).items():
-        if key in keys:  # given, but without effect here: say so rather than record it silently
-            log.warning("--%s %s; ignored for %s", key.replace("_", "-"), reason, source)
+    unused = {k: why for k, why in family.unused_keys(str(source), configs, prepared).items()
+              if k in keys}
+    for key, reason in unused.items():  # given, but without effect here: said, then dropped
+        log.warning("--%s %s; ignored for %s", key.replace("_", "-"), reason, source)
+    if unused:  # the defaults are what the run records and sizes (the data read is the same)
+        configs = typed_configs(family, {k: v for k, v in keys.items() if k not in unused})
     if Path(source).exists():  # a file or folder: where it is and what it held
         prepared.description.update(source_path=str(Path(source).resolve()),
                                     source_fingerprint=fingerprint(Path(source)))

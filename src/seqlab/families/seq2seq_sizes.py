@@ -35,7 +35,8 @@ def pair_shape(configs: Any, assets: Any = None) -> limits.Shape:
     model, s2s, h = configs.model, configs.own, configs.model.hidden_size
     chars = parse_length(s2s.length, (1, 1))[1]
     sources, targets = (assets.source.size, assets.target.size) if assets else (1, 1)
-    attention = 0 if s2s.attention == "none" else 2 * h * h + 2 * (s2s.attention_size or h) * h
+    scorer = {"additive": 2 * (s2s.attention_size or h) * h, "general": h * h}
+    attention = 0 if s2s.attention == "none" else 2 * h * h + scorer.get(s2s.attention, 0)
     return limits.Shape(model, model.embedding_size, sources + targets, targets, 2 * chars + 2,
                         configs.train.batch_size, stacks=2, extra_params=attention,
                         extra_per_step=chars)
