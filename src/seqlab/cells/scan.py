@@ -125,7 +125,7 @@ class LinearSweep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
         a = a.transpose(0, 1).contiguous()  # (T, B, H): a step's rows are contiguous
-        h = b.contiguous().clone()  # (B, T, H): b_t, overwritten by h_t
+        h = b.clone(memory_format=torch.contiguous_format)  # (B, T, H): b_t, then h_t
         previous = h0
         for t in range(h.shape[1]):
             previous = torch.addcmul(h[:, t], a[t], previous, out=h[:, t])
