@@ -76,6 +76,9 @@ BASELINES = {
     "window-mlp": dict(model="window-mlp", window=16, pooling="last", window_at="first",
                        bidirectional=False),
 }
+# "lstm-fcn-noise": lstm-fcn with Gaussian noise on its standardised training inputs (chosen
+# for japanese-vowels on eight validation quarters, BENCHMARKS.md)
+CONV_NOISE = {"japanese-vowels": 0.1, "gunpoint": 0.1, "italy-power": 0.1}
 # "preset-reg": the preset with dropout and decoupled weight decay (chosen for italy-power's
 # ensemble on its eight validation quarters, BENCHMARKS.md)
 REGULARISED = dict(dropout=0.3, optimizer="adamw", weight_decay=0.01)
@@ -89,6 +92,8 @@ def settings(name: str, model: str) -> dict:
         keys.update(BASELINES[model])
     elif model == "lstm-fcn":
         keys = {**COMMON, **CONV_PRESETS[name]}
+    elif model == "lstm-fcn-noise":
+        keys = {**COMMON, **CONV_PRESETS[name], "input_noise": CONV_NOISE[name]}
     elif model == "mlstm-fcn":
         keys = {**COMMON, **CONV_PRESETS[name], "conv_se": True}
     elif model == "preset-fcn":
@@ -235,7 +240,8 @@ def main() -> None:
     parser.add_argument("sets", nargs="+", choices=sorted(PRESETS))
     parser.add_argument("--models", nargs="+", default=["preset"],
                         help="preset (the set's chosen recurrent model), lstm-fcn (an LSTM "
-                             "beside the convolutional branch, LSTM-FCN's recipe), mlstm-fcn "
+                             "beside the convolutional branch, LSTM-FCN's recipe), lstm-fcn-noise "
+                             "(the same with input noise), mlstm-fcn "
                              "(the same with squeeze-and-excitation), preset-fcn (the preset "
                              "beside the branch), preset-reg (the preset with dropout 0.3 "
                              "and weight decay 0.01), lstm, gru, rnn, bow, window-mlp, mlp "
