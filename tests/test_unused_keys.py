@@ -81,3 +81,20 @@ def test_an_ignored_key_is_recorded_at_its_default_and_never_refuses_a_run(capsy
     config = json.loads((tmp_path / "run3" / "config.json").read_text())
     # evaluating it on a built-in task draws that task's own lengths, not the ignored 7
     assert config["seq2seq"]["length"] == "" and config["seq2seq"]["num_pairs"] == 20000
+
+
+def test_the_original_command_with_resume_is_not_a_change(capsys, tmp_path, single_thread):
+    # the up arrow and --resume: the ignored key is repeated, warned of again, and the run
+    # goes on (config.json holds its default, so it was taken for a change before)
+    run = tmp_path / "adding"
+    argv = ["train", "adding", "--length", "10", "--embedding-size", "4", *TINY, "--out",
+            str(run)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    code = main([*argv[:-4], "--max-steps", "2", *argv[-4:], "--resume"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "--embedding-size sizes token embeddings" in err and "cannot change" not in err
+    # a key with effect still may not change
+    code = main([*argv, "--hidden-size", "16", "--max-steps", "3", "--resume"])
+    assert code == 2 and "cannot change: hidden_size (8 -> 16)" in capsys.readouterr().err

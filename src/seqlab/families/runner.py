@@ -83,18 +83,25 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     family = family_for(source, keys)
     configs = typed_configs(family, keys)
     prepared = family.prepare(str(source), configs)
-    unused = {k: why for k, why in family.unused_keys(str(source), configs, prepared).items()
-              if k in keys}
-    for key, reason in unused.items():  # given, but without effect here: said, then dropped
-        log.warning("--%s %s; ignored for %s", key.replace("_", "-"), reason, source)
-    if unused:  # the defaults are what the run records and sizes (the data read is the same)
-        configs = typed_configs(family, {k: v for k, v in keys.items() if k not in unused})
+    if (used := without_unused(family, str(source), configs, prepared, keys)) != keys:
+        # the defaults are what the run records and sizes (the data read is the same)
+        configs = typed_configs(family, used)
     if Path(source).exists():  # a file or folder: where it is and what it held
         prepared.description.update(source_path=str(Path(source).resolve()),
                                     source_fingerprint=fingerprint(Path(source)))
     configs = family.complete(configs, prepared.assets)
     with family.allocation_errors(configs):  # what the estimates missed: one line, exit 2
         return start(family, configs, prepared, out, on_event, stop, world)
+
+
+def without_unused(family: Family, source: str, configs: Configs, prepared: Prepared,
+                   keys: dict[str, Any]) -> dict[str, Any]:
+    """``keys`` without those that mean nothing for this data and these settings
+    (:meth:`Family.unused_keys`), each of them warned of: given, but without effect here."""
+    unused = family.unused_keys(source, configs, prepared)
+    for key in sorted(keys.keys() & unused.keys()):
+        log.warning("--%s %s; ignored for %s", key.replace("_", "-"), unused[key], source)
+    return {k: v for k, v in keys.items() if k not in unused}
 
 
 def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path | None,
@@ -160,9 +167,13 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
         raise ValueError(f"{out} is a {family.name!r} run, not {keys['task']!r}")
     location = data_location(config["data"], family.source_of(config), source, out)
     configs = family.configs_of(config, run.path)
-    new_configs = changed(family, configs, {k: v for k, v in keys.items() if k != "task"})
-    assets = family.assets_of(run, new_configs, config)
-    prepared = family.prepare(location, new_configs, assets)
+    assets = family.assets_of(run, configs, config)
+    prepared = family.prepare(location, configs, assets)
+    # the original command repeated: a key it gave without effect is warned of and dropped
+    # again (config.json holds its default), not taken for a change
+    given = without_unused(family, location, configs, prepared,
+                           {k: v for k, v in keys.items() if k != "task"})
+    new_configs = changed(family, configs, given)
     task = checked_task(family, prepared, new_configs, world)
     check_fingerprint(config["data"], location, out)
     state = run.load_trainer_state()
