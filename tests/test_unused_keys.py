@@ -98,3 +98,14 @@ def test_the_original_command_with_resume_is_not_a_change(capsys, tmp_path, sing
     # a key with effect still may not change
     code = main([*argv, "--hidden-size", "16", "--max-steps", "3", "--resume"])
     assert code == 2 and "cannot change: hidden_size (8 -> 16)" in capsys.readouterr().err
+
+
+def test_a_bpe_size_without_bpe_is_said_to_be_ignored(capsys, tmp_path, single_thread):
+    from seqlab.families.text import TEXT
+
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat\n" * 40, encoding="utf-8")
+    err = warnings_of(capsys, tmp_path, text, "--seq-len", "8", "--bpe-vocab-size", "300")
+    assert f"--bpe-vocab-size applies to --tokenizer bpe only, not char; ignored for {text}" \
+        in err
+    assert TEXT.unused_keys(str(text), TEXT.configs({"tokenizer": "bpe"}), None) == {}

@@ -211,8 +211,12 @@ class Family(Sizing, ABC):
     def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
         """Keys that mean nothing for this data and these settings, each with the reason
         (``{"length": "applies to reverse, sort, addition only"}``); training warns of those
-        the user gave and records their defaults instead. Default: none."""
-        return {}
+        the user gave and records their defaults instead. Here: a BPE vocabulary's size
+        without BPE; families add their own."""
+        if configs.train.tokenizer == "bpe":
+            return {}
+        return {"bpe_vocab_size": f"applies to --tokenizer bpe only, not "
+                                  f"{configs.train.tokenizer}"}
 
     @abstractmethod
     def build(self, configs: Configs, assets: Any) -> nn.Module:

@@ -182,7 +182,8 @@ class ClassifyFamily(Family):
 
     def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
         if prepared.assets.kind == "text":
-            return dict.fromkeys(("input_noise", "fill"), "applies to numeric series only")
+            return {**super().unused_keys(source, configs, prepared),
+                    **dict.fromkeys(("input_noise", "fill"), "applies to numeric series only")}
         return dict.fromkeys(("tokenizer", "bpe_vocab_size", "embedding_size", "max_tokens"),
                              "applies to texts only, and these are numeric series")
 

@@ -264,8 +264,9 @@ class Seq2SeqFamily(PairSizes, seq2seq_export.Seq2SeqExport, Family):
         return Seq2SeqTask(prepared.data, configs.train, device)
 
     def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
-        built_in = is_task_name(source)
-        unused = {} if built_in else {"num_pairs": "applies to the built-in tasks only"}
+        built_in, unused = is_task_name(source), super().unused_keys(source, configs, prepared)
+        if not built_in:
+            unused["num_pairs"] = "applies to the built-in tasks only"
         if not (built_in and source in LENGTH_TASKS):
             unused["length"] = f"applies to {', '.join(LENGTH_TASKS)} only"
         if configs.own.attention != "additive":

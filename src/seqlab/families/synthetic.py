@@ -236,7 +236,7 @@ class SyntheticFamily(Family):
         return build(configs.model, assets, configs.own.init_radius)
 
     def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
-        spec = prepared.assets.spec
+        spec = prepared.assets.spec  # (no tokenizer here: the base's check does not apply)
         return {} if spec.inputs == "tokens" else {
             "embedding_size": f"sizes token embeddings, and {spec.name}'s inputs are numbers"}
 
