@@ -4,6 +4,8 @@ mean something, or a key left at its default, says nothing."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from tests.test_classify import order_tsv, series_ts
 
@@ -98,6 +100,50 @@ def test_the_original_command_with_resume_is_not_a_change(capsys, tmp_path, sing
     # a key with effect still may not change
     code = main([*argv, "--hidden-size", "16", "--max-steps", "3", "--resume"])
     assert code == 2 and "cannot change: hidden_size (8 -> 16)" in capsys.readouterr().err
+    import json
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["embedding_size"] == 64  # the default, which the run used
+    assert config["ignored"]["embedding_size"]["given"] == 4
+
+
+def test_the_same_keys_from_a_config_file_resume_too(capsys, tmp_path, single_thread):
+    toml = tmp_path / "c.toml"
+    toml.write_text('embedding_size = 4\nlength = "10"\n', encoding="utf-8")
+    run = tmp_path / "adding"
+    argv = ["train", "adding", "--config", str(toml), *TINY, "--out", str(run)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    code = main([*argv, "--max-steps", "2", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "--embedding-size sizes token embeddings" in err
+
+
+def test_resume_refuses_what_a_new_run_refuses_and_warns_of_nothing_it_refuses(
+        capsys, tmp_path, single_thread):
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat\n" * 40, encoding="utf-8")
+    run = tmp_path / "lm"
+    argv = ["train", str(text), "--seq-len", "8", *TINY, "--out", str(run)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    # a key not given at first is a change, even one without effect; nothing said ignored
+    code = main([*argv, "--max-steps", "2", "--tokenizer", "bpe", "--bpe-vocab-size", "300",
+                 "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot change: bpe_vocab_size, tokenizer" in err
+    assert "ignored" not in err
+    series = tmp_path / "s.csv"  # a key the forecast family never takes
+    series.write_text("t,a\n" + "".join(f"{t},{math.sin(t / 3):.4f}\n" for t in range(80)),
+                      encoding="utf-8")
+    forecast = tmp_path / "f"
+    argv = ["train", str(series), "--task", "forecast", *TINY, "--out", str(forecast)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    code = main([*argv, "--max-steps", "2", "--bpe-vocab-size", "300", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "bpe_vocab_size does not apply to the forecast task" in err
 
 
 def test_a_bpe_size_without_bpe_is_said_to_be_ignored(capsys, tmp_path, single_thread):

@@ -83,29 +83,50 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     family = family_for(source, keys)
     configs = typed_configs(family, keys)
     prepared = family.prepare(str(source), configs)
-    if (used := without_unused(family, str(source), configs, prepared, keys)) != keys:
-        # the defaults are what the run records and sizes (the data read is the same)
-        configs = typed_configs(family, used)
+    ignored = unused_given(family, str(source), configs, prepared, keys)
+    if ignored:  # the defaults are what the run records and sizes (the data read is the same)
+        configs = typed_configs(family, {k: v for k, v in keys.items() if k not in ignored})
     if Path(source).exists():  # a file or folder: where it is and what it held
         prepared.description.update(source_path=str(Path(source).resolve()),
                                     source_fingerprint=fingerprint(Path(source)))
     configs = family.complete(configs, prepared.assets)
     with family.allocation_errors(configs):  # what the estimates missed: one line, exit 2
-        return start(family, configs, prepared, out, on_event, stop, world)
+        return start(family, configs, prepared, out, on_event, stop, world, ignored)
 
 
-def without_unused(family: Family, source: str, configs: Configs, prepared: Prepared,
-                   keys: dict[str, Any]) -> dict[str, Any]:
-    """``keys`` without those that mean nothing for this data and these settings
-    (:meth:`Family.unused_keys`), each of them warned of: given, but without effect here."""
+def unused_given(family: Family, source: str, configs: Configs, prepared: Prepared,
+                 keys: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{key: {"given": value, "reason": why}} of the ``keys`` that mean nothing for this data
+    and these settings (:meth:`Family.unused_keys`), each warned of: given, but without effect
+    here. config.json keeps them under "ignored", so that repeating them on resume is no
+    change."""
     unused = family.unused_keys(source, configs, prepared)
-    for key in sorted(keys.keys() & unused.keys()):
-        log.warning("--%s %s; ignored for %s", key.replace("_", "-"), unused[key], source)
-    return {k: v for k, v in keys.items() if k not in unused}
+    found = {k: {"given": keys[k], "reason": unused[k]}
+             for k in sorted(keys.keys() & unused.keys())}
+    for key, entry in found.items():
+        warn_ignored(key, entry["reason"], source)
+    return found
+
+
+def warn_ignored(key: str, reason: Any, source: Any) -> None:
+    log.warning("--%s %s; ignored for %s", key.replace("_", "-"), reason, source)
+
+
+def without_ignored(config: dict[str, Any], keys: dict[str, Any], source: Any = None
+                    ) -> dict[str, Any]:
+    """``keys`` without those the run recorded as ignored when it was trained (the original
+    command repeated on resume), each warned of again when ``source`` names the data."""
+    recorded = config.get("ignored")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    for key in sorted(keys.keys() & recorded.keys()) if source is not None else ():
+        entry = recorded[key] if isinstance(recorded[key], dict) else {}
+        warn_ignored(key, entry.get("reason", "has no effect"), source)
+    return {k: v for k, v in keys.items() if k not in recorded}
 
 
 def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path | None,
-          on_event: Event | None, stop: threading.Event | None, world: World) -> TrainResult:
+          on_event: Event | None, stop: threading.Event | None, world: World,
+          ignored: dict[str, Any] | None = None) -> TrainResult:
     """Build the model and the task, then create the run folder (if any) and train; a run
     that fails before its first checkpoint leaves no folder behind (or the empty one given)."""
     model = initial_model(family, configs, prepared.assets)
@@ -118,6 +139,7 @@ def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path 
         with run.writing():
             family.save_assets(run, prepared.assets)
             run.write_config({**family.run_config(configs, prepared),
+                              **({"ignored": ignored} if ignored else {}),
                               "checksums": run.checksums()})
             return fit(family, model, task, configs, prepared, run, on_event, None, stop, world)
     except BaseException as err:  # a full disk, a second Ctrl-C, a bug: before any checkpoint,
@@ -167,13 +189,12 @@ def resume_writing(run: RunDir, on_event: Event | None, stop: threading.Event | 
         raise ValueError(f"{out} is a {family.name!r} run, not {keys['task']!r}")
     location = data_location(config["data"], family.source_of(config), source, out)
     configs = family.configs_of(config, run.path)
-    assets = family.assets_of(run, configs, config)
-    prepared = family.prepare(location, configs, assets)
     # the original command repeated: a key it gave without effect is warned of and dropped
     # again (config.json holds its default), not taken for a change
-    given = without_unused(family, location, configs, prepared,
-                           {k: v for k, v in keys.items() if k != "task"})
+    given = without_ignored(config, {k: v for k, v in keys.items() if k != "task"}, location)
     new_configs = changed(family, configs, given)
+    assets = family.assets_of(run, new_configs, config)
+    prepared = family.prepare(location, new_configs, assets)
     task = checked_task(family, prepared, new_configs, world)
     check_fingerprint(config["data"], location, out)
     state = run.load_trainer_state()
@@ -247,7 +268,7 @@ def resume_configs(out: str | Path, keys: dict[str, Any]) -> Configs:
     config = run.read_config()
     family = registry.of_config(config)
     return changed(family, family.configs_of(config, run.path),
-                   {k: v for k, v in keys.items() if k != "task"})
+                   without_ignored(config, {k: v for k, v in keys.items() if k != "task"}))
 
 
 def changed(family: Family, configs: Configs, keys: dict[str, Any]) -> Configs:
