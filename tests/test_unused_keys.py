@@ -105,6 +105,9 @@ def test_the_original_command_with_resume_is_not_a_change(capsys, tmp_path, sing
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["embedding_size"] == 64  # the default, which the run used
     assert config["ignored"]["embedding_size"]["given"] == 4
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0  # what the run was given and did not use
+    assert "ignored      --embedding-size 4" in capsys.readouterr().out
 
 
 def test_the_same_keys_from_a_config_file_resume_too(capsys, tmp_path, single_thread):

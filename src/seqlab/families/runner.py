@@ -377,6 +377,11 @@ def info(run_dir: str | Path) -> Report:
              f"model        {model.model}  layers {model.num_layers}  hidden "
              f"{model.hidden_size}{tokens}",
              f"parameters   {values['parameters']:,}", *loaded.family.info_lines(values)]
+    ignored = loaded.config.get("ignored")
+    if isinstance(ignored, dict) and ignored:  # given when it was trained, without effect
+        lines.append("ignored      " + ", ".join(
+            f"--{k.replace('_', '-')} {v.get('given') if isinstance(v, dict) else v}"
+            for k, v in ignored.items()))
     return Report(values, "\n".join(lines))
 
 
