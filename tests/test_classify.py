@@ -397,3 +397,11 @@ def test_input_noise_is_a_pure_function_of_the_step_and_spares_text(ts_file, tsv
     text = CLASSIFY.configs({"batch_size": 8, "input_noise": 0.5})
     task = CLASSIFY.task(CLASSIFY.prepare(str(tsv), text), text, torch.device("cpu"))
     assert task.train_batch(0)[0].dtype == torch.long  # token ids stay ids
+
+
+def test_predict_never_writes_over_the_data_it_labels(text_run, tmp_path, capsys):
+    new = tmp_path / "new.tsv"
+    new.write_text("xy\taxbyc\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "predict", text_run, new, "--out", new)
+    assert code == 2 and err.startswith(f"seqlab: error: --out {new} is the data to label")
+    assert new.read_text(encoding="utf-8") == "xy\taxbyc\n"

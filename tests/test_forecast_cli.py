@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,27 @@ def test_a_direct_run_forecasts_its_horizon_at_most(tmp_path, capsys, single_thr
     assert "forecasts 6 steps at most (a direct head)" in one_error(code, err)
     code, _, err = run_cli(capsys, "forecast", run.parent / "nope")
     assert code == 2
+
+
+def test_an_output_never_replaces_what_the_command_reads(trained, tmp_path, capsys):
+    # forecast --plot DATA or --out DATA overwrote the run's own training CSV (a PNG in its
+    # place, or the forecast), and --plot X --out X lost the figure: each is refused first
+    data, run = trained
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(data.read_bytes())
+    before, data_before, copy_before = snapshot(run), data.read_bytes(), copy.read_bytes()
+    for argv, message in [
+        (["--plot", data], rf"--plot {data} is the run's training data: writing there would "
+                           r"replace it; give another path"),
+        (["--input", copy, "--out", copy], r"--out .*copy.csv is --input"),
+        (["--out", run / "config.json"], r"is config.json of the run"),
+        (["--plot", tmp_path / "p.csv", "--out", tmp_path / "p.csv"],
+         r"--out and --plot name the same file, .*p.csv: give each its own"),
+    ]:
+        code, _, err = run_cli(capsys, "forecast", run, *map(str, argv))
+        assert re.search(message, one_error(code, err)), err
+    assert snapshot(run) == before and data.read_bytes() == data_before
+    assert copy.read_bytes() == copy_before and not (tmp_path / "p.csv").exists()
+    code, _, err = run_cli(capsys, "report", run, "--out", run / "metrics.jsonl")
+    assert "is metrics.jsonl of the run" in one_error(code, err)
+    assert snapshot(run) == before

@@ -413,6 +413,11 @@ def test_show_attention_without_attention_is_an_error(capsys, tmp_path, pairs_fi
                            tmp_path / "a.png")
     assert code == 2 and "this run has no attention (--attention none)" in err
     assert not (tmp_path / "a.png").exists()
+    weights = (run / "model.safetensors").read_bytes()  # nor over a file of the run
+    code, _, err = run_cli(capsys, "translate", run, "abc", "--show-attention",
+                           run / "model.safetensors")
+    assert code == 2 and "is model.safetensors of the run" in err
+    assert (run / "model.safetensors").read_bytes() == weights
 
 
 def test_diagnose_refuses_a_seq2seq_run_in_one_line(capsys, reverse_run):

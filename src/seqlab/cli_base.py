@@ -29,3 +29,30 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"seqlab: error: {message}\n")
         raise SystemExit(2)
+
+
+def check_outputs(outputs: dict[str, str | None], reads: dict[str, object],
+                  run: str | None = None, keep: tuple[str, ...] = ()) -> None:
+    """Refuse before any work an output file that is a file the command reads (``reads``:
+    what -> path), a file of the run folder ``run`` (but those named in ``keep``, which the
+    command rewrites itself), or another output: writing it would destroy what is there."""
+    from pathlib import Path
+
+    taken: dict[Path, str] = {}
+    if run is not None and Path(run).is_dir():
+        taken.update({f.resolve(): f"{f.name} of the run {run}"
+                      for f in Path(run).iterdir() if f.is_file() and f.name not in keep})
+    taken.update({Path(str(p)).resolve(): what for what, p in reads.items()
+                  if p is not None and Path(str(p)).is_file()})
+    written: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        if not path:
+            continue
+        where = Path(path).resolve()
+        if where in written:
+            raise UsageError(f"{written[where]} and {flag} name the same file, {path}: give "
+                             "each its own")
+        if where in taken:
+            raise UsageError(f"{flag} {path} is {taken[where]}: writing there would replace "
+                             "it; give another path")
+        written[where] = flag

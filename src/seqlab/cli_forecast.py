@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from seqlab.cli_base import UsageError
+from seqlab.cli_base import UsageError, check_outputs
 
 
 def add_forecast(p: argparse.ArgumentParser) -> None:
@@ -36,6 +36,10 @@ def run_forecast(args: argparse.Namespace) -> int:
     if args.horizon is not None and args.horizon < 1:
         raise UsageError(f"--horizon must be positive, got {args.horizon}")
     loaded = runner.load_run(args.run, resolve_device(args.device))
+    data = loaded.config.get("data", {})
+    check_outputs({"--out": args.out, "--plot": args.plot},
+                  {"--input": args.input, "the run's training data": data.get("source_path")},
+                  args.run)
     forecaster = loaded.family.forecaster(loaded)
     horizon = args.horizon or loaded.configs.flat()["horizon"]
     series, result = forecaster(args.input, horizon)

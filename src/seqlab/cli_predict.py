@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from seqlab.cli_base import check_outputs
 from seqlab.io import atomic_write_text
 
 FORMATS = ("tsv", "csv", "jsonl")
@@ -34,6 +35,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from seqlab.training import resolve_device
 
     loaded = runner.load_run(args.run, resolve_device(args.device))
+    check_outputs({"--out": args.out}, {"the data to label": args.data}, args.run)
     predictor = loaded.family.predictor(loaded)
     records = predictor.predict(args.data)
     text = render(records, predictor.classes, args.format)

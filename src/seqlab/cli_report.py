@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from seqlab.cli_base import check_outputs
+
 
 def add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory written by seqlab train (finished, "
@@ -13,8 +15,9 @@ def add_report(p: argparse.ArgumentParser) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from seqlab.report.run_report import write_report
+    from seqlab.report.run_report import REPORT, write_report
 
+    check_outputs({"--out": args.out}, {}, args.run, keep=(REPORT,))
     path = write_report(args.run, args.out)
     print(f"report: {path} ({path.stat().st_size / 2**20:.2f} MB)")
     return 0

@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqlab.cli_base import UsageError
+from seqlab.cli_base import UsageError, check_outputs
 
 BAR_FROM = 2000  # tokens from which generate shows a progress bar (on a terminal)
 
@@ -219,6 +219,7 @@ def run_translate(args: argparse.Namespace) -> int:
         raise UsageError("no input: give TEXT arguments or lines on stdin")
     device = resolve_device(args.device)
     loaded = runner.load_run(args.run, device)
+    check_outputs({"--show-attention": args.show_attention}, {}, args.run)
     sizes = {**({"--beam": args.beam} if args.beam else {}), "inputs": len(texts)}
     with allocation_errors(sizes, device):
         results = loaded.family.translator(loaded)(texts, args.beam, args.length_penalty)
