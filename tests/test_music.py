@@ -304,3 +304,13 @@ def test_tunes_from_a_run_that_cannot_write_a_header_is_one_line(tmp_path, capsy
         f"seqlab: error: {run} cannot write ABC tunes: its vocabulary has no ':' or 'X' (a run "
         "trained on text, not tunes); sample text with --length"]
     assert not (tmp_path / "tunes").exists()
+    words = tmp_path / "words"  # a word vocabulary read the header as <unk> and wrote junk
+    assert main(["train", str(text), "--tokenizer", "word", "--hidden-size", "8",
+                 "--embedding-size", "4", "--seq-len", "8", "--batch-size", "4", "--max-steps",
+                 "2", "--device", "cpu", "--quiet", "--out", str(words)]) == 0
+    capsys.readouterr()
+    code = main(["generate", str(words), "--tunes", "2", "--out", str(tmp_path / "tunes")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"seqlab: error: {words} cannot write ABC tunes: its "
+                                        "vocabulary has no ")
+    assert not (tmp_path / "tunes").exists()

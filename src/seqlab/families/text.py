@@ -34,7 +34,7 @@ from seqlab.data.lines import (
 )
 from seqlab.data.text import load_text, split_tokens, to_tensor
 from seqlab.data.tunes_batches import EncodedTunes, encode_tunes
-from seqlab.data.vocab import UNK, Vocab, build_vocab
+from seqlab.data.vocab import UNK, Vocab, build_vocab, check_prompt
 from seqlab.diagnostics import Probe
 from seqlab.encoders import encoder_spec
 from seqlab.export import Graph, step_graph, token_inputs
@@ -150,10 +150,11 @@ class Sampler:
         """Whole tunes; a model trained on whole tunes began each from an empty state. With
         ``meter``, sampling never overfills a bar (:func:`seqlab.music.generate_tunes`)."""
         vocab = self.loaded.vocab
-        if vocab.kind == "char" and (lacks := vocab.unknown("X:")):
+        if lacks := vocab.unknown("X:"):  # a word vocabulary would read them as <unk>
             raise ValueError(f"{self.loaded.run.path} cannot write ABC tunes: its vocabulary "
                              f"has no {' or '.join(map(repr, lacks))} (a run trained on text, "
                              "not tunes); sample text with --length")
+        check_prompt(vocab, prompt)
         fresh = self.loaded.configs.train.batching == "tunes"
         return music.generate_tunes(self.loaded.model, self.loaded.vocab, count, prompt,
                                     max_length, seed, fresh_state=fresh, meter=meter,
