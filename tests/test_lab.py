@@ -101,3 +101,76 @@ def test_one_experiment_at_a_time(tmp_path, capsys):
     assert "## Exploding gradients" in (out / "report.md").read_text()
     assert main(["lab", "--suite", "smoke", "--out", str(out), "--only", "nothing"]) == 2
     assert "unknown experiment nothing" in capsys.readouterr().err
+
+
+def test_the_adding_verdict_places_the_tanh_rnn_against_the_baseline():
+    from seqlab.lab import verdict_adding
+
+    def results(rnn: float) -> dict:
+        return {f"adding-{m}": {"best_val_loss": loss} for m, loss in
+                (("irnn", 0.005), ("lstm", 0.5), ("gru", 0.002), ("rnn", rnn))}
+
+    assert verdict_adding(results(1.281)).endswith("tanh RNN best 1.2810 (above the baseline "
+                                                   "0.1667)")
+    assert "reached MSE < 0.01: irnn, gru;" in verdict_adding(results(0.16))
+    assert verdict_adding(results(0.16)).endswith("(at the baseline 0.1667)")
+    assert verdict_adding(results(0.05)).endswith("(below the baseline 0.1667)")
+
+
+def test_a_lab_folder_of_another_suite_is_named_not_reported(tmp_path, capsys):
+    # a quick lab in a smoke lab's folder read the smoke runs and reported them as T = 100
+    out = tmp_path / "lab"
+    assert main(["lab", "--suite", "smoke", "--out", str(out), "--only", "exploding"]) == 0
+    capsys.readouterr()
+    assert main(["lab", "--suite", "quick", "--out", str(out), "--only", "exploding"]) == 2
+    err = capsys.readouterr().err
+    assert re.match(rf"seqlab: error: {re.escape(str(out))}/runs/exploding-\w+ holds a run of "
+                    r"other settings than this suite's: .*max_steps \d+ \(asked 1500\)", err)
+    assert err.count("\n") == 1
+
+
+def test_an_interrupted_lab_run_is_continued_and_repeats_an_uninterrupted_one(tmp_path):
+    import threading
+
+    from seqlab.checkpoint import RunDir
+    from seqlab.families import runner
+
+    run = next(r for e in suite("smoke") for r in e.runs if r.name == "exploding-clip")
+    whole = execute(run, tmp_path / "whole")
+    # Ctrl-C or SIGTERM during the lab: a checkpoint, no lab.json
+    stopped = tmp_path / "stopped"
+    halt = threading.Event()
+    halt.set()
+    runner.train(run.source, out=stopped / run.name, stop=halt, **run.keys)
+    assert not (stopped / run.name / "lab.json").exists()
+    again = execute(run, stopped)
+    assert table({run.name: again}) == table({run.name: whole})
+    assert again["best_val_loss"] == whole["best_val_loss"]
+    # trained to the end but killed before the lab noted it: read, not trained again
+    (stopped / run.name / "lab.json").unlink()
+    state = RunDir(stopped / run.name).load_trainer_state()
+    assert int(state["step"]) == run.keys["max_steps"]
+    assert execute(run, stopped)["best_val_loss"] == whole["best_val_loss"]
+    # killed before its first step: only config.json and the like, trained from the start
+    for path in (stopped / run.name).iterdir():
+        if path.name != "config.json":
+            path.unlink() if path.is_file() else __import__("shutil").rmtree(path)
+    assert execute(run, stopped)["best_val_loss"] == whole["best_val_loss"]
+
+
+def test_sigterm_stops_a_lab_as_ctrl_c_does(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+    import time
+
+    import seqlab.lab
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises in this thread first
+        raise AssertionError("SIGTERM did not stop the lab")
+
+    monkeypatch.setattr(seqlab.lab, "run_suite", killed)
+    assert main(["lab", "--suite", "smoke", "--out", str(tmp_path / "lab")]) == 130
+    assert capsys.readouterr().err == "seqlab: interrupted\n"
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back

@@ -114,6 +114,35 @@ def test_resume_after_kill_9_gives_the_losses_of_a_run_never_stopped(data, tmp_p
     assert untimed(metrics(run)) == untimed(metrics(whole))
 
 
+def test_kill_9_before_the_first_evaluation_resumes_too(data, tmp_path, single_thread):
+    """last/ is written after the first step, so a run killed long before its first
+    evaluation (--eval-every 100000) is resumable, not a folder that neither --resume nor a
+    new run accepts."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    command = [sys.executable, "-m", "seqlab", "train", str(data), *ORIGINAL, "--eval-every",
+               "100000", "--out", str(run)]
+    proc = subprocess.Popen([*command, "--max-steps", "100000"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while max((r["step"] for r in metrics(run)), default=0) < 3:  # past the first step
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (run / "model.safetensors").exists()  # no evaluation yet
+    resumed = subprocess.run([*command, "--max-steps", "8", "--resume"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = tmp_path / "whole"
+    assert train(data, *ORIGINAL, "--eval-every", "100000", "--max-steps", "8", "--out",
+                 whole) == 0
+    assert untimed(metrics(run)) == untimed(metrics(whole))
+
+
 def test_the_original_command_with_its_config_file_resumes(data, tmp_path, single_thread,
                                                             capsys):
     toml = tmp_path / "run.toml"

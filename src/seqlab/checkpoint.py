@@ -234,6 +234,10 @@ class RunDir:
         self.checkpoints += 1
         shutil.rmtree(old, ignore_errors=True)
 
+    def has_weights(self) -> bool:
+        """Whether the best weights (written at an evaluation) are there."""
+        return (self.path / WEIGHTS).is_file()
+
     def has_checkpoint(self) -> bool:
         """Whether a resumable checkpoint (weights and trainer state) was ever written."""
         last = self.last_dir()

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -157,7 +158,14 @@ def run_lab(args: argparse.Namespace) -> int:
         print(f"{name:24} best val loss {result['best_val_loss']:.4f}  {result['stop']}  "
               f"{result['wall_s']:.0f} s", file=sys.stderr, flush=True)
 
-    summary = run_suite(suite, out, progress, tuple(args.only))
+    def terminated(signum, frame) -> None:  # kill, timeout, a scheduler: as Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:  # an interrupted run is continued from its checkpoint by the next `seqlab lab`
+        summary = run_suite(suite, out, progress, tuple(args.only))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for key, verdict in summary["verdicts"].items():
         if verdict:
             print(f"{key}: {verdict}")

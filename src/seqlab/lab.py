@@ -183,8 +183,9 @@ def best(results: dict[str, dict], name: str) -> float:
 def verdict_adding(results: dict[str, dict]) -> str:
     solved = [m for m in ("irnn", "lstm", "gru") if best(results, f"adding-{m}") < 0.01]
     rnn = best(results, "adding-rnn")
+    where = "above" if rnn > 0.2 else "at" if rnn > 0.1 else "below"  # 0.1667: predicting 1
     return (f"reached MSE < 0.01: {', '.join(solved) or 'none'}; tanh RNN best {rnn:.4f} "
-            f"({'at' if rnn > 0.1 else 'below'} the baseline 0.1667)")
+            f"({where} the baseline 0.1667)")
 
 
 def verdict_exploding(results: dict[str, dict]) -> str:
@@ -217,13 +218,18 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     path = runs_dir / run.name
     started = time.perf_counter()
     stop, note = None, None
-    if path.exists() and not (path / "lab.json").exists():
-        raise ValueError(f"{path} is incomplete (an interrupted lab?); delete it to train it "
-                         "again")
+    if path.exists():
+        check_same_run(run, path)
     saved = read_lab_json(path)  # a finished run's note, read before anything else
-    if not path.exists():
-        try:
-            stop = runner.train(run.source, out=path, **run.keys).summary.stop_reason
+    if path.exists() and not saved and not RunDir(path).has_checkpoint():
+        RunDir(path).discard(created=True)  # an interrupted lab's, killed before any step
+    if path.exists() and not saved and int(RunDir(path).load_trainer_state()["step"]) \
+            >= run.keys.get("max_steps", math.inf):
+        stop = "max_steps"  # trained to the end, stopped before the lab noted it
+    elif not saved:
+        try:  # a new run, or an interrupted lab's continued from its checkpoint
+            stop = (runner.resume(path, source=run.source, **run.keys) if path.exists()
+                    else runner.train(run.source, out=path, **run.keys)).summary.stop_reason
         except TrainingDiverged as err:
             stop = "diverged"
             note = str(err).split(";")[0]  # "training diverged: N consecutive steps ..."
@@ -251,6 +257,22 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
         atomic_write_json(path / "lab.json", {"stop": stop, "wall_s": result["wall_s"],
                                               "note": note})
     return result
+
+
+def check_same_run(run: Run, path: Path) -> None:
+    """A run already in ``path`` must be this suite's (a quick lab's folder holds runs of
+    other sizes than a full one): else a one-line error naming what differs."""
+    config = RunDir(path).read_config()
+    family = runner.family_of(path)
+    have = family.configs_of(config, path).flat()
+    want = runner.typed_configs(family, {k: v for k, v in run.keys.items() if k != "task"}
+                                ).flat()
+    ignored = config.get("ignored") or {}  # given without effect: the run holds the default
+    differ = [f"{k} {have[k]!r} (asked {want[k]!r})" for k in run.keys
+              if k in want and k not in ignored and have.get(k) != want[k]]
+    if differ:
+        raise ValueError(f"{path} holds a run of other settings than this suite's: "
+                         f"{'; '.join(differ)}; give another --out, or delete it")
 
 
 def read_lab_json(path: Path) -> dict[str, Any]:

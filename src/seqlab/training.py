@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from seqlab.checkpoint import RunDir
 from seqlab.config import TrainConfig
 from seqlab.distributed import SINGLE, Replicas, World
-from seqlab.recurrent import State, set_compiled
+from seqlab.recurrent import State, map_state, set_compiled
 
 log = logging.getLogger(__name__)
 Event = Callable[[str, dict[str, Any]], None]
@@ -95,22 +95,20 @@ def check_precision(precision: str, device: torch.device | str) -> None:
 
 def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
     """The context of a forward pass and loss at ``precision`` (nothing for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
+    return contextlib.nullcontext() if precision == "fp32" else \
+        torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              "rmsprop": torch.optim.RMSprop}
 
 
 def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
-    lr, wd = config.lr, config.weight_decay
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}")
+    momentum = {"momentum": config.momentum} if config.optimizer in ("sgd", "rmsprop") else {}
+    return OPTIMIZERS[config.optimizer](params, lr=config.lr, weight_decay=config.weight_decay,
+                                        **momentum)
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -227,6 +225,8 @@ class Trainer:
             if self.step % config.eval_every == 0 and self._evaluate_and_save():
                 reason = "early_stop"
                 break
+            if self.step == 1 and self._evaluated_step != 1:
+                self._save_last()  # kill -9 before the first evaluation resumes from here
         if self._evaluated_step != self.step:
             self._evaluate_and_save()
         summary = Summary(self.step, self.best_val, reason, self.skipped,
@@ -281,7 +281,7 @@ class Trainer:
         if self.bad_in_row >= self.config.max_bad_steps:
             kept = "the last good checkpoint is kept"
             state = self.state_dict()  # every process: it gathers
-            if self.run is not None and not self.run.has_checkpoint():
+            if self.run is not None and not self.run.has_weights():
                 # no evaluation yet: keep the weights as they were before the bad steps (a
                 # skipped step changes nothing), so the run folder is whole and resumable
                 self.run.save_weights(self.model)
@@ -320,26 +320,28 @@ class Trainer:
             self.evals_since_best += 1
         record = {"step": self.step, **metrics, "best_val_loss": self.best_val,
                   "elapsed_s": round(self.elapsed, 3)}
-        # with many processes every one must build it (it gathers the carried state of all
-        # rows); alone, only when there is a run to save it to
-        state = self.state_dict() if self.run is not None or self.world.many else None
         if self.run is not None:
             if improved:
                 self.run.save_weights(self.model)
             self.run.append_metrics(record)
-            self.run.save_last(self.model, state)
+        self._save_last()
         self._evaluated_step = self.step
         self.on_event("eval", record)
         patience = self.config.patience
         return bool(patience) and self.evals_since_best >= patience
 
+    def _save_last(self) -> None:
+        """last/: the weights and the resumable state. With many processes every one builds
+        the state (it gathers the carried state of all rows); alone, only for a run folder."""
+        state = self.state_dict() if self.run is not None or self.world.many else None
+        if self.run is not None:
+            self.run.save_last(self.model, state)
+
     # resumable state -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The resumable state; with many processes every one must call it (it gathers each
         process's carried state and random streams, by rank)."""
-        carried = self.state
-        if isinstance(carried, tuple):
-            carried = list(carried)
+        carried = list(self.state) if isinstance(self.state, tuple) else self.state
         scaler = {} if self.scaler is None else {"scaler": self.scaler.state_dict()}
         state = {
             **scaler, "step": self.step, "optimizer": self.optimizer.state_dict(),
@@ -380,11 +382,8 @@ class Trainer:
             torch.set_rng_state(own["rng"])
             if own["cuda_rng"].numel():
                 torch.cuda.set_rng_state(own["cuda_rng"], self.device)
-        if isinstance(carried, list):
-            carried = tuple(c.to(self.device) for c in carried)
-        elif carried is not None:
-            carried = carried.to(self.device)
-        self.state = carried
+        carried = tuple(carried) if isinstance(carried, list) else carried
+        self.state = None if carried is None else map_state(carried, lambda c: c.to(self.device))
         self.best_val = float(state["best_val"])
         self.evals_since_best = int(state["evals_since_best"])
         self.skipped = int(state["skipped"])
