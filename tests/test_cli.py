@@ -694,3 +694,12 @@ def test_evaluating_a_word_model_counts_the_words_it_never_saw(text_file, tmp_pa
     capsys.readouterr()
     assert main(["evaluate", str(lines), str(other)]) == 0
     assert "3 of 6 tokens are words the run's vocabulary lacks" in capsys.readouterr().err
+
+
+def test_an_error_is_one_line_that_keeps_the_spaces_it_quotes(capsys):
+    from seqlab.cli import fail
+
+    # a token of two spaces was reported as ' ', one the vocabulary has
+    assert fail(ValueError("input 1 ('one  two') has symbols\noutside it: '  '\r\n"), 2) == 2
+    assert capsys.readouterr().err == \
+        "seqlab: error: input 1 ('one  two') has symbols outside it: '  '\n"

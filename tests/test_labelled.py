@@ -254,7 +254,7 @@ def test_csv_long_form(tmp_path):
 
 def test_csv_gaps_and_predict_inputs(tmp_path):
     gappy = CSV.replace("u1,1,2,20", "u1,1,,20")
-    with pytest.raises(ValueError, match=r"d.csv line 2 \(id 'u1'\): missing value in channel "
+    with pytest.raises(ValueError, match=r"d.csv line 3 \(id 'u1'\): missing value in channel "
                                          r"'x' at step 2"):
         read_examples(write(tmp_path / "d.csv", gappy))
     ex, _ = read_examples(str(tmp_path / "d.csv"), fill="linear")
@@ -273,7 +273,8 @@ def test_csv_gaps_and_predict_inputs(tmp_path):
     ("u2,1,6,60,run", "u2,1,6,60,walk", r"d.csv line 6: id 'u2' has label 'walk' here but 'run'"
                                         r" at line 5"),
     ("u2,1,6,60,run", "u1,3,6,60,walk", r"d.csv line 6: id 'u1' again after other ids"),
-    ("u2,1,6,60", "u2,1,-inf,60", r"d.csv line 5 \(id 'u2'\): infinite value"),
+    ("u2,1,6,60", "u2,1,-inf,60", r"d.csv line 6 \(id 'u2'\): infinite value in channel 'x' "
+                                  r"at step 2"),
 ])
 def test_csv_errors_name_the_line(tmp_path, old, new, message):
     assert old in CSV

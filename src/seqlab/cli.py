@@ -14,6 +14,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -296,6 +297,8 @@ def fail(err: Exception | str, code: int) -> int:
     message = err.args[0] if isinstance(err, OSError) and len(err.args) == 1 else str(err)
     if isinstance(err, OSError) and err.filename and len(err.args) != 1:
         message = f"{err.filename}: {err.strerror}"
-    first_line = " ".join(str(message).split())
+    # one line: line breaks become spaces; spaces inside the message (a quoted input, a
+    # token of two spaces) stay as they are
+    first_line = re.sub(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*", " ", str(message)).strip()
     print(f"seqlab: error: {first_line}", file=sys.stderr)
     return code

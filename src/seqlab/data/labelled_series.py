@@ -34,21 +34,23 @@ Series = tuple[list[np.ndarray], list[str | None] | None, list[str], list[str]]
 
 
 # gaps ----------------------------------------------------------------------------------------
-def check_values(values: np.ndarray, fill: str, where: str, features: list[str]) -> np.ndarray:
-    """(T, C) float64 values with gaps filled; ``where`` (file and line) starts each error."""
+def check_values(values: np.ndarray, fill: str, where, features: list[str]) -> np.ndarray:
+    """(T, C) float64 values with gaps filled; ``where`` (file and line, or a function of the
+    step giving them: a long CSV has a line per step) starts each error."""
+    at = where if callable(where) else lambda step: where
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
     bad = np.isinf(values)
     if bad.any():
         step, channel = np.argwhere(bad)[0]
-        raise ValueError(f"{where}: infinite value in channel {features[channel]!r} at step "
+        raise ValueError(f"{at(step)}: infinite value in channel {features[channel]!r} at step "
                          f"{step + 1} (no fill can replace it; fix the data)")
     gaps = np.isnan(values)
     if not gaps.any():
         return values
     if fill == "none":
         step, channel = np.argwhere(gaps)[0]
-        raise ValueError(f"{where}: missing value in channel {features[channel]!r} at step "
+        raise ValueError(f"{at(step)}: missing value in channel {features[channel]!r} at step "
                          f"{step + 1}; gaps need a fill (forward, linear or zero), chosen "
                          "when the run is trained (--fill)")
     if fill == "zero":
@@ -56,7 +58,7 @@ def check_values(values: np.ndarray, fill: str, where: str, features: list[str])
     empty = gaps.all(axis=0)
     if empty.any():
         channel = int(np.argmax(empty))
-        raise ValueError(f"{where}: channel {features[channel]!r} has no value at all; fill "
+        raise ValueError(f"{at(0)}: channel {features[channel]!r} has no value at all; fill "
                          f"{fill!r} needs at least one (fill zero would write zeros)")
     return np.stack([_fill_channel(values[:, c], fill) for c in range(values.shape[1])], 1)
 
@@ -314,8 +316,8 @@ def read_long_csv(path: Path, fill: str = "none", labels: bool = True) -> Series
     if not rows:
         raise ValueError(f"{path}: no rows after the header")
     items = [check_values(np.array([r[2] for r in steps], dtype=np.float64), fill,
-                          f"{path} line {steps[0][0]} (id {key!r})", features
-                          ).astype(np.float32) for key, steps in rows.items()]
+                          lambda t, steps=steps, key=key: f"{path} line {steps[t][0]} (id {key!r})",
+                          features).astype(np.float32) for key, steps in rows.items()]
     found = [label_of.get(key, (None,))[0] for key in rows] if "label" in cols else None
     return items, found, list(rows), features
 
