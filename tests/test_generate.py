@@ -170,6 +170,22 @@ def test_untyped_api_arguments_are_named(keys, message):
                         **{"length": 3, **keys})
 
 
+def test_a_model_vocabulary_or_prompt_of_the_wrong_kind_is_named(tmp_path):
+    model, vocab = make_model(), CharVocab(list(ALPHABET))
+    for args, message in [((model, vocab, 5), "prompt must be a str or None, got int 5"),
+                          (("runs/char", vocab), "model must be a torch.nn.Module "
+                                                  "(seqlab.load_run(RUN).model), got str"),
+                          ((model, None), "vocab must be a run's vocabulary "
+                                          "(seqlab.load_run(RUN).vocab), got NoneType")]:
+        with pytest.raises(TypeError, match=re.escape(message)):
+            seqlab.generate(*args, length=3)
+    for call, message in [(lambda: seqlab.evaluate(5, "t.txt"), "run_dir must be a path"),
+                          (lambda: seqlab.evaluate(tmp_path, 5), "source must be a path"),
+                          (lambda: seqlab.load_run(None), "path must be a path")]:
+        with pytest.raises(TypeError, match=message):
+            call()
+
+
 def test_prompt_with_unknown_characters_names_them():
     vocab = CharVocab(list(ALPHABET))
     with pytest.raises(ValueError, match=re.escape(

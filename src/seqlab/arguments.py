@@ -4,6 +4,7 @@ deep in torch. Imports nothing from seqlab: every layer may use it."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -30,3 +31,16 @@ def flag(name: str, value: Any) -> None:
     """A True/False argument (not 1, not "yes"): TypeError naming it."""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def path_like(name: str, value: Any) -> None:
+    """A path argument (a str or an os.PathLike): TypeError naming it."""
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"{name} must be a path (a str or a pathlib.Path), got {value!r}")
+
+
+def instance(name: str, value: Any, kind: Any, what: str) -> None:
+    """An argument of ``kind`` (a class or a union of them): TypeError naming it and ``what``
+    it should be."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r:.60}")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab import limits
-from seqlab.arguments import flag, real, whole
+from seqlab.arguments import flag, instance, real, whole
 from seqlab.config import check_value
 from seqlab.data.vocab import UNK, Vocab, check_prompt
 
@@ -153,6 +153,9 @@ def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: 
     generated text, one string per sample. Raises ValueError for a prompt with symbols outside
     the vocabulary, naming them.
     """
+    instance("model", model, nn.Module, "a torch.nn.Module (seqlab.load_run(RUN).model)")
+    instance("vocab", vocab, Vocab, "a run's vocabulary (seqlab.load_run(RUN).vocab)")
+    instance("prompt", prompt, str | None, "a str or None")
     config = sampling_config(vocab, **sampling)
     whole("length", length, 0)
     whole("num_samples", num_samples, 1)

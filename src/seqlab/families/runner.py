@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from seqlab import recording
-from seqlab.arguments import flag
+from seqlab.arguments import flag, path_like
 from seqlab.checkpoint import CONFIG, METRICS, WEIGHTS, RunDir, RunInUse
 from seqlab.distributed import SINGLE, World
 from seqlab.families import registry
@@ -326,6 +326,7 @@ def fit(family: Family, model: nn.Module, task, configs: Configs, prepared: Prep
 def load_run(path: str | Path, device: str | torch.device = "cpu", last: bool = False
              ) -> LoadedRun:
     """Model (best weights, or ``last/``'s; eval mode), assets and config of a run."""
+    path_like("path", path)
     flag("last", last)
     config = RunDir(path).read_config()
     device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -346,6 +347,8 @@ def evaluate(run_dir: str | Path, source: str | Path, device: str = "auto",
              **options: Any) -> Report:
     """The family's metrics of a run on ``source``; ``options`` (``beam`` for seq2seq) are
     the family's own, None meaning the run's default."""
+    path_like("run_dir", run_dir)
+    path_like("source", source)
     config = RunDir(run_dir).read_config()
     family = registry.of_config(config)
     options = {k: v for k, v in options.items() if v is not None}
