@@ -277,6 +277,10 @@ def test_generate_tunes_bad_meter_flags_are_one_line_exit_2(tmp_path, capsys, fl
     ("X:1\nL:8/8\nM:6/8\nK:D\n", False), ("X:1\nL:1/\nM:6/8\nK:D\n", False),
     ("X:1\nT:t\nK:D\n", False),  # no meter before K:
     ("X:1\n88\nM:6/8\nK:D\n", False), ("X:1\nTt\nM:6/8\nK:D\n", False),  # not a field
+    # abc2midi reads no denominator but a power of two ("81 b is not a power of 2")
+    ("X:1\nM:1/81\nK:D\n", False), ("X:1\nM:56/23\nK:D\n", False),
+    ("X:1\nM:6/8\nL:1/43\nK:D\n", False), ("X:1\nM:6/8\nL:1/0\nK:D\n", False),
+    ("X:1\nM:12/16\nL:1/32\nK:D\n", True), ("X:1\nM:3/1\nL:1/64\nK:D\n", True),
 ])
 def test_header_lines(header, legal):
     assert (abc_meter.read(header).violations == 0) == legal

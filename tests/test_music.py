@@ -57,6 +57,9 @@ def test_real_tunes_pass_every_check(real_tunes):
     ("X:1\nT:t\nM:4/4\nCDEF|", "no K: field"),
     ("X:1\nM:4/x\nK:C\nCDEF|", "M:4/x is not a meter"),
     ("X:1\nM:4/4\nL:1/\nK:C\nCDEF|", "L:1/ is not a unit note length"),
+    ("X:1\nM:63/15\nK:C\nCDEF|", "M:63/15: 15 is not a power of two"),
+    ("X:1\nM:4/4\nL:1/43\nK:C\nCDEF|", "L:1/43: 43 is not a power of two"),
+    ("X:1\nM:4/0\nK:C\nCDEF|", "M:4/0: 0 is not a power of two"),
 ])
 def test_header_check_names_what_is_wrong(tune, reason):
     result = music.check_headers(tune)

@@ -63,10 +63,10 @@ def header_prefix(text: str) -> bool:
         return False
     if name == "M":
         return any(m.startswith(value) for m in ("C|", "none")) or bool(
-            re.fullmatch(r"\d\d?(\+\d\d?)*\+?(/\d{0,2})?", value))
+            re.fullmatch(r"\d\d?(\+\d\d?)*\+?(/\d{0,2})?", value)) and denominator(value, False)
     if name == "K":
         return any(key.startswith(value) for key in KEYS)
-    return name != "L" or bool(re.fullmatch(r"1(/\d{0,2})?|", value))
+    return name != "L" or bool(re.fullmatch(r"1(/\d{0,2})?|", value)) and denominator(value, False)
 
 
 def header_line(text: str, has_meter: bool) -> bool:
@@ -76,10 +76,20 @@ def header_line(text: str, has_meter: bool) -> bool:
         return False
     name, value = text[0], text[2:]
     if name == "M":
-        return bool(re.fullmatch(r"C\|?|none|\d\d?(\+\d\d?)*/\d\d?", value))
+        return value in ("C", "C|", "none") or bool(
+            re.fullmatch(r"\d\d?(\+\d\d?)*/\d\d?", value)) and denominator(value, True)
     if name == "L":
-        return bool(re.fullmatch(r"1/\d\d?", value))
+        return bool(re.fullmatch(r"1/\d\d?", value)) and denominator(value, True)
     return name != "K" or (has_meter and value in KEYS)
+
+
+def denominator(value: str, whole: bool) -> bool:
+    """Whether the digits after a value's ``/`` (none yet: fine) are a power of two up to 64,
+    abc2midi's rule for meters and units too, or with ``whole`` False can still become one."""
+    _, slash, digits = value.partition("/")
+    if not slash or not digits:
+        return not (whole and slash)
+    return digits[0] != "0" and int(digits) in (DENOMINATORS if whole else DENOMINATOR_PREFIXES)
 
 
 def unit_of(value: str) -> Fraction | None:

@@ -72,6 +72,10 @@ def check_headers(tune: str) -> dict[str, Any]:
         return check(False, f"M:{fields['M']} is not a meter")
     if "L" in fields and not UNIT.match(fields["L"].replace(" ", "")):
         return check(False, f"L:{fields['L']} is not a unit note length")
+    for name in "ML":  # abc2midi reads no other denominator
+        bottom = fields.get(name, "").replace(" ", "").partition("/")[2]
+        if bottom and (int(bottom) < 1 or int(bottom) & (int(bottom) - 1)):
+            return check(False, f"{name}:{fields[name]}: {bottom} is not a power of two")
     return check(True)
 
 
