@@ -218,9 +218,9 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     path = runs_dir / run.name
     started = time.perf_counter()
     stop, note = None, None
-    if path.exists():
-        check_same_run(run, path)
     saved = read_lab_json(path)  # a finished run's note, read before anything else
+    if (path / "config.json").exists():
+        check_same_run(run, path)
     if path.exists() and not saved and not RunDir(path).has_checkpoint():
         RunDir(path).discard(created=True)  # an interrupted lab's, killed before any step
     if path.exists() and not saved and int(RunDir(path).load_trainer_state()["step"]) \
