@@ -255,6 +255,8 @@ def test_generate_tunes_meter_flag_on_and_off(tmp_path, capsys, monkeypatch, sin
     (["--tunes", "0", "--no-meter"], "must be positive"),
     (["--no-meter=1"], "ignored explicit argument"),
     (["--no-meter", "--tunes", "2"], "--tunes N and --out DIR go together"),
+    (["--tunes", "2", "--num-samples", "3"], "--length and --num-samples apply to text samples"),
+    (["--lines", "2", "--length", "9"], "--length and --num-samples apply to text samples"),
 ])
 def test_generate_tunes_bad_meter_flags_are_one_line_exit_2(tmp_path, capsys, flags, message):
     from seqlab.cli import main

@@ -16,7 +16,9 @@ BAR_FROM = 2000  # tokens from which generate shows a progress bar (on a termina
 def add_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory written by seqlab train")
     p.add_argument("--prompt", default="", help="text to start from (default: a newline)")
-    p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
+    p.add_argument("--length", type=int, default=None,
+                   help="tokens to generate (default: 500; --tunes and --lines take their "
+                        "own maximum lengths)")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="divide the logits by this; < 1 is safer, > 1 wilder (default: 1.0)")
     p.add_argument("--top-k", type=int, default=0,
@@ -25,7 +27,9 @@ def add_generate(p: argparse.ArgumentParser) -> None:
                    help="sample from the smallest set of tokens with total probability p "
                         "(default: 1.0, all)")
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    p.add_argument("--num-samples", type=int, default=1, help="independent samples (default: 1)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="independent samples (default: 1; --tunes N and --lines N say how "
+                        "many)")
     p.add_argument("--seed", type=int, default=None, help="random seed: repeats a sample exactly")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
                    help="where to run the model (default: cpu)")
@@ -59,6 +63,13 @@ def run_generate(args: argparse.Namespace) -> int:
     from seqlab.generate import check_sample_sizes
     from seqlab.limits import allocation_errors
 
+    if (args.tunes is not None or args.lines is not None) and \
+            (args.length is not None or args.num_samples is not None):
+        raise UsageError("--length and --num-samples apply to text samples; --tunes N and "
+                         "--lines N say how many, --max-tune-length and --max-line-length "
+                         "how long")
+    args.length = 500 if args.length is None else args.length
+    args.num_samples = 1 if args.num_samples is None else args.num_samples
     if args.length < 1 or args.num_samples < 1:
         raise UsageError("--length and --num-samples must be positive")
     if args.seed is not None and not 0 <= args.seed < 2**63:
