@@ -204,4 +204,11 @@ def test_an_output_never_replaces_what_the_command_reads(trained, tmp_path, caps
     assert copy.read_bytes() == copy_before and not (tmp_path / "p.csv").exists()
     code, _, err = run_cli(capsys, "report", run, "--out", run / "metrics.jsonl")
     assert "is metrics.jsonl of the run" in one_error(code, err)
+    code, _, err = run_cli(capsys, "forecast", run, "--out", run / "last" / "model.safetensors")
+    assert "is last/model.safetensors of the run" in one_error(code, err)
     assert snapshot(run) == before
+    # a file of the user's own in the run folder is theirs to write again
+    for _ in range(2):
+        code, _, err = run_cli(capsys, "forecast", run, "--out", run / "forecast.csv")
+        assert code == 0, err
+    (run / "forecast.csv").unlink()

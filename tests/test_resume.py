@@ -134,6 +134,18 @@ def test_kill_9_before_the_first_evaluation_resumes_too(data, tmp_path, single_t
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert not (run / "model.safetensors").exists()  # no evaluation yet
+    # resumed and stopped at once (Ctrl-C during start-up): evaluated, then stopped whole
+    import shutil
+    import threading
+
+    from seqlab.families import runner
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    halt = threading.Event()
+    halt.set()
+    assert runner.resume(copy, stop=halt).summary.stop_reason == "interrupted"
+    assert (copy / "model.safetensors").is_file()
     resumed = subprocess.run([*command, "--max-steps", "8", "--resume"], env=env,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -316,7 +316,7 @@ def test_a_damaged_lab_note_is_one_line(tmp_path, garbage):
         execute(Run("adding-rnn", "adding", {"model": "rnn"}), tmp_path / "runs")
 
 
-@pytest.mark.parametrize("when", ["building", "training"])
+@pytest.mark.parametrize("when", ["building", "training", "evaluating"])
 def test_an_allocation_failure_the_estimates_missed_is_one_line(text_file, tmp_path, capsys,
                                                                 monkeypatch, single_thread,
                                                                 when):
@@ -324,8 +324,11 @@ def test_an_allocation_failure_the_estimates_missed_is_one_line(text_file, tmp_p
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
                            "allocate memory: you tried to allocate 8000000000000 bytes.")
 
-    target = ("seqlab.families.runner.initial_model" if when == "building"
-              else "seqlab.training.Trainer._train_step")
+    # evaluating: after the first step's checkpoint, before any evaluation; the run is not
+    # kept either (a retry with a smaller batch would find the folder taken)
+    target = {"building": "seqlab.families.runner.initial_model",
+              "training": "seqlab.training.Trainer._train_step",
+              "evaluating": "seqlab.training.Trainer._evaluate_and_save"}[when]
     monkeypatch.setattr(target, no_memory)
     run = tmp_path / "run"
     code, err = run_cli(capsys, "train", text_file, *KEYS, "--hidden-size", "48",

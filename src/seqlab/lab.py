@@ -221,14 +221,16 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     saved = read_lab_json(path)  # a finished run's note, read before anything else
     if (path / "config.json").exists():
         check_same_run(run, path)
-    if path.exists() and not saved and not RunDir(path).has_checkpoint():
-        RunDir(path).discard(created=True)  # an interrupted lab's, killed before any step
-    if path.exists() and not saved and int(RunDir(path).load_trainer_state()["step"]) \
+    resumable = path.exists() and not saved and RunDir(path).has_checkpoint()
+    if path.exists() and not saved and not resumable:
+        with RunDir(path).writing() as held:  # an interrupted lab's, killed before any step
+            held.discard(created=False)  # (never one another lab is training)
+    if resumable and int(RunDir(path).load_trainer_state()["step"]) \
             >= run.keys.get("max_steps", math.inf):
         stop = "max_steps"  # trained to the end, stopped before the lab noted it
     elif not saved:
         try:  # a new run, or an interrupted lab's continued from its checkpoint
-            stop = (runner.resume(path, source=run.source, **run.keys) if path.exists()
+            stop = (runner.resume(path, source=run.source, **run.keys) if resumable
                     else runner.train(run.source, out=path, **run.keys)).summary.stop_reason
         except TrainingDiverged as err:
             stop = "diverged"

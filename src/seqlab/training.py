@@ -192,7 +192,7 @@ class Trainer:
         self.elapsed = 0.0  # wall seconds in fit() over all sessions of this run
         self.window = {"loss": 0.0, "steps": 0, "tokens": 0, "seconds": 0.0}
         self.stop = stop or threading.Event()  # set it to end after the current step
-        self._evaluated_step = -1
+        self._evaluated_step = self._saved_step = -1  # the steps of the last evaluation, save
         # optional: called with the step number before each step (diagnostics recording)
         self.before_step: Callable[[int], None] | None = None
 
@@ -225,8 +225,8 @@ class Trainer:
             if self.step % config.eval_every == 0 and self._evaluate_and_save():
                 reason = "early_stop"
                 break
-            if self.step == 1 and self._evaluated_step != 1:
-                self._save_last()  # kill -9 before the first evaluation resumes from here
+            if self._saved_step < 0:
+                self._save_last()  # the first good step: kill -9 before any evaluation resumes
         if self._evaluated_step != self.step:
             self._evaluate_and_save()
         summary = Summary(self.step, self.best_val, reason, self.skipped,
@@ -324,8 +324,8 @@ class Trainer:
             if improved:
                 self.run.save_weights(self.model)
             self.run.append_metrics(record)
+        self._evaluated_step = self.step  # before the state records whether it was evaluated
         self._save_last()
-        self._evaluated_step = self.step
         self.on_event("eval", record)
         patience = self.config.patience
         return bool(patience) and self.evals_since_best >= patience
@@ -336,6 +336,7 @@ class Trainer:
         state = self.state_dict() if self.run is not None or self.world.many else None
         if self.run is not None:
             self.run.save_last(self.model, state)
+        self._saved_step = self.step
 
     # resumable state -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -350,7 +351,7 @@ class Trainer:
             "carried": carried, "best_val": self.best_val,
             "evals_since_best": self.evals_since_best, "skipped": self.skipped,
             "elapsed": self.elapsed, "window": dict(self.window),
-        }
+            "evaluated": self._evaluated_step == self.step}  # not after the first step
         if self.world.many:
             own_cuda = (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
                         else torch.empty(0, dtype=torch.uint8))
@@ -389,11 +390,11 @@ class Trainer:
         self.skipped = int(state["skipped"])
         self.elapsed = float(state["elapsed"])
         self.window = dict(state["window"])
-        self._evaluated_step = self.step
+        self._saved_step = self.step
+        self._evaluated_step = self.step if state.get("evaluated", True) else -1
 
 
 def to_cpu(carried: Any) -> Any:
     """A carried state (None, a tensor or a list of them) on the CPU."""
-    if isinstance(carried, list):
-        return [c.cpu() for c in carried]
-    return None if carried is None else carried.cpu()
+    return [c.cpu() for c in carried] if isinstance(carried, list) else \
+        None if carried is None else carried.cpu()

@@ -142,8 +142,9 @@ def start(family: Family, configs: Configs, prepared: Prepared, out: str | Path 
                               **({"ignored": ignored} if ignored else {}),
                               "checksums": run.checksums()})
             return fit(family, model, task, configs, prepared, run, on_event, None, stop, world)
-    except BaseException as err:  # a full disk, a second Ctrl-C, a bug: before any checkpoint,
-        if not isinstance(err, RunInUse) and not run.has_checkpoint():  # nothing to resume
+    except BaseException as err:  # a full disk, a bug, memory: before any evaluation (the
+        # first step's checkpoint is for kill -9 and Ctrl-C), the run is not kept
+        if not isinstance(err, RunInUse | KeyboardInterrupt) and not run.has_weights():
             run.discard(created)
         raise
 
