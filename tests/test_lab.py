@@ -171,6 +171,6 @@ def test_sigterm_stops_a_lab_as_ctrl_c_does(tmp_path, capsys, monkeypatch):
         raise AssertionError("SIGTERM did not stop the lab")
 
     monkeypatch.setattr(seqlab.lab, "run_suite", killed)
-    assert main(["lab", "--suite", "smoke", "--out", str(tmp_path / "lab")]) == 130
+    assert main(["lab", "--suite", "smoke", "--out", str(tmp_path / "lab")]) == 143
     assert capsys.readouterr().err == "seqlab: interrupted\n"
     assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back

@@ -149,6 +149,10 @@ def add_lab(p: argparse.ArgumentParser) -> None:
                         "one")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a command that stops on it as on Ctrl-C (exit code 143, not 130)."""
+
+
 def run_lab(args: argparse.Namespace) -> int:
     from seqlab.lab import run_suite
 
@@ -160,7 +164,7 @@ def run_lab(args: argparse.Namespace) -> int:
               f"{result['wall_s']:.0f} s", file=sys.stderr, flush=True)
 
     def terminated(signum, frame) -> None:  # kill, timeout, a scheduler: as Ctrl-C
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, terminated)
     try:  # an interrupted run is continued from its checkpoint by the next `seqlab lab`
@@ -249,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return fail(err, 1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print("seqlab: interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(err, Terminated) else 130  # 128 + SIGTERM or SIGINT
     except BrokenPipeError:  # the reader stopped early (`seqlab generate ... | head`): not an error
         quiet_stdout()
         return 141
