@@ -234,6 +234,19 @@ class RunDir:
         self.checkpoints += 1
         shutil.rmtree(old, ignore_errors=True)
 
+    def own_files(self, extra: tuple[str, ...] = ()) -> list[Path]:
+        """The files the run wrote: config.json, weights, metrics, the writer's note, its
+        assets (config.json's checksums name them), every checkpoint file, and ``extra``
+        names beside them (written by layers above); not what a user put there since."""
+        names = {CONFIG, WEIGHTS, METRICS, WRITER, *extra}
+        try:
+            names |= set(self.read_config().get("checksums", {}))
+        except (OSError, ValueError, AttributeError):
+            pass  # a damaged config.json: the names above
+        files = [self.path / name for name in names]
+        files += [p for name in (LAST, STAGING, PREVIOUS) for p in (self.path / name).rglob("*")]
+        return [f for f in files if f.is_file()]
+
     def has_weights(self) -> bool:
         """Whether the best weights (written at an evaluation) are there."""
         return (self.path / WEIGHTS).is_file()

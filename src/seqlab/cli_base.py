@@ -38,12 +38,17 @@ def check_outputs(outputs: dict[str, str | None], reads: dict[str, object],
     command rewrites itself), or another output: writing it would destroy what is there."""
     from pathlib import Path
 
+    from seqlab.checkpoint import RunDir
+    from seqlab.lab import LAB_NOTE
+    from seqlab.recording import GRADIENTS
+
     taken: dict[Path, str] = {}
     if run is not None and Path(run).is_dir():
         taken.update({f.resolve(): f"{f.relative_to(run)} of the run {run}"
-                      for f in run_files(Path(run)) if f.name not in keep})
-    taken.update({Path(str(p)).resolve(): what for what, p in reads.items()
-                  if p is not None and Path(str(p)).is_file()})
+                      for f in RunDir(run).own_files((GRADIENTS, LAB_NOTE))
+                      if f.name not in keep})
+    read = {what: Path(str(p)) for what, p in reads.items() if p is not None}
+    taken.update({p.resolve(): what for what, p in read.items() if p.is_file()})
     written: dict[Path, str] = {}
     for flag, path in outputs.items():
         if not path:
@@ -57,19 +62,3 @@ def check_outputs(outputs: dict[str, str | None], reads: dict[str, object],
                              "it; give another path")
         written[where] = flag
 
-
-def run_files(folder) -> list:
-    """The files a run wrote: config.json, weights, metrics, gradients, the lab's note, its
-    assets (config.json's checksums name them) and every checkpoint file; not what a user
-    wrote there since."""
-    from seqlab.checkpoint import CONFIG, METRICS, WEIGHTS, WRITER, RunDir
-    from seqlab.recording import GRADIENTS
-
-    names = {CONFIG, WEIGHTS, METRICS, WRITER, GRADIENTS, "lab.json"}
-    try:
-        names |= set(RunDir(folder).read_config().get("checksums", {}))
-    except (OSError, ValueError, AttributeError):
-        pass  # a damaged config.json: the names above
-    files = [folder / name for name in names]
-    files += [p for last in ("last", "last.new", "last.old") for p in (folder / last).rglob("*")]
-    return [f for f in files if f.is_file()]

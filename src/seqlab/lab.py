@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from seqlab.checkpoint import RunDir
-from seqlab.families import runner
+from seqlab.families import registry, runner
 from seqlab.families.seq2seq import exact_match_by_length
 from seqlab.io import atomic_write_json
 from seqlab.lab_report import write_report
@@ -67,6 +67,7 @@ SIZES = {  # per suite: hidden size, steps, lengths, batch, validation sequences
                  s2s_lengths=(5, 60), s2s_hidden=192, s2s_per_length=1000),
 }
 SUITES = tuple(SIZES)
+LAB_NOTE = "lab.json"  # the lab's note of a finished run, beside its files
 TEXT = "oneills"  # bundled with music21: nothing to download
 
 
@@ -221,11 +222,12 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     saved = read_lab_json(path)  # a finished run's note, read before anything else
     if (path / "config.json").exists():
         check_same_run(run, path)
-    resumable = path.exists() and not saved and RunDir(path).has_checkpoint()
+    folder = RunDir(path)
+    resumable = path.exists() and not saved and folder.has_checkpoint()
     if path.exists() and not saved and not resumable:
-        with RunDir(path).writing() as held:  # an interrupted lab's, killed before any step
+        with folder.writing() as held:  # an interrupted lab's, killed before any step
             held.discard(created=False)  # (never one another lab is training)
-    if resumable and int(RunDir(path).load_trainer_state()["step"]) \
+    if resumable and int(folder.load_trainer_state()["step"]) \
             >= run.keys.get("max_steps", math.inf):
         stop = "max_steps"  # trained to the end, stopped before the lab noted it
     elif not saved:
@@ -256,7 +258,7 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
         result["by_length"] = exact_match_by_length(path, measured_lengths(run.keys["length"]),
                                                     run.per_length)
     if stop:
-        atomic_write_json(path / "lab.json", {"stop": stop, "wall_s": result["wall_s"],
+        atomic_write_json(path / LAB_NOTE, {"stop": stop, "wall_s": result["wall_s"],
                                               "note": note})
     return result
 
@@ -265,10 +267,9 @@ def check_same_run(run: Run, path: Path) -> None:
     """A run already in ``path`` must be this suite's (a quick lab's folder holds runs of
     other sizes than a full one): else a one-line error naming what differs."""
     config = RunDir(path).read_config()
-    family = runner.family_of(path)
+    family = registry.of_config(config)
     have = family.configs_of(config, path).flat()
-    want = runner.typed_configs(family, {k: v for k, v in run.keys.items() if k != "task"}
-                                ).flat()
+    want = runner.typed_configs(family, run.keys).flat()  # "task" is dropped there
     ignored = config.get("ignored") or {}  # given without effect: the run holds the default
     differ = [f"{k} {have[k]!r} (asked {want[k]!r})" for k in run.keys
               if k in want and k not in ignored and have.get(k) != want[k]]
@@ -279,7 +280,7 @@ def check_same_run(run: Run, path: Path) -> None:
 
 def read_lab_json(path: Path) -> dict[str, Any]:
     """What the lab noted of a finished run ({} for none); a damaged note is a one-line error."""
-    note = path / "lab.json"
+    note = path / LAB_NOTE
     if not note.exists():
         return {}
     try:
@@ -312,7 +313,7 @@ def run_suite(name: str, out: str | Path, on_run: Callable[[str, dict], None] | 
     results: dict[str, dict] = {}
     done = []
     for experiment in experiments:
-        finished = all((runs_dir / r.name / "lab.json").exists() for r in experiment.runs)
+        finished = all((runs_dir / r.name / LAB_NOTE).exists() for r in experiment.runs)
         if only and experiment.key not in only and not finished:
             continue
         for run in experiment.runs:
