@@ -364,3 +364,19 @@ def test_more_steps_on_resume_keep_the_schedule_the_run_started_with(data, tmp_p
     assert RunDir(run).read_config()["train"]["decay_steps"] == 10
     assert train(data, *keys, "--max-steps", "20", "--out", run, "--resume") == 0
     assert RunDir(run).read_config()["train"]["decay_steps"] == 10  # still the first horizon
+
+
+def test_a_command_run_from_another_thread_trains(data, tmp_path, single_thread):
+    """An application calling the command line from a worker thread: Python lets only the main
+    thread install signal handlers, so the run keeps the thread's and trains to its end."""
+    import threading
+
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(main(
+        ["train", str(data), *ORIGINAL, "--max-steps", "6", "--out", str(tmp_path / "run")])))
+    before = signal.getsignal(signal.SIGTERM)
+    worker.start()
+    worker.join()
+    assert codes == [0]
+    assert metrics(tmp_path / "run")[-1]["step"] == 6
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from seqlab.cli_base import Parser, UsageError, WarningLines
+from seqlab.cli_base import Parser, UsageError, WarningLines, handling
 from seqlab.cli_export import EXPORT_COMMAND
 from seqlab.cli_forecast import FORECAST_COMMAND
 from seqlab.cli_predict import add_predict, run_predict
@@ -166,11 +166,8 @@ def run_lab(args: argparse.Namespace) -> int:
     def terminated(signum, frame) -> None:  # kill, timeout, a scheduler: as Ctrl-C
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, terminated)
-    try:  # an interrupted run is continued from its checkpoint by the next `seqlab lab`
+    with handling((signal.SIGTERM,), terminated):  # the next `seqlab lab` continues its run
         summary = run_suite(suite, out, progress, tuple(args.only))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     for key, verdict in summary["verdicts"].items():
         if verdict:
             print(f"{key}: {verdict}")

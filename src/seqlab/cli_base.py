@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 
@@ -62,3 +66,19 @@ def check_outputs(outputs: dict[str, str | None], reads: dict[str, object],
                              "it; give another path")
         written[where] = flag
 
+
+
+@contextlib.contextmanager
+def handling(signals: tuple[int, ...], handler: Callable) -> Iterator[bool]:
+    """``handler`` for ``signals`` while active, the previous handlers after; yields whether
+    they were installed: Python lets only the main thread install one, so a command run from
+    another thread (an application's worker) keeps the handlers it had."""
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield True
+    finally:
+        for s, handler_before in previous.items():
+            signal.signal(s, handler_before)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqlab.cli_base import UsageError
+from seqlab.cli_base import UsageError, handling
 
 if TYPE_CHECKING:
     from seqlab.distributed import World
@@ -232,12 +232,12 @@ class interrupt_sets:
                 print(f"\nseqlab: stopping after this step ({again} again to abort)",
                       file=sys.stderr)
 
-        self.previous = {s: signal.signal(s, handler) for s in self.SIGNALS}
+        self.handlers = handling(self.SIGNALS, handler)
+        self.handlers.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        for s, previous in self.previous.items():
-            signal.signal(s, previous)
+        self.handlers.__exit__(*exc)
 
     def exit_code(self) -> int:
         """128 + the signal that stopped the run (130 for Ctrl-C, 143 for SIGTERM)."""
