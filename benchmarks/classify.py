@@ -80,6 +80,8 @@ BASELINES = {
 # chosen for japanese-vowels over 0.1 and none on eight validation quarters, BENCHMARKS.md;
 # the other sets take the same, unsearched)
 CONV_NOISE = {"japanese-vowels": 0.3, "gunpoint": 0.3, "italy-power": 0.3}
+# "lstm-fcn-deltas": lstm-fcn reading each channel's change since the step before beside the
+# channels (--deltas; chosen for italy-power on its eight validation quarters, BENCHMARKS.md)
 # "preset-reg": the preset with dropout and decoupled weight decay (chosen for italy-power's
 # ensemble on its eight validation quarters, BENCHMARKS.md)
 REGULARISED = dict(dropout=0.3, optimizer="adamw", weight_decay=0.01)
@@ -95,6 +97,8 @@ def settings(name: str, model: str) -> dict:
         keys = {**COMMON, **CONV_PRESETS[name]}
     elif model == "lstm-fcn-noise":
         keys = {**COMMON, **CONV_PRESETS[name], "input_noise": CONV_NOISE[name]}
+    elif model == "lstm-fcn-deltas":
+        keys = {**COMMON, **CONV_PRESETS[name], "deltas": True}
     elif model == "mlstm-fcn":
         keys = {**COMMON, **CONV_PRESETS[name], "conv_se": True}
     elif model == "preset-fcn":
@@ -242,7 +246,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["preset"],
                         help="preset (the set's chosen recurrent model), lstm-fcn (an LSTM "
                              "beside the convolutional branch, LSTM-FCN's recipe), lstm-fcn-noise "
-                             "(the same with input noise), mlstm-fcn "
+                             "(the same with input noise), lstm-fcn-deltas (the same reading each "
+                             "channel's change too, --deltas), mlstm-fcn "
                              "(the same with squeeze-and-excitation), preset-fcn (the preset "
                              "beside the branch), preset-reg (the preset with dropout 0.3 "
                              "and weight decay 0.01), lstm, gru, rnn, bow, window-mlp, mlp "

@@ -405,3 +405,56 @@ def test_predict_never_writes_over_the_data_it_labels(text_run, tmp_path, capsys
     code, _, err = run_cli(capsys, "predict", text_run, new, "--out", new)
     assert code == 2 and err.startswith(f"seqlab: error: --out {new} is the data to label")
     assert new.read_text(encoding="utf-8") == "xy\taxbyc\n"
+
+
+def test_deltas_are_each_channels_change_standardised_with_the_training_split(tmp_path):
+    """--deltas: C more channels, x_t - x_(t-1) of each (0 at the first step), computed per
+    series before padding and scaled by statistics of the training split's own deltas."""
+    pytest.importorskip("sktime")
+    csv_file = two_channel_csv(tmp_path / "two.csv")
+    configs = CLASSIFY.configs({"batch_size": 8, "deltas": True})
+    prepared = CLASSIFY.prepare(str(csv_file), configs)
+    assets = prepared.assets
+    assert assets.input_size == 4 and assets.features == ["a", "b"]
+    from seqlab.data.labelled import read_examples
+
+    examples, _ = read_examples(str(csv_file))
+    train, _ = prepared.data
+    by_name = dict(zip(examples.names, examples.items, strict=True))
+    raw_deltas = []
+    for name, item in zip(train.names, train.items, strict=True):
+        x = by_name[name]
+        naive = np.zeros(x.shape)
+        for t in range(1, len(x)):
+            naive[t] = x[t] - x[t - 1]
+        raw_deltas.append(naive)
+        scaled = item.numpy()[:, 2:] * assets.scaler.std[2:] + assets.scaler.mean[2:]
+        np.testing.assert_allclose(scaled, naive, atol=1e-5)
+        np.testing.assert_allclose(item.numpy()[:, :2] * assets.scaler.std[:2]
+                                   + assets.scaler.mean[:2], x, atol=1e-5)
+    steps = np.concatenate(raw_deltas).astype(np.float64)
+    np.testing.assert_allclose(assets.scaler.mean[2:], steps.mean(0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(assets.scaler.std[2:], steps.std(0), rtol=1e-9)
+    plain = CLASSIFY.prepare(str(csv_file), CLASSIFY.configs({"batch_size": 8}))
+    assert plain.assets.input_size == 2
+    np.testing.assert_allclose(plain.assets.scaler.mean, assets.scaler.mean[:2])
+
+
+def test_a_run_with_deltas_evaluates_and_predicts_from_its_folder(ts_file, tmp_path, capsys,
+                                                                  single_thread):
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", ts_file, *KEYS, "--deltas", "--max-steps", "40",
+                           "--out", run)
+    assert code == 0, err
+    assert json.loads((run / "classes.json").read_text())["deltas"] is True
+    code, out, err = run_cli(capsys, "evaluate", run, ts_file, "--json")
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] > 0.8  # a ramp's slope is its class
+    code, out, err = run_cli(capsys, "predict", run, ts_file, "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 60 and {r["label"] for r in rows} <= {"up", "down"}
+    code, _, err = run_cli(capsys, "train", ts_file, *KEYS, "--max-steps", "50", "--out", run,
+                           "--resume")
+    assert code == 0, err  # the run's own keys, deltas among them, carry on
+    assert json.loads((run / "classes.json").read_text())["deltas"] is True

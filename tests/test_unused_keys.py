@@ -57,6 +57,8 @@ def test_classify_names_the_text_keys_on_series_and_the_series_keys_on_text(
     tsv = order_tsv(tmp_path / "order.tsv")
     err = warnings_of(capsys, tmp_path, tsv, "--task", "classify", "--input-noise", "0.1")
     assert f"--input-noise applies to numeric series only; ignored for {tsv}" in err
+    err = warnings_of(capsys, tmp_path, tsv, "--task", "classify", "--deltas")
+    assert f"--deltas applies to numeric series only; ignored for {tsv}" in err
     assert "ignored for" not in warnings_of(capsys, tmp_path, ts, "--input-noise", "0.1")
 
 

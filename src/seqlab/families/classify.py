@@ -46,6 +46,7 @@ from seqlab.families.classify_data import (
     encode,
     labelled_scores,
     probabilities,
+    with_deltas,
 )
 from seqlab.io import atomic_write_json
 from seqlab.models.classifier import POOLINGS, WINDOW_AT, Classifier
@@ -77,6 +78,9 @@ class ClassifyConfig:
     input_noise: float = opt(0.0, "classify, series: add Gaussian noise of this standard "
                              "deviation to the standardised inputs of every training batch (a "
                              "regulariser for small sets; 0: none)", minimum=0.0)
+    deltas: bool = opt(False, "classify, series: also give the model each channel's change "
+                       "since the step before (0 at a series' first step), as C more channels "
+                       "standardised like the rest: speech's delta features")
     conv_filters: str = opt("", "classify: add LSTM-FCN's fully convolutional branch beside the "
                             "encoder, the filters of each Conv1d block, comma-separated (e.g. "
                             "128,256,128; empty: none); its outputs, averaged over the valid "
@@ -183,7 +187,8 @@ class ClassifyFamily(Family):
     def unused_keys(self, source: str, configs: Configs, prepared: Prepared) -> dict[str, str]:
         if prepared.assets.kind == "text":
             return {**super().unused_keys(source, configs, prepared),
-                    **dict.fromkeys(("input_noise", "fill"), "applies to numeric series only")}
+                    **dict.fromkeys(("input_noise", "fill", "deltas"),
+                                    "applies to numeric series only")}
         return dict.fromkeys(("tokenizer", "bpe_vocab_size", "embedding_size", "max_tokens"),
                              "applies to texts only, and these are numeric series")
 
@@ -255,8 +260,10 @@ class ClassifyFamily(Family):
         and probabilities (B, K)."""
         model, tokens = loaded.model, loaded.vocab.vocab is not None
         inputs = (token_inputs if tokens else real_inputs)(model.input_size)
+        changes = " followed by their changes since the step before" \
+            if loaded.vocab.deltas else ""
         given = ("ids of the run's vocabulary (vocab.json)" if tokens else
-                 f"channels standardised by the scaler of the run's {ASSETS}")
+                 f"channels{changes}, standardised by the scaler of the run's {ASSETS}")
         return [classifier_graph(model, "ids" if tokens else "channels", inputs, {
             "family": self.name, "classes": json.dumps(loaded.vocab.classes),
             "inputs": given})]
@@ -308,8 +315,11 @@ def new_assets(examples: Examples, train_index: np.ndarray, configs: Configs
         text = "\n".join(examples.items)
         vocab = build_vocab(text, configs.train.tokenizer, configs.train.bpe_vocab_size)
         return ClassifyAssets("text", classes, counts, [], vocab=vocab)
-    scaler = Standardizer.fit([examples.items[i] for i in train_index])
-    return ClassifyAssets("series", classes, counts, list(examples.features), scaler=scaler)
+    deltas = configs.own.deltas
+    train = [examples.items[i] for i in train_index]
+    scaler = Standardizer.fit(with_deltas(train) if deltas else train)
+    return ClassifyAssets("series", classes, counts, list(examples.features), scaler=scaler,
+                          deltas=deltas)
 
 
 def unknown_label(data: Examples, encoded: Encoded, loaded: LoadedRun) -> str:

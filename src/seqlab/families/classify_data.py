@@ -40,21 +40,26 @@ class ClassifyAssets:
     max_length: int = 1  # the longest training example, in steps
     vocab: Vocab | None = None  # text
     scaler: Standardizer | None = None  # series
+    deltas: bool = False  # series: each channel's change since the step before follows them
 
     @property
     def input_size(self) -> int:
-        return self.vocab.size if self.vocab is not None else len(self.features)
+        if self.vocab is not None:
+            return self.vocab.size
+        return len(self.features) * (2 if self.deltas else 1)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "classes": self.classes, "counts": self.counts,
                 "features": self.features, "max_length": self.max_length,
-                "scaler": self.scaler.to_dict() if self.scaler is not None else None}
+                "scaler": self.scaler.to_dict() if self.scaler is not None else None,
+                "deltas": self.deltas}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], vocab: Vocab | None) -> ClassifyAssets:
         scaler = Standardizer.from_dict(data["scaler"]) if data.get("scaler") else None
         return cls(data["kind"], list(data["classes"]), list(data["counts"]),
-                   list(data["features"]), int(data["max_length"]), vocab, scaler)
+                   list(data["features"]), int(data["max_length"]), vocab, scaler,
+                   bool(data.get("deltas", False)))
 
     def class_weights(self) -> Tensor:
         """n / (K n_c) per class: every class weighs as much in the loss as any other."""
@@ -89,8 +94,9 @@ def encode(examples: Examples, assets: ClassifyAssets, max_tokens: int = 0) -> E
         items = [torch.from_numpy(ids[:max_tokens] if max_tokens else ids).long()
                  for ids in encode_texts(examples, assets.vocab)]
     else:
+        values = channels_in_order(examples, assets)
         items = [torch.from_numpy(x)
-                 for x in assets.scaler.apply(channels_in_order(examples, assets))]
+                 for x in assets.scaler.apply(with_deltas(values) if assets.deltas else values)]
     index = {name: k for k, name in enumerate(assets.classes)}
     labels = [index.get(label, UNKNOWN) for label in (examples.labels or [None] * len(items))]
     return Encoded(items, torch.tensor(labels, dtype=torch.long), list(examples.names))
@@ -126,6 +132,12 @@ def channels_in_order(examples: Examples, assets: ClassifyAssets) -> list[np.nda
                          f"trained on {', '.join(trained)}; name the columns as in training")
     order = [found.index(name) for name in trained]
     return [values[:, order] for values in examples.items]
+
+
+def with_deltas(series: list[np.ndarray]) -> list[np.ndarray]:
+    """Each (T, C) series as (T, 2C): its channels, then each channel's change since the step
+    before (0 at the first step), so that a model reads a slope without computing it."""
+    return [np.concatenate([x, np.diff(x, axis=0, prepend=x[:1])], axis=1) for x in series]
 
 
 def _unnamed(features: list[str]) -> bool:
