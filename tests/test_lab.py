@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from seqlab.cli import main
 from seqlab.lab import SUITES, execute, measured_lengths, suite, table
@@ -143,7 +144,14 @@ def test_an_interrupted_lab_run_is_continued_and_repeats_an_uninterrupted_one(tm
     halt.set()
     runner.train(run.source, out=stopped / run.name, stop=halt, **run.keys)
     assert not (stopped / run.name / "lab.json").exists()
+    # the interrupted session trained for an hour: the run's wall time counts it
+    from seqlab.checkpoint import TRAINER_STATE
+
+    state_file = RunDir(stopped / run.name).last_dir() / TRAINER_STATE
+    state = torch.load(state_file, weights_only=True)
+    torch.save({**state, "elapsed": 3600.0}, state_file)
     again = execute(run, stopped)
+    assert 3600 <= again["wall_s"] < 3600 + 10 * whole["wall_s"] + 60
     assert table({run.name: again}) == table({run.name: whole})
     assert again["best_val_loss"] == whole["best_val_loss"]
     # trained to the end but killed before the lab noted it: read, not trained again

@@ -227,8 +227,9 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
     if path.exists() and not saved and not resumable:
         with folder.writing() as held:  # an interrupted lab's, killed before any step
             held.discard(created=False)  # (never one another lab is training)
-    if resumable and int(folder.load_trainer_state()["step"]) \
-            >= run.keys.get("max_steps", math.inf):
+    state = folder.load_trainer_state() if resumable else {}
+    before = float(state.get("elapsed", 0.0))  # training seconds of the interrupted sessions
+    if resumable and int(state["step"]) >= run.keys.get("max_steps", math.inf):
         stop = "max_steps"  # trained to the end, stopped before the lab noted it
     elif not saved:
         try:  # a new run, or an interrupted lab's continued from its checkpoint
@@ -237,7 +238,7 @@ def execute(run: Run, runs_dir: Path) -> dict[str, Any]:
         except TrainingDiverged as err:
             stop = "diverged"
             note = str(err).split(";")[0]  # "training diverged: N consecutive steps ..."
-    wall = time.perf_counter() - started
+    wall = before + time.perf_counter() - started
     metrics = RunDir(path).read_metrics()
     evals = [m for m in metrics if "val_loss" in m]
     logs = [m for m in metrics if "loss" in m]
