@@ -307,14 +307,18 @@ def two_channel_csv(path: Path, columns: tuple[str, str] = ("a", "b"), count: in
     return path
 
 
-def test_a_csvs_channels_are_matched_by_name(tmp_path, capsys, single_thread):
-    """The same series with the columns in another order get the same predictions; columns
-    under other names are refused rather than read by position."""
+@pytest.mark.parametrize("extra", [[], ["--deltas"]])
+def test_a_csvs_channels_are_matched_by_name(extra, tmp_path, capsys, single_thread):
+    """The same series with the columns in another order get the same predictions (with
+    --deltas too: the changes are taken once the channels are in the run's order, a one-step
+    series' being 0); columns under other names are refused rather than read by position."""
     run = tmp_path / "run"
     data = two_channel_csv(tmp_path / "ab.csv")
     assert run_cli(capsys, "train", data, "--task", "classify", *KEYS, "--max-steps", "40",
-                   "--out", run)[0] == 0
+                   "--out", run, *extra)[0] == 0
     swapped = two_channel_csv(tmp_path / "ba.csv", ("b", "a"))
+    for path, row in ((data, "one,0,1.5,99.0,up"), (swapped, "one,0,99.0,1.5,up")):
+        path.write_text(path.read_text() + row + "\n")  # a series of one step
     assert swapped.read_text().splitlines()[0] == "id,time,b,a,label"
     code, straight, err = run_cli(capsys, "predict", run, data, "--format", "csv")
     assert code == 0, err
@@ -458,3 +462,19 @@ def test_a_run_with_deltas_evaluates_and_predicts_from_its_folder(ts_file, tmp_p
                            "--resume")
     assert code == 0, err  # the run's own keys, deltas among them, carry on
     assert json.loads((run / "classes.json").read_text())["deltas"] is True
+
+
+def test_a_classes_file_whose_scaler_disagrees_with_its_channels_is_refused(ts_file, tmp_path,
+                                                                           capsys,
+                                                                           single_thread):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", ts_file, *KEYS, "--max-steps", "2", "--out", run)[0] == 0
+    config = json.loads((run / "config.json").read_text())
+    config.pop("checksums")  # as a run written before checksums were kept
+    (run / "config.json").write_text(json.dumps(config))
+    classes = json.loads((run / "classes.json").read_text())
+    for deltas in (True, "false"):
+        (run / "classes.json").write_text(json.dumps({**classes, "deltas": deltas}))
+        code, out, err = run_cli(capsys, "predict", run, ts_file)
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert err.startswith(f"seqlab: error: {run / 'classes.json'}: not a valid classes file")

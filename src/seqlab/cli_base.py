@@ -67,7 +67,6 @@ def check_outputs(outputs: dict[str, str | None], reads: dict[str, object],
         written[where] = flag
 
 
-
 @contextlib.contextmanager
 def handling(signals: tuple[int, ...], handler: Callable) -> Iterator[bool]:
     """``handler`` for ``signals`` while active, the previous handlers after; yields whether

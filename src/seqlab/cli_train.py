@@ -213,7 +213,8 @@ def default_run_name(data: str, model: str) -> str:
 class interrupt_sets:
     """While active, Ctrl-C or SIGTERM (``kill``, ``timeout``, a scheduler, a container stop)
     sets ``stop``: the trainer finishes the step, checkpoints and returns; a second signal
-    aborts (the previous checkpoint stays whole: last/ is replaced as a unit)."""
+    aborts (the previous checkpoint stays whole: last/ is replaced as a unit). Run from a thread
+    other than the main one, it leaves the signals to the application's own handlers."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

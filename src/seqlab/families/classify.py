@@ -12,8 +12,8 @@ The model (:class:`seqlab.models.classifier.Classifier`) is any encoder of the r
 recurrent cell, optionally bidirectional; the lecture's window-mlp and bow baselines) pooled
 over valid steps (last state, mean, or attention with a learned query), then a linear head;
 ``--conv-filters`` adds LSTM-FCN's convolutional branch beside the encoder. A
-run directory holds ``classes.json`` (classes, their training counts, the series' channels and
-scaling) and, for text, the vocabulary.
+run directory holds ``classes.json`` (classes, their training counts, the series' channels,
+whether their deltas follow them, and scaling) and, for text, the vocabulary.
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ class ClassifyConfig:
     max_tokens: int = opt(0, "classify, text: keep each text's first N tokens (0: all)",
                           minimum=0)
     input_noise: float = opt(0.0, "classify, series: add Gaussian noise of this standard "
-                             "deviation to the standardised inputs of every training batch (a "
-                             "regulariser for small sets; 0: none)", minimum=0.0)
+                             "deviation to the standardised inputs of every training batch, "
+                             "--deltas channels included, each drawn on its own (a regulariser "
+                             "for small sets; 0: none)", minimum=0.0)
     deltas: bool = opt(False, "classify, series: also give the model each channel's change "
                        "since the step before (0 at a series' first step), as C more channels "
                        "standardised like the rest: speech's delta features")
@@ -209,6 +210,11 @@ class ClassifyFamily(Family):
             raise ValueError(f"{path}: not a valid classes file ({err})") from err
         if assets.kind == "text":
             assets.vocab = run.vocab()
+        elif (assets.scaler is None or not isinstance(data.get("deltas", False), bool)
+              or len(assets.scaler.mean) != assets.input_size):
+            raise ValueError(f"{path}: not a valid classes file (a scaler of one mean per "
+                             f"channel, {assets.input_size} with deltas "
+                             f"{data.get('deltas', False)!r}, is needed)")
         return assets
 
     # using a run ---------------------------------------------------------------------------
