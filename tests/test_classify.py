@@ -242,6 +242,17 @@ def test_one_class_only_is_refused(tmp_path, capsys):
     assert "one class" in bad(capsys, tmp_path, path)
 
 
+def test_a_test_file_of_one_class_is_scored(text_run, tmp_path, capsys):
+    """Training needs two classes; a batch of one kind to score is a common case."""
+    path = tmp_path / "xy_only.tsv"
+    path.write_text("xy\taxbyc\nxy\txabcy\nxy\tcxy\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "evaluate", text_run, path, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["examples"] == 3 and sum(map(sum, result["confusion"])) == 3
+    assert result["majority_rate"] in (0.0, 1.0)
+
+
 def test_a_class_too_small_for_the_split_is_refused(tmp_path, capsys):
     path = tmp_path / "d.tsv"
     path.write_text("a\tone\na\ttwo\na\tthree\nb\tfour\n", encoding="utf-8")

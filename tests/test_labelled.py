@@ -51,11 +51,19 @@ def test_tsv_without_header_and_any_text_file_with_tabs(tmp_path):
     ("a\tone\nno tab here\n", r"d.tsv line 2: no tab"),
     ("a\tone\nb\t  \n", r"d.tsv line 2: empty text"),
     ("a\tone\n\ttwo\n", r"d.tsv line 2: empty label"),
-    ("a\tone\na\ttwo\n", r"one class only \('a'\) in .*d.tsv: a classifier needs at least two"),
 ])
 def test_tsv_errors_name_file_and_line(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
         read_examples(write(tmp_path / "d.tsv", text))
+
+
+def test_one_class_is_read_for_scoring_and_refused_by_the_training_split(tmp_path):
+    src = write(tmp_path / "d.tsv", "a\tone\na\ttwo\n")
+    ex, _ = read_examples(src)  # a test batch of one kind is still scored
+    assert ex.labels == ["a", "a"]
+    with pytest.raises(ValueError, match=r"one class only \('a'\) in .*d.tsv: a classifier "
+                                         r"needs at least two"):
+        stratified_split(ex.labels, 0.2, seed=0, source=src)
 
 
 def test_tsv_non_utf8_names_the_line(tmp_path):

@@ -160,3 +160,19 @@ def test_a_bpe_size_without_bpe_is_said_to_be_ignored(capsys, tmp_path, single_t
     assert f"--bpe-vocab-size applies to --tokenizer bpe only, not char; ignored for {text}" \
         in err
     assert TEXT.unused_keys(str(text), TEXT.configs({"tokenizer": "bpe"}), None) == {}
+
+
+def test_a_csv_or_tsv_read_as_plain_text_is_said_to_be(capsys, tmp_path, single_thread):
+    """A forgotten --task: the language model would learn the file's characters, header and
+    commas included; the warning names the tasks that read such files."""
+    text = "".join(f"s{k % 7},{k},{k % 3},{'up' if k % 2 else 'down'}\n" for k in range(400))
+    for name in ("d.csv", "d.TSV", "d.txt"):
+        (tmp_path / name).write_text("id,time,a,label\n" + text, encoding="utf-8")
+    err = warnings_of(capsys, tmp_path, tmp_path / "d.csv")
+    assert (f"{tmp_path / 'd.csv'} is read as plain text for a language model (--task lm); "
+            "labelled examples, series or pairs need --task classify, forecast or seq2seq"
+            ) in err
+    assert "read as plain text" in warnings_of(capsys, tmp_path, tmp_path / "d.TSV")
+    assert "read as plain text" not in warnings_of(capsys, tmp_path, tmp_path / "d.txt")
+    assert "read as plain text" not in warnings_of(capsys, tmp_path, tmp_path / "d.csv",
+                                                   "--task", "lm")  # asked for

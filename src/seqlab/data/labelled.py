@@ -100,9 +100,7 @@ def read_examples(source: str, *, fill: str = "none", labels: bool = True
     examples = _read_path(source, fill, labels)
     if not examples.items:
         raise ValueError(f"{source}: no examples")
-    if labels:
-        _check_classes(examples.labels, source)
-    return examples, None
+    return examples, None  # one class is an error for training (the split), not for scoring
 
 
 def _copy(examples: Examples) -> Examples:
@@ -110,13 +108,6 @@ def _copy(examples: Examples) -> Examples:
     return replace(examples, items=list(examples.items), names=list(examples.names),
                    features=list(examples.features),
                    labels=None if examples.labels is None else list(examples.labels))
-
-
-def _check_classes(labels: list[str], source: str) -> None:
-    classes = sorted(set(labels))
-    if len(classes) == 1:
-        raise ValueError(f"one class only ({classes[0]!r}) in {source}: a classifier needs at "
-                         "least two")
 
 
 def _read_path(source: str, fill: str, labels: bool) -> Examples:

@@ -8,7 +8,9 @@ the registry. :func:`registered` registers for the length of a ``with`` block (t
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from seqlab.config import ModelConfig, TrainConfig, fields_of
@@ -19,6 +21,7 @@ from seqlab.families.seq2seq import SEQ2SEQ
 from seqlab.families.synthetic import SYNTHETIC
 from seqlab.families.text import TEXT
 
+log = logging.getLogger(__name__)
 FAMILIES: dict[str, Family] = {}
 
 
@@ -56,14 +59,20 @@ def of_config(config: Mapping[str, Any]) -> Family:
     return get(config.get("task", "lm"))
 
 
-def choose(source: str, task: str | None = None) -> Family:
-    """``task`` by name, else the first family that claims ``source``, else the fallback."""
+def choose(source: str, task: str | None = None, say: bool = False) -> Family:
+    """``task`` by name, else the first family that claims ``source``, else the fallback
+    (with ``say``, a warning when that reads a CSV or TSV file as plain text)."""
     if task is not None:
         return get(task)
     for family in FAMILIES.values():
         if not family.fallback and family.claims(source):
             return family
-    return next(f for f in FAMILIES.values() if f.fallback)
+    fallback = next(f for f in FAMILIES.values() if f.fallback)
+    if say and Path(source).suffix.lower() in (".csv", ".tsv"):
+        log.warning("%s is read as plain text for a language model (--task %s); labelled "
+                    "examples, series or pairs need --task classify, forecast or seq2seq",
+                    source, fallback.name)
+    return fallback
 
 
 def check_keys(family: Family, keys: Mapping[str, Any]) -> None:

@@ -48,9 +48,9 @@ class TrainResult:
         return f"{loss:.4f}" + (f" {unit}" if unit else "")
 
 
-def family_for(source: str | Path, keys: dict[str, Any]) -> Family:
+def family_for(source: str | Path, keys: dict[str, Any], say: bool = False) -> Family:
     """The family a training of ``source`` with these keys belongs to."""
-    return registry.choose(str(source), keys.get("task"))
+    return registry.choose(str(source), keys.get("task"), say)
 
 
 def family_of(run_dir: str | Path) -> Family:
@@ -80,7 +80,7 @@ def train(source: str | Path, out: str | Path | None = None, on_event: Event | N
     with ``last/`` saved (the command line sets it on Ctrl-C). With many processes
     (``world``, see :mod:`seqlab.distributed`) each reads ``source`` and only rank 0 writes.
     """
-    family = family_for(source, keys)
+    family = family_for(source, keys, say=True)
     configs = typed_configs(family, keys)
     prepared = family.prepare(str(source), configs)
     ignored = unused_given(family, str(source), configs, prepared, keys)
