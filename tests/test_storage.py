@@ -90,6 +90,11 @@ def test_a_read_only_file_system_is_one_line(text_file, tmp_path, capsys, single
                             mount / "run")
         assert code == 2 and err.splitlines() == [
             f"seqlab: error: {mount / 'run'}: Read-only file system"]
+        # the empty read-only folder itself as the run: named, not the hidden file staged there
+        code, err = run_cli(capsys, "train", text_file, *KEYS, "--max-steps", "5", "--out",
+                            mount)
+        assert code == 2 and err.splitlines() == [
+            f"seqlab: error: cannot write in {mount}: Read-only file system"]
 
 
 def test_a_run_that_diverges_before_any_checkpoint_is_whole(text_file, tmp_path, capsys,

@@ -285,6 +285,9 @@ def storage_message(err: OSError) -> str:
             where = where.parent
         with contextlib.suppress(OSError):
             free = f"; {shutil.disk_usage(where).free / 2**20:,.1f} MB free in {where}"
+    name = Path(err.filename)
+    if name.name.startswith(".") and name.suffix == ".tmp":  # a file staged for an atomic write
+        return f"cannot write in {name.parent}: {err.strerror}{free}"
     return f"{err.filename}: {err.strerror}{free}"
 
 
