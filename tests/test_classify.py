@@ -198,6 +198,10 @@ def test_bidirectional_and_class_weights_train(ts_file, tmp_path, capsys, single
     assert code == 0, err
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["classify"]["bidirectional"] is True
+    code, out, err = run_cli(capsys, "info", tmp_path / "run")
+    assert code == 0, err
+    assert ("classifier   mean pooling, bidirectional, class weights, label smoothing 0.1\n"
+            in out)
     assert config["classify"]["class_weights"] is True
 
 

@@ -180,7 +180,8 @@ def test_bad_branch_shapes_are_refused(filters, kernels, match):
 def test_the_config_parses_and_checks_the_branch():
     assert ClassifyConfig(conv_filters="8,16", conv_kernels="5,3").conv() == ((8, 16), (5, 3))
     assert ClassifyConfig().conv() == ((), ())
-    for keys, match in ((dict(conv_filters="8,16"), "one kernel size per block"),
+    for keys, match in ((dict(conv_filters="8,16"), r"one kernel size per block of "
+                         r"conv_filters \(2\), got '8,5,3' \(the default, for three blocks\)"),
                         (dict(conv_filters="8,x", conv_kernels="3,3"), "conv_filters"),
                         (dict(conv_filters="8", conv_kernels="-3"), "conv_kernels"),
                         (dict(conv_se=True), "conv_se needs")):
@@ -227,6 +228,8 @@ def test_train_evaluate_predict_and_diagnose_with_the_branch(tmp_path, capsys):
     loaded = runner.load_run(run)
     assert loaded.model.conv.filters == (8, 16, 8) and loaded.model.conv.kernels == (5, 4, 3)
     assert loaded.model.conv.norms[0].num_batches_tracked > 0  # trained statistics came back
+    code, out, err = run_cli(capsys, "info", run)
+    assert code == 0 and "conv branch 8,16,8 (kernels 5,4,3, squeeze-excitation)" in out
     code, out, err = run_cli(capsys, "evaluate", run, data, "--json")
     assert code == 0, err
     accuracy = json.loads(out)["accuracy"]

@@ -52,6 +52,7 @@ from seqlab.io import atomic_write_json
 from seqlab.models.classifier import POOLINGS, WINDOW_AT, Classifier
 
 ASSETS = "classes.json"
+KERNELS = "8,5,3"  # LSTM-FCN's three blocks
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +87,7 @@ class ClassifyConfig:
                             "encoder, the filters of each Conv1d block, comma-separated (e.g. "
                             "128,256,128; empty: none); its outputs, averaged over the valid "
                             "steps, join the pooled states before the head")
-    conv_kernels: str = opt("8,5,3", "classify: the kernel size of each block of "
+    conv_kernels: str = opt(KERNELS, "classify: the kernel size of each block of "
                             "--conv-filters, comma-separated (as many as filters)")
     conv_se: bool = opt(False, "classify: squeeze-and-excitation after every convolutional "
                         "block but the last (MLSTM-FCN); needs --conv-filters")
@@ -95,8 +96,9 @@ class ClassifyConfig:
         validate(self)
         filters, kernels = self.conv()
         if filters and len(filters) != len(kernels):
+            default = " (the default, for three blocks)" if self.conv_kernels == KERNELS else ""
             raise ValueError(f"conv_kernels needs one kernel size per block of conv_filters "
-                             f"({len(filters)}), got {self.conv_kernels!r}")
+                             f"({len(filters)}), got {self.conv_kernels!r}{default}")
         if self.conv_se and not filters:
             raise ValueError("conv_se needs a convolutional branch: set conv_filters")
 
@@ -295,10 +297,24 @@ class ClassifyFamily(Family):
 
     # how its numbers read ------------------------------------------------------------------
     def info_lines(self, info: dict[str, Any]) -> list[str]:
-        data = info["config"]["data"]
+        data, own = info["config"]["data"], info["config"]["classify"]
+        pooled = {"last": "the last state", "mean": "mean pooling",
+                  "attention": "attention pooling"}
+        parts = [pooled.get(own.get("pooling"), str(own.get("pooling"))),
+                 "bidirectional" if own.get("bidirectional") else "",
+                 f"first {info['config']['model']['window']} steps"
+                 if own.get("window_at") == "first" else "",
+                 f"conv branch {own['conv_filters']} (kernels {own['conv_kernels']}"
+                 f"{', squeeze-excitation' if own.get('conv_se') else ''})"
+                 if own.get("conv_filters") else "",
+                 "deltas" if own.get("deltas") else "",
+                 f"input noise {own['input_noise']}" if own.get("input_noise") else "",
+                 "class weights" if own.get("class_weights") else "",
+                 f"label smoothing {own['label_smoothing']}" if own.get("label_smoothing")
+                 else ""]
         return [f"data         {data['source']}: {data['kind']}, {data['classes']} classes, "
                 f"{data['train_examples']:,} train / {data['val_examples']:,} validation",
-                *super().info_lines(info)]
+                "classifier   " + ", ".join(filter(None, parts)), *super().info_lines(info)]
 
     def eval_note(self, record: dict[str, Any]) -> str:
         return f"val_acc {record['val_accuracy']:.3f}"
