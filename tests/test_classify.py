@@ -340,6 +340,14 @@ def test_a_csvs_channels_are_matched_by_name(extra, tmp_path, capsys, single_thr
     code, crossed, err = run_cli(capsys, "predict", run, swapped, "--format", "csv")
     assert code == 0, err
     assert crossed.replace("ba.csv", "ab.csv") == straight
+    one = tmp_path / "a_only.csv"
+    one.write_text("id,time,a,label\ns0,0,1.0,up\ns0,1,2.0,up\n")
+    code, _, err = run_cli(capsys, "predict", run, one)
+    assert code == 2 and err.endswith("trained on 2 (a, b); missing: b\n")
+    more = tmp_path / "abc.csv"
+    more.write_text("id,time,a,b,c,label\ns0,0,1.0,100,5,up\ns0,1,2.0,100,5,up\n")
+    code, _, err = run_cli(capsys, "predict", run, more)
+    assert code == 2 and err.endswith("trained on 2 (a, b); not trained on: c\n")
     renamed = two_channel_csv(tmp_path / "xy.csv", ("x", "y"))
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     code, _, err = run_cli(capsys, "evaluate", run, renamed)

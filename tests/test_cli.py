@@ -453,7 +453,7 @@ TRAIN_CASES = [
      r"clip_norm and clip_value"),
     ("tie-weights-sizes", lambda ws: ws.train(ws.data, "--tie-weights"), r"tie_weights"),
     ("toml-unknown-key", lambda ws: ws.toml("hiden_size = 16\n"),
-     r"unknown config keys: hiden_size"),
+     r"\.toml: unknown config keys: hiden_size \(did you mean hidden_size\?\)"),
     ("toml-wrong-type", lambda ws: ws.toml('num_layers = "two"\n'),
      r"num_layers: expected int"),
     ("toml-syntax", lambda ws: ws.toml("hidden_size = = 3\n"), r"not valid TOML"),

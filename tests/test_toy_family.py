@@ -157,6 +157,10 @@ def test_a_registered_family_keys_are_checked(parity, tmp_path, capsys):
     assert main(["train", "parity-bits", *KEYS, "--bits", "7", "--out", str(run),
                  "--resume"]) == 2
     assert "cannot change: bits (5 -> 7" in capsys.readouterr().err
+    # a misspelt key of the API: the registered family's own keys are among the suggestions
+    with pytest.raises(ValueError, match=r"unknown config keys: bitz, hiden_size \(did you "
+                                         r"mean bits, hidden_size\?\)"):
+        registry.check_keys(registry.get("parity"), {"bitz": 3, "hiden_size": 4})
 
 
 def test_the_registry_forgets_a_family_after_the_block(tmp_path, capsys):

@@ -124,6 +124,10 @@ def train_command(args: argparse.Namespace, world: World) -> int:
     if clash := sorted(set(toml) & {"out", "resume", "config", "data", "quiet"}):
         raise UsageError(f"{args.config}: {', '.join(clash)} is a command-line option, not a "
                          "config key; give it as a flag (--out DIR, ...)")
+    known = {f.name for f in registry.all_fields()} | {"task"}
+    if unknown := sorted(set(toml) - known):
+        raise UsageError(f"{args.config}: unknown config keys: {', '.join(unknown)}"
+                         f"{registry.did_you_mean(unknown, known)}")
     keys = {**toml, **given}  # flags given here override the file
     if args.resume:
         if not args.out:

@@ -123,8 +123,13 @@ def channels_in_order(examples: Examples, assets: ClassifyAssets) -> list[np.nda
     dim_1, ...) by position."""
     found, trained = list(examples.features), list(assets.features)
     if len(found) != len(trained):
+        named = not (_unnamed(found) or _unnamed(trained))
+        missing = [name for name in trained if name not in found] if named else []
+        extra = [name for name in found if name not in trained] if named else []
+        which = "".join(f"; {what}: {', '.join(names)}" for what, names in
+                        (("missing", missing), ("not trained on", extra)) if names)
         raise ValueError(f"{examples.source}: {len(found)} channel(s) per step, but the run was "
-                         f"trained on {len(trained)} ({', '.join(trained)})")
+                         f"trained on {len(trained)} ({', '.join(trained)}){which}")
     if found == trained or _unnamed(found) or _unnamed(trained):
         return examples.items
     if sorted(found) != sorted(trained):

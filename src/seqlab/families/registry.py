@@ -8,6 +8,7 @@ the registry. :func:`registered` registers for the length of a ``with`` block (t
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -80,7 +81,7 @@ def check_keys(family: Family, keys: Mapping[str, Any]) -> None:
     known = {f.name for fam in FAMILIES.values() for cls in fam.config_classes()
              for f in fields_of(cls)}
     if unknown := sorted(set(keys) - known):
-        raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        raise ValueError(f"unknown config keys: {', '.join(unknown)}{did_you_mean(unknown, known)}")
     if foreign := sorted(set(keys) - family.key_names()):
         raise ValueError(f"{', '.join(foreign)} {'does' if len(foreign) == 1 else 'do'} not "
                          f"apply to the {family.name} task ({family.help})")
@@ -110,3 +111,10 @@ def field_groups() -> list[tuple[str, list]]:
 def all_fields() -> list:
     """Every user key once, with the field that first declares it."""
     return [f for _, fields in field_groups() for f in fields]
+
+
+def did_you_mean(unknown: list[str], known: set[str]) -> str:
+    """'' or " (did you mean hidden_size?)": the known keys closest to each unknown one."""
+    close = [match for word in unknown
+             for match in difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.75)]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
