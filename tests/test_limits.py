@@ -353,3 +353,12 @@ def test_the_edges_of_each_range_are_accepted():
     ModelConfig(forget_bias=-0.0)  # negative zero is zero
     TrainConfig(min_lr_ratio=1.0, lr=1.2e-38, clip_norm=0.0, clip_value=0.0,
                 bpe_vocab_size=2**24, time_budget=1e300)  # a clock compares it, not float32
+
+
+def test_a_need_of_one_part_is_not_said_twice():
+    """The parts are listed with their sizes when several count; one part alone is named
+    without repeating the total the message gives beside it."""
+    assert limits.describe({"parameters": 3 * 2**40, "activations": 2**20, "layers": 10}) == \
+        "weights, gradients and optimiser state"
+    assert limits.describe({"parameters": 3 * 2**30, "activations": 2**30, "layers": 10}) == \
+        "weights, gradients and optimiser state 3.0 GiB, one batch's activations 1.0 GiB"

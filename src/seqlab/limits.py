@@ -217,8 +217,11 @@ def describe(parts: Mapping[str, int]) -> str:
     names = {"parameters": "weights, gradients and optimiser state",
              "activations": "one batch's activations", "layers": "layer bookkeeping"}
     total = sum(parts.values())
-    return ", ".join(f"{names.get(k, k)} {size(v)}" for k, v in parts.items()
-                     if v > total / 100)  # a part under 1% only clutters the message
+    shown = {k: v for k, v in parts.items() if v > total / 100}  # under 1% only clutters
+    if len(shown) == 1:  # the whole need, which the message gives beside it
+        key = next(iter(shown))
+        return names.get(key, key)
+    return ", ".join(f"{names.get(k, k)} {size(v)}" for k, v in shown.items())
 
 
 def culprit(need: float, variants: Mapping[str, tuple[Any, float]]) -> str:
