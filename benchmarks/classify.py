@@ -81,7 +81,8 @@ BASELINES = {
 # the other sets take the same, unsearched)
 CONV_NOISE = {"japanese-vowels": 0.3, "gunpoint": 0.3, "italy-power": 0.3}
 # "lstm-fcn-deltas": lstm-fcn reading each channel's change since the step before beside the
-# channels (--deltas; chosen for italy-power on its eight validation quarters, BENCHMARKS.md)
+# channels (--deltas; the lowest validation loss on italy-power's eight quarters, not better
+# once refit: BENCHMARKS.md)
 # "preset-reg": the preset with dropout and decoupled weight decay (chosen for italy-power's
 # ensemble on its eight validation quarters, BENCHMARKS.md)
 REGULARISED = dict(dropout=0.3, optimizer="adamw", weight_decay=0.01)
