@@ -191,7 +191,9 @@ def test_an_output_never_replaces_what_the_command_reads(trained, tmp_path, caps
     copy.write_bytes(data.read_bytes())
     before, data_before, copy_before = snapshot(run), data.read_bytes(), copy.read_bytes()
     for argv, message in [
-        (["--plot", data], rf"--plot {data} is the run's training data: writing there would "
+        (["--plot", data], rf"--plot {data} is the data the run {run} was trained on: "
+                           r"writing there would change it; give another path"),
+        (["--plot", copy], rf"--plot {copy} exists and is no \.png file: writing there would "
                            r"replace it; give another path"),
         (["--input", copy, "--out", copy], r"--out .*copy.csv is --input"),
         (["--out", run / "config.json"], r"is config.json of the run"),

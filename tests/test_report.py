@@ -3,6 +3,7 @@ the page, one-line errors, the live page of train --report and TensorBoard's eve
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -100,6 +101,29 @@ def test_an_unwritable_out_is_one_line(family_runs, tmp_path, capsys, make_out, 
     err = capsys.readouterr().err
     assert err.startswith("seqlab: error: ") and message in err and err.count("\n") == 1
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a temporary
+
+
+def test_an_out_replaces_an_older_page_never_data(family_runs, tmp_path, capsys):
+    """--out data.txt once turned the user's training text into HTML."""
+    run = tmp_path / "run"
+    shutil.copytree(family_runs["text"], run)
+    data = tmp_path / "data.txt"
+    data.write_text("the text the run learnt from\n")
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["source_path"] = str(data)  # as if trained on it there
+    (run / "config.json").write_text(json.dumps(config))
+    notes = tmp_path / "notes.md"
+    notes.write_text("mine")
+    for out, message in [(data, f"--out {data} is the data the run {run} was trained on"),
+                         (notes, f"--out {notes} exists and is no .html or .htm file")]:
+        assert main(["report", str(run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"seqlab: error: {message}") and err.count("\n") == 1
+    assert data.read_text() == "the text the run learnt from\n" and notes.read_text() == "mine"
+    old = tmp_path / "old.HTML"
+    old.write_text("<p>an older page</p>")
+    assert main(["report", str(run), "--out", str(old)]) == 0
+    assert "an older page" not in old.read_text()
 
 
 def test_no_run_is_one_line(tmp_path, capsys):

@@ -254,6 +254,19 @@ def test_cli_train_translate_evaluate(capsys, monkeypatch, tmp_path, pairs_file,
     assert len(out.splitlines()) == 2
     assert (tmp_path / "att-1.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "att-2.png").exists()
+    # never over the data the run learnt from, nor over a file that is no picture
+    data_before = pairs_file.read_bytes()
+    notes = tmp_path / "notes-2.txt"
+    notes.write_text("mine")
+    for argv, message in [(["abc", "--show-attention", pairs_file],
+                           f"--show-attention {pairs_file} is the data the run {run} was "
+                           "trained on"),
+                          (["abc", "xyz", "--show-attention", tmp_path / "notes.txt"],
+                           f"--show-attention (map 2) {notes} exists and is no .png file")]:
+        code, out, err = run_cli(capsys, "translate", run, *argv)
+        assert code == 2 and out == "" and err.startswith(f"seqlab: error: {message}"), err
+    assert pairs_file.read_bytes() == data_before and notes.read_text() == "mine"
+    assert not (tmp_path / "notes-1.txt").exists()
     code, out, err = run_cli(capsys, "translate", run, stdin="abc\nxyz\n", monkeypatch=monkeypatch)
     assert code == 0 and len(out.splitlines()) == 2, err
     code, out, err = run_cli(capsys, "evaluate", run, pairs_file, "--json", "--device", "cpu")

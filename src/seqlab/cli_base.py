@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -36,21 +37,24 @@ class Parser(argparse.ArgumentParser):
 
 
 def check_outputs(outputs: dict[str, str | None], reads: dict[str, object],
-                  run: str | None = None, keep: tuple[str, ...] = ()) -> None:
+                  run: str | None = None, keep: tuple[str, ...] = (),
+                  kinds: dict[str, tuple[str, ...]] | None = None) -> None:
     """Refuse before any work an output file that is a file the command reads (``reads``:
     what -> path), a file of the run folder ``run`` (but those named in ``keep``, which the
-    command rewrites itself), or another output: writing it would destroy what is there."""
-    from pathlib import Path
-
+    command rewrites itself) or the data it was trained on, another output, or (``kinds``:
+    flag -> the suffixes of what it writes) an existing file of another kind: writing it would
+    destroy what is there. A report replaces an older report, never a data file."""
     from seqlab.checkpoint import RunDir
     from seqlab.lab import LAB_NOTE
     from seqlab.recording import GRADIENTS
 
     taken: dict[Path, str] = {}
+    trained_on = None
     if run is not None and Path(run).is_dir():
         taken.update({f.resolve(): f"{f.relative_to(run)} of the run {run}"
                       for f in RunDir(run).own_files((GRADIENTS, LAB_NOTE))
                       if f.name not in keep})
+        trained_on = training_data(run)
     read = {what: Path(str(p)) for what, p in reads.items() if p is not None}
     taken.update({p.resolve(): what for what, p in read.items() if p.is_file()})
     written: dict[Path, str] = {}
@@ -64,7 +68,26 @@ def check_outputs(outputs: dict[str, str | None], reads: dict[str, object],
         if where in taken:
             raise UsageError(f"{flag} {path} is {taken[where]}: writing there would replace "
                              "it; give another path")
+        if trained_on is not None and (where == trained_on or trained_on in where.parents):
+            raise UsageError(f"{flag} {path} is {'' if where == trained_on else 'in '}the data "
+                             f"the run {run} was trained on: writing there would change it; "
+                             "give another path")
+        suffixes = (kinds or {}).get(flag.split(" ")[0], ())
+        if suffixes and where.is_file() and where.suffix.lower() not in suffixes:
+            raise UsageError(f"{flag} {path} exists and is no {' or '.join(suffixes)} file: "
+                             "writing there would replace it; give another path")
         written[where] = flag
+
+
+def training_data(run: str):
+    """The resolved path of the file or folder a run was trained on, or None (a bundled set,
+    a synthetic task, or a config that cannot be read: the command says so itself)."""
+    from seqlab.checkpoint import RunDir
+
+    with contextlib.suppress(ValueError, OSError, KeyError, TypeError, AttributeError):
+        source = RunDir(run).read_config()["data"].get("source_path")
+        return Path(source).resolve() if source else None
+    return None
 
 
 @contextlib.contextmanager

@@ -36,10 +36,8 @@ def run_forecast(args: argparse.Namespace) -> int:
     if args.horizon is not None and args.horizon < 1:
         raise UsageError(f"--horizon must be positive, got {args.horizon}")
     loaded = runner.load_run(args.run, resolve_device(args.device))
-    data = loaded.config.get("data", {})
-    check_outputs({"--out": args.out, "--plot": args.plot},
-                  {"--input": args.input, "the run's training data": data.get("source_path")},
-                  args.run)
+    check_outputs({"--out": args.out, "--plot": args.plot}, {"--input": args.input}, args.run,
+                  kinds={"--plot": (".png",)})
     forecaster = loaded.family.forecaster(loaded)
     horizon = args.horizon or loaded.configs.flat()["horizon"]
     series, result = forecaster(args.input, horizon)

@@ -17,7 +17,8 @@ def add_report(p: argparse.ArgumentParser) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from seqlab.report.run_report import REPORT, write_report
 
-    check_outputs({"--out": args.out}, {}, args.run, keep=(REPORT,))
+    check_outputs({"--out": args.out}, {}, args.run, keep=(REPORT,),
+                  kinds={"--out": (".html", ".htm")})
     path = write_report(args.run, args.out)
     print(f"report: {path} ({path.stat().st_size / 2**20:.2f} MB)")
     return 0

@@ -230,18 +230,29 @@ def run_translate(args: argparse.Namespace) -> int:
         raise UsageError("no input: give TEXT arguments or lines on stdin")
     device = resolve_device(args.device)
     loaded = runner.load_run(args.run, device)
-    check_outputs({"--show-attention": args.show_attention}, {}, args.run)
+    pictures = attention_paths(args.show_attention, len(texts))
+    flags = ["--show-attention"] if len(pictures) == 1 else \
+        [f"--show-attention (map {k})" for k in range(1, len(pictures) + 1)]
+    check_outputs({flag: str(path) for flag, path in zip(flags, pictures, strict=True)}, {},
+                  args.run, kinds={"--show-attention": (".png",)})
     sizes = {**({"--beam": args.beam} if args.beam else {}), "inputs": len(texts)}
     with allocation_errors(sizes, device):
         results = loaded.family.translator(loaded)(texts, args.beam, args.length_penalty)
-    if args.show_attention:
-        png = Path(args.show_attention)
-        for k, result in enumerate(results, start=1):
-            path = png if len(results) == 1 else png.with_name(f"{png.stem}-{k}{png.suffix}")
-            save_attention(path, result)
+    for path, result in zip(pictures, results, strict=False):
+        save_attention(path, result)
     for result in results:
         print(result.text)
     return 0
+
+
+def attention_paths(png: str | None, count: int) -> list[Path]:
+    """Where --show-attention PNG puts the map of each of ``count`` inputs: PNG itself for
+    one, PNG-1, PNG-2, ... (before the suffix) for more; none without the flag."""
+    if not png:
+        return []
+    path = Path(png)
+    return [path] if count == 1 else [path.with_name(f"{path.stem}-{k}{path.suffix}")
+                                      for k in range(1, count + 1)]
 
 
 def stdin_lines() -> list[str]:
