@@ -252,6 +252,13 @@ def test_diagnose_a_language_model_run(trained_run, tmp_path, capsys):
     report = json.loads((out / "diagnostics.json").read_text())
     assert math.isfinite(report["trained"]["grad_sum"][0])
     assert "jacobian" not in report["trained"]
+    mine = tmp_path / "in.txt"
+    mine.write_text("mine")
+    assert main(["diagnose", str(trained_run), "--out", str(mine)]) == 2
+    assert capsys.readouterr().err == (f"seqlab: error: --out {mine} is a file; diagnose writes "
+                                       "a folder (of diagnostics.json and figures): give a "
+                                       "folder\n")
+    assert mine.read_text() == "mine"
 
 
 def test_diagnose_refuses_a_baseline_run(tmp_path, capsys):

@@ -105,6 +105,9 @@ def run_diagnose(args: argparse.Namespace) -> int:
     from seqlab.limits import allocation_errors
     from seqlab.training import resolve_device
 
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; diagnose writes a folder (of "
+                         "diagnostics.json and figures): give a folder")
     device = resolve_device(args.device)
     with allocation_errors({"--batch": args.batch}, device):
         report = diagnose_run(args.run, args.out, args.batch, device,
