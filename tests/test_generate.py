@@ -90,6 +90,57 @@ def test_seeds_repeat_and_differ():
     assert not torch.equal(a, sample_ids(model, prompt, 40, config, num_samples=2, seed=8))
 
 
+def test_a_stop_keeps_the_tokens_sampled_so_far():
+    """Setting stop during sampling (Ctrl-C in seqlab generate) ends after that step: the
+    columns sampled are those of an uninterrupted run with the same seed."""
+    import threading
+
+    model, prompt = make_model("gru"), torch.tensor([1], dtype=torch.long)
+    config = SamplingConfig(temperature=1.0)
+    whole = sample_ids(model, prompt, 30, config, num_samples=3, seed=5)
+    stop = threading.Event()
+
+    def progress(steps):
+        for t in steps:
+            if t == 12:
+                stop.set()  # as the signal handler does, between two steps
+            yield t
+
+    part = sample_ids(model, prompt, 30, config, num_samples=3, seed=5, progress=progress,
+                      stop=stop)
+    assert part.shape == (3, 12) and torch.equal(part, whole[:, :12])
+    vocab = CharVocab(list(ALPHABET))
+    assert seqlab.generate(model, vocab, "bad ", 30, stop=stop) == ["bad "]  # set before
+
+
+def test_generate_stopped_by_ctrl_c_prints_what_it_sampled(trained_run, capsys, monkeypatch):
+    import os
+    import signal
+
+    from seqlab import cli_use
+    from seqlab.cli import main
+
+    def interrupting(length):
+        def progress(steps):
+            for t in steps:
+                if t == 20:
+                    os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, mid-sample
+                yield t
+        return progress
+
+    monkeypatch.setattr(cli_use, "token_bar", interrupting)
+    code = main(["generate", str(trained_run), "--prompt", "the", "--length", "100000",
+                 "--seed", "3"])
+    out, err = capsys.readouterr()
+    assert code == 130 and out.startswith("the") and 20 < len(out) < 200
+    assert err.endswith("seqlab: stopped early: the sample above is shorter than --length "
+                        "100000\n")
+    monkeypatch.undo()
+    assert main(["generate", str(trained_run), "--prompt", "the", "--length", "20",
+                 "--seed", "3"]) == 0
+    assert capsys.readouterr().out == out  # the same 20 tokens, uninterrupted
+
+
 def test_top_k_one_is_greedy():
     model = make_model("rnn")
     prompt = torch.tensor([4, 4, 9], dtype=torch.long)

@@ -11,14 +11,13 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqlab.cli_base import UsageError, handling
+from seqlab.cli_base import UsageError, interrupt_sets
 
 if TYPE_CHECKING:
     from seqlab.distributed import World
@@ -212,41 +211,6 @@ def check_config_file(out: str, toml: dict[str, Any], name: str | None) -> None:
 def default_run_name(data: str, model: str) -> str:
     stem = Path(data.rstrip("/")).stem or "data"
     return f"runs/{stem}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-class interrupt_sets:
-    """While active, Ctrl-C or SIGTERM (``kill``, ``timeout``, a scheduler, a container stop)
-    sets ``stop``: the trainer finishes the step, checkpoints and returns; a second signal
-    aborts (the previous checkpoint stays whole: last/ is replaced as a unit). Run from a thread
-    other than the main one, it leaves the signals to the application's own handlers."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, stop: threading.Event, say: bool = True) -> None:
-        self.stop, self.say = stop, say  # say: print the line (rank 0 of many processes)
-        self.received: int | None = None
-
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.stop.is_set():
-                raise KeyboardInterrupt
-            self.received = signum
-            self.stop.set()
-            again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
-            if self.say:
-                print(f"\nseqlab: stopping after this step ({again} again to abort)",
-                      file=sys.stderr)
-
-        self.handlers = handling(self.SIGNALS, handler)
-        self.handlers.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.handlers.__exit__(*exc)
-
-    def exit_code(self) -> int:
-        """128 + the signal that stopped the run (130 for Ctrl-C, 143 for SIGTERM)."""
-        return 128 + (self.received or signal.SIGINT)
 
 
 class Reporter:

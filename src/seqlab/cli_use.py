@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 
-from seqlab.cli_base import UsageError, check_outputs
+from seqlab.cli_base import UsageError, check_outputs, interrupt_sets
 
 BAR_FROM = 2000  # tokens from which generate shows a progress bar (on a terminal)
 
@@ -89,13 +90,20 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.lines is not None:
         return run_generate_lines(args)
     sampler = load_sampler(args)
-    with allocation_errors({"--length": args.length, "--num-samples": args.num_samples}):
+    stop = threading.Event()  # Ctrl-C or SIGTERM: the text sampled so far is printed
+    with allocation_errors({"--length": args.length, "--num-samples": args.num_samples}), \
+            interrupt_sets(stop) as signals:
         samples = sampler.text(args.prompt, args.length, args.num_samples, args.seed,
-                               token_bar(args.length), **sampling_of(args))
+                               token_bar(args.length), stop, **sampling_of(args))
     for k, text in enumerate(samples):
         if len(samples) > 1:
             print(f"--- sample {k + 1} ---")
         print(text)
+    if signals.received:
+        print(f"seqlab: stopped early: the sample{'s' * (len(samples) > 1)} above "
+              f"{'are' if len(samples) > 1 else 'is'} shorter than --length {args.length}",
+              file=sys.stderr)
+        return signals.exit_code()
     return 0
 
 

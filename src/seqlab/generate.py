@@ -6,6 +6,7 @@ the prefix is never run again. Several samples are drawn in parallel as one batc
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -95,10 +96,11 @@ def make_generator(seed: int | None) -> torch.Generator:
 
 @torch.no_grad()
 def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: SamplingConfig,
-               num_samples: int = 1, seed: int | None = None, progress: Progress | None = None
-               ) -> Tensor:
+               num_samples: int = 1, seed: int | None = None, progress: Progress | None = None,
+               stop: threading.Event | None = None) -> Tensor:
     """(num_samples, length) new token ids following ``prompt_ids`` (P,) int64, P >= 1;
-    ``progress`` wraps the loop over the steps (a progress bar)."""
+    ``progress`` wraps the loop over the steps (a progress bar). Setting ``stop`` ends the
+    sampling after the current step: fewer than ``length`` columns, every one sampled."""
     whole("length", length, 0)
     whole("num_samples", num_samples, 1)
     if prompt_ids.numel() == 0:
@@ -110,12 +112,16 @@ def sample_ids(model: nn.Module, prompt_ids: Tensor, length: int, config: Sampli
     tokens = prompt_ids.to(device).expand(num_samples, -1)  # (N, P)
     logits, state = model(tokens)  # the prompt, once
     out = torch.empty(num_samples, length, dtype=torch.long, device=device)
+    done = 0
     for t in (progress or iter)(range(length)):
+        if stop is not None and stop.is_set():
+            break
         token = next_tokens(logits[:, -1], config, generator)  # (N,)
         out[:, t] = token
+        done = t + 1
         logits, state = model(token[:, None], state)  # one step, state carried
     model.train(was_training)
-    return out
+    return out[:, :done]
 
 
 def sample_bytes(vocab_size: int, count: int, length: int) -> int:
@@ -145,9 +151,9 @@ def default_prompt(vocab: Vocab) -> str:
 
 def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: int = 500,
              num_samples: int = 1, seed: int | None = None, progress: Progress | None = None,
-             **sampling) -> list[str]:
+             stop: threading.Event | None = None, **sampling) -> list[str]:
     """Sample ``num_samples`` continuations of ``prompt`` (text) of ``length`` tokens each
-    (``progress``: see :func:`sample_ids`).
+    (``progress`` and ``stop``: see :func:`sample_ids`).
 
     Keyword arguments are those of :class:`SamplingConfig`. Returns the prompt followed by the
     generated text, one string per sample. Raises ValueError for a prompt with symbols outside
@@ -163,7 +169,7 @@ def generate(model: nn.Module, vocab: Vocab, prompt: str | None = None, length: 
     given = prompt if prompt else default_prompt(vocab)
     check_prompt(vocab, given)
     prompt_ids = torch.as_tensor(vocab.encode(given).astype("int64"))
-    ids = sample_ids(model, prompt_ids, length, config, num_samples, seed, progress)
+    ids = sample_ids(model, prompt_ids, length, config, num_samples, seed, progress, stop)
     prefix = prompt or ""
     return [prefix + vocab.decode(row.tolist()) for row in ids]
 

@@ -141,9 +141,9 @@ class Sampler:
     loaded: LoadedRun
 
     def text(self, prompt: str, length: int, num_samples: int = 1, seed: int | None = None,
-             progress=None, **sampling) -> list[str]:
+             progress=None, stop=None, **sampling) -> list[str]:
         return generate(self.loaded.model, self.loaded.vocab, prompt, length, num_samples, seed,
-                        progress, **sampling)
+                        progress, stop, **sampling)
 
     def tunes(self, count: int, prompt: str, max_length: int, seed: int | None = None,
               meter: bool = True, **sampling) -> list:
