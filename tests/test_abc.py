@@ -144,3 +144,18 @@ def test_load_data_streams_whole_tunes(tmp_path):
     train, val = split_train_val(tunes, 0.2, seed=1)
     assert train_text == join_tunes(train) and val_text == join_tunes(val)
     assert len(val) == 4 and val_text.startswith("X:")
+
+
+def test_a_folder_of_tunes_names_the_files_it_leaves_out(tmp_path, caplog):
+    (tmp_path / "a.abc").write_text("X:1\nT:One\nM:4/4\nK:D\nABcd|\n", encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("not a tune", encoding="utf-8")
+    (tmp_path / ".hidden").write_text("skipped silently", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        assert len(load_tunes(str(tmp_path))) == 1
+    assert f"{tmp_path}: tunes read from its 1 .abc file(s); 1 other file(s) left out " \
+           "(notes.txt)" in caplog.text
+    (tmp_path / "notes.txt").unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_tunes(str(tmp_path))
+    assert "left out" not in caplog.text

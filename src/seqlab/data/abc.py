@@ -28,6 +28,7 @@ starts as it does in the stream.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from pathlib import Path
@@ -38,6 +39,8 @@ from seqlab.data.text import (
     source_files,
     visible_files,
 )
+
+log = logging.getLogger(__name__)
 
 END = "\n\n"  # a blank line: the end of a tune in ABC, and the marker generation stops at
 START = END  # what precedes every tune in the stream: the start marker of a tune read alone
@@ -114,6 +117,11 @@ def load_tunes(source: str | Path) -> list[str]:
     ValueError when no tune is found."""
     source = str(source)
     files = source_files(source, _abc_files)
+    if Path(source).is_dir() and (others := [f for f in visible_files(Path(source))
+                                             if f not in files]):
+        names = ", ".join(f.name for f in others[:5]) + (", ..." if len(others) > 5 else "")
+        log.warning("%s: tunes read from its %d .abc file(s); %d other file(s) left out (%s)",
+                    source, len(files), len(others), names)
     tunes = [t for f in files for t in tunes_from_text(read_text_file(f))]
     if not tunes:
         raise ValueError(f"{source}: no ABC tunes found (a tune starts with an X: line and "
