@@ -162,6 +162,9 @@ def test_bad_forecast_input_is_one_line_and_writes_nothing(trained, tmp_path, ca
         (["--input", short], r"short.csv:line 9: series 'sales' has 8 points; the run reads a "
                              "context of 12"),
         (["--horizon", "0"], r"--horizon must be positive, got 0"),
+        (["--horizon", str(10**9)], r"--horizon 1000000000: forecasting 2 series "
+                                    r"1,000,000,000 steps ahead with \d+ sample paths would need "
+                                    r"[\d.]+ TiB; this machine has"),
         (["--input", tmp_path / "nothing.csv"], r"nothing.csv: no such file, and not a bundled"),
     ]:
         code, _, err = run_cli(capsys, "forecast", run, *argv, "--out", out)

@@ -31,6 +31,7 @@ def add_forecast(p: argparse.ArgumentParser) -> None:
 def run_forecast(args: argparse.Namespace) -> int:
     from seqlab.families import runner
     from seqlab.families.forecast_eval import forecast_csv, write_forecast
+    from seqlab.limits import allocation_errors
     from seqlab.training import resolve_device
 
     if args.horizon is not None and args.horizon < 1:
@@ -40,7 +41,8 @@ def run_forecast(args: argparse.Namespace) -> int:
                   kinds={"--plot": (".png",)})
     forecaster = loaded.family.forecaster(loaded)
     horizon = args.horizon or loaded.configs.flat()["horizon"]
-    series, result = forecaster(args.input, horizon)
+    with allocation_errors({"--horizon": horizon}, next(loaded.model.parameters()).device):
+        series, result = forecaster(args.input, horizon)  # what the estimate missed: one line
     written = write_forecast(series, result, args.out, args.plot)
     if args.out is None:
         sys.stdout.write(forecast_csv(series, result))

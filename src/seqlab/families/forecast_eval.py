@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from seqlab import forecast_metrics as metrics
+from seqlab import limits
 from seqlab.data.series import Series, WindowSet, load, untransformed
 from seqlab.data.series_time import future_stamps
 from seqlab.distributed import SINGLE, World
@@ -236,6 +237,12 @@ class RunForecaster:
                              "(--head gaussian or student-t) or a run trained with it")
         series = load(source or self.loaded.family.source_of(self.loaded.config), own.fill)
         check_names(series, self.loaded.vocab.names)
+        # each series' sample paths, quantiles and input features over the horizon, as floats
+        # of 8 bytes (the CSV's rows and the plot hold as many again): refused before it runs
+        need = 2 * len(series.values) * horizon * (own.samples + 32) * 8
+        limits.check_fits(need, f"--horizon {horizon}", f"forecasting {len(series.values)} "
+                          f"series {horizon:,} steps ahead with {own.samples} sample paths",
+                          next(self.loaded.model.parameters()).device)
         for k, values in enumerate(series.values):
             if len(values) < own.context:
                 raise ValueError(f"{series.where(k)}: series {series.names[k]!r} has "
