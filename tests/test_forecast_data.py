@@ -40,6 +40,12 @@ def test_long_form_keeps_ids_in_order_and_covariates_aside(tmp_path):
     assert series.names == ["b", "a"] and series.values[1].tolist() == [7, 8]
     assert series.covariates["price"][0].tolist() == [5, 6]
     assert series.lines == [[2, 3], [4, 5]]
+    # the time column under another of the usual names, covariates beside it
+    dated = read_csv(write(tmp_path, "id,Date,value,promo\nx,2023-01-01,3,0\nx,2023-01-02,4,1\n"
+                                     "y,2023-01-01,5,1\ny,2023-01-02,6,0\n"))
+    assert dated.names == ["x", "y"] and dated.values[1].tolist() == [5, 6]
+    assert dated.times[0] == ["2023-01-01", "2023-01-02"] and dated.seasonality == 7
+    assert dated.covariates["promo"][0].tolist() == [0, 1]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -47,6 +53,8 @@ def test_long_form_keeps_ids_in_order_and_covariates_aside(tmp_path):
     ("time,a\n1,1\n2,2\n2,3\n", r"s.csv:line 4: duplicated time stamp '2' \(also on line 3\)"),
     ("time,a\n1,1\n3,2\n2,3\n", r"s.csv:line 4: time stamp '2' comes before '3' on line 3"),
     ("time,a\n1,1\n2,2\n4,3\n", r"s.csv:line 4: irregular time stamps: '2' to '4'"),
+    ("time,a\n1,1\n2,2\n4,3\n3,4\n5,5\n", r"s.csv:line 5: time stamp '3' comes before '4' on "
+                                          r"line 4: sort the rows"),  # two rows swapped
     ("date,a\n2020-01-01,1\n2020-01-02,2\n2020-01-04,3\n", r"s.csv:line 4: irregular"),
     ("date,a\n2020-01,1\nsoon,2\n", r"s.csv:line 3: time stamp 'soon' not understood"),
     ("t,a\n1,1\n2,2,3\n", r"s.csv:line 3: 3 columns, the header has 2"),

@@ -1,11 +1,11 @@
 """Numeric series from a CSV file, wide or long, every value and time stamp checked.
 
 Wide form: an optional time column (its header one of :data:`TIME_NAMES`, or empty), then one
-column per series, one row per time step. Long form (its header holds ``id``, ``time`` and
-``value``): one row per (series, time step), any other columns are covariates (numbers,
-checked, kept aside). Every error names the file and the line: text in a value column, a
-missing value without a fill, a duplicated, unsorted or irregular time stamp, a time stamp
-that is not understood.
+column per series, one row per time step. Long form (its header holds ``id``, ``value`` and a
+time column, ``time`` or another of :data:`TIME_NAMES` such as ``date``): one row per (series,
+time step), any other columns are covariates (numbers, checked, kept aside). Every error
+names the file and the line: text in a value column, a missing value without a fill, a
+duplicated, unsorted or irregular time stamp, a time stamp that is not understood.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ TIME_NAMES = frozenset({"", "time", "date", "datetime", "timestamp", "ds", "peri
                         "quarter", "year", "week", "day", "index"})
 MISSING = frozenset({"", "nan", "na", "n/a", "null", "none", "?"})
 FILLS = ("forward", "linear", "zero")
-LONG_KEYS = ("id", "time", "value")
 MONTHS = {m: k for k, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
                                       "sep", "oct", "nov", "dec"), start=1)}
 # the usual season of a regular step: monthly 12, quarterly 4, daily 7, hourly 24
@@ -116,13 +115,14 @@ def check_times(stamps: list[str], lines: list[int], path: Path, name: str = ""
     positions = np.array(positions)
     steps = np.diff(positions)
     of = f" of series {name!r}" if name else ""
-    for k, step in enumerate(steps, start=1):
+    for k, step in enumerate(steps, start=1):  # order first: a swap reads as two odd steps
         if step == 0:
             raise ValueError(f"{path}:line {lines[k]}: duplicated time stamp {stamps[k]!r}{of} "
                              f"(also on line {lines[k - 1]})")
         if step < 0:
             raise ValueError(f"{path}:line {lines[k]}: time stamp {stamps[k]!r}{of} comes "
                              f"before {stamps[k - 1]!r} on line {lines[k - 1]}: sort the rows")
+    for k, step in enumerate(steps, start=1):
         if not np.isclose(step, steps[0]):
             raise ValueError(f"{path}:line {lines[k]}: irregular time stamps{of}: "
                              f"{stamps[k - 1]!r} to {stamps[k]!r} is not the step of "
@@ -187,16 +187,25 @@ def finished(series: Series, fill: str) -> Series:
 
 
 def read_csv(path: str | Path, fill: str = "none") -> Series:
-    """The series of a CSV file in wide or long form (long when its header names
-    ``id``, ``time`` and ``value``), every value checked; see the module docstring."""
+    """The series of a CSV file in wide or long form (long when its header names ``id``,
+    ``value`` and a time column), every value checked; see the module docstring."""
     path = Path(path)
     header, rows = read_rows(path)
-    lowered = [h.lower() for h in header]
-    if all(k in lowered for k in LONG_KEYS):
-        series = long_series(path, lowered, rows)
-    else:
-        series = wide_series(path, header, rows)
+    lowered = [h.strip().lower() for h in header]
+    at = long_columns(lowered)
+    series = long_series(path, lowered, rows, at) if at else wide_series(path, header, rows)
     return finished(series, fill)
+
+
+def long_columns(lowered: list[str]) -> dict[str, int] | None:
+    """Where a long CSV's id, time and value columns are (``time`` the one so named, else the
+    first other time name), or None for a wide file."""
+    times = [h for h in lowered if h and h in TIME_NAMES]
+    if "id" not in lowered or "value" not in lowered or not times:
+        return None
+    time = "time" if "time" in times else times[0]
+    return {"id": lowered.index("id"), "time": lowered.index(time),
+            "value": lowered.index("value")}
 
 
 def wide_series(path: Path, header: list[str], rows, time_columns: int | None = None,
@@ -219,10 +228,9 @@ def wide_series(path: Path, header: list[str], rows, time_columns: int | None = 
                   [stamps] * len(values))
 
 
-def long_series(path: Path, lowered: list[str], rows) -> Series:
+def long_series(path: Path, lowered: list[str], rows, at: dict[str, int]) -> Series:
     """One series per id, in the order ids first appear; each id's rows sorted by time in the
-    file, and regular."""
-    at = {k: lowered.index(k) for k in LONG_KEYS}
+    file, and regular; ``at``: the id, time and value columns."""
     extra = [c for c in range(len(lowered)) if c not in at.values()]
     groups: dict[str, list[tuple[int, list[str]]]] = {}
     for line, cells in rows:
