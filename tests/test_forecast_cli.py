@@ -93,9 +93,10 @@ def test_train_evaluate_and_forecast(trained, tmp_path, capsys):
 def test_resume_continues_the_run(tmp_path, capsys, single_thread):
     data, run = series_csv(tmp_path / "d.csv"), tmp_path / "run"
     assert run_cli(capsys, "train", data, *KEYS, "--max-steps", "10", "--out", run)[0] == 0
-    code, _, err = run_cli(capsys, "train", data, *KEYS, "--max-steps", "15", "--out", run,
-                           "--resume")
+    code, _, err = run_cli(capsys, "train", data, *KEYS[:-1], "--max-steps", "15", "--out",
+                           run, "--resume")  # not --quiet: the progress lines
     assert code == 0, err
+    assert " values/s " in err and "tok/s" not in err  # what a forecaster's step scores
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 15
     code, _, err = run_cli(capsys, "train", data, *KEYS, "--horizon", "5", "--max-steps", "20",

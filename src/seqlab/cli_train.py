@@ -29,10 +29,13 @@ def add_train(p: argparse.ArgumentParser) -> None:
     from seqlab.families.base import RESUMABLE
 
     p.add_argument("data", metavar="DATA", nargs="?",
-                   help="a UTF-8 text file, a folder of them, a bundled corpus (oneills, ryans), "
-                        "a synthetic task (adding, copy, order, delay), a TSV file of pairs or a "
-                        "built-in pair task (dates, reverse, sort, addition); with --resume it "
-                        "may be left out (the run knows its source)")
+                   help="a UTF-8 text file, a folder of them, ABC tunes or a bundled corpus "
+                        "(oneills, ryans), a synthetic task (adding, copy, order, delay), a TSV "
+                        "file of pairs or a built-in pair task (dates, reverse, sort, "
+                        "addition), labelled sequences (a TSV, a .ts file, a long CSV, "
+                        "tune-types, japanese-vowels, gunpoint, italy-power) or numeric series "
+                        "(a CSV, airline, sunspots, macrodata); --task says which when the name "
+                        "cannot; with --resume it may be left out (the run knows its source)")
     p.add_argument("--out", metavar="DIR", help="run directory to create (default: "
                    "runs/NAME-MODEL-TIME); with --resume, the run to continue")
     may_change = ", ".join("--" + k.replace("_", "-") for k in sorted(RESUMABLE))

@@ -98,6 +98,7 @@ class ForecastFamily(Family):
                          "eval_batches", "tie_weights", "embedding_size"})
     evaluate_options = frozenset({"out", "baselines"})
     size_keys = (*Family.size_keys, "context", "horizon", "samples")
+    items = "values"  # the observed values a step's loss scores
 
     def claims(self, source: str) -> bool:
         return source in BUNDLED and not Path(source).exists()
