@@ -64,6 +64,9 @@ def test_train_evaluate_and_forecast(trained, tmp_path, capsys):
         assert math.isfinite(result[key]), key
     assert json.loads((tmp_path / "ev" / "evaluation.json").read_text())["mase"] == result["mase"]
     assert (tmp_path / "ev" / "forecast.png").read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run_cli(capsys, "evaluate", run, data, "--out", data)  # a file, not a folder
+    assert one_error(code, err) == (f"seqlab: error: --out {data} is a file; evaluate writes a "
+                                    "folder (of evaluation.json and figures): give a folder")
     code, out, err = run_cli(capsys, "evaluate", run, data, "--baselines", "--json")
     assert code == 0, err
     baselines = json.loads(out)["baselines"]

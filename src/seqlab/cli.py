@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from seqlab.cli_base import Parser, UsageError, WarningLines, handling
+from seqlab.cli_base import Parser, UsageError, WarningLines, check_folder, handling
 from seqlab.cli_export import EXPORT_COMMAND
 from seqlab.cli_forecast import FORECAST_COMMAND
 from seqlab.cli_predict import add_predict, run_predict
@@ -66,6 +66,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.beam is not None and args.beam < 1:
         raise UsageError("--beam must be >= 1")
+    check_folder(args.out, "evaluate writes a folder (of evaluation.json and figures)")
     result = runner.evaluate(args.run, args.data, device=args.device, beam=args.beam,
                              out=args.out, baselines=args.baselines)
     print(json.dumps(result) if args.json else result)
@@ -105,9 +106,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     from seqlab.limits import allocation_errors
     from seqlab.training import resolve_device
 
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a file; diagnose writes a folder (of "
-                         "diagnostics.json and figures): give a folder")
+    check_folder(args.out, "diagnose writes a folder (of diagnostics.json and figures)")
     device = resolve_device(args.device)
     with allocation_errors({"--batch": args.batch}, device):
         report = diagnose_run(args.run, args.out, args.batch, device,

@@ -79,6 +79,12 @@ def check_outputs(outputs: dict[str, str | None], reads: dict[str, object],
         written[where] = flag
 
 
+def check_folder(out: str | None, writes: str) -> None:
+    """Refuse an --out that is an existing file where the command writes a folder."""
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is a file; {writes}: give a folder")
+
+
 def training_data(run: str):
     """The resolved path of the file or folder a run was trained on, or None (a bundled set,
     a synthetic task, or a config that cannot be read: the command says so itself)."""
