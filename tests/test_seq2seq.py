@@ -269,6 +269,14 @@ def test_cli_train_translate_evaluate(capsys, monkeypatch, tmp_path, pairs_file,
     assert not (tmp_path / "notes-1.txt").exists()
     code, out, err = run_cli(capsys, "translate", run, stdin="abc\nxyz\n", monkeypatch=monkeypatch)
     assert code == 0 and len(out.splitlines()) == 2, err
+    # a blank line of a piped file: a blank output line, the lines around it translated
+    code, gapped, err = run_cli(capsys, "translate", run, "--show-attention", tmp_path / "g.png",
+                                stdin="abc\n\nxyz\n", monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert gapped.split("\n") == [out.split("\n")[0], "", out.split("\n")[1], ""]
+    assert sorted(p.name for p in tmp_path.glob("g-*.png")) == ["g-1.png", "g-3.png"]
+    code, _, err = run_cli(capsys, "translate", run, stdin="\n  \n", monkeypatch=monkeypatch)
+    assert code == 2 and "no input" in err
     code, out, err = run_cli(capsys, "evaluate", run, pairs_file, "--json", "--device", "cpu")
     assert code == 0, err
     result = json.loads(out)

@@ -208,7 +208,8 @@ def add_translate(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory written by seqlab train --task "
                    "seq2seq (or on a built-in pair task)")
     p.add_argument("text", metavar="TEXT", nargs="*",
-                   help="inputs to translate (default: one per line from stdin)")
+                   help="inputs to translate (default: one per line from stdin, where a "
+                        "blank line gives a blank line)")
     p.add_argument("--beam", type=int, default=None,
                    help="beam width (default: the run's --beam; 1 is greedy)")
     p.add_argument("--length-penalty", type=float, default=None,
@@ -234,33 +235,39 @@ def run_translate(args: argparse.Namespace) -> int:
     if args.length_penalty is not None:  # nan, inf and overflow: the run's key's own rules
         check_key(Seq2SeqConfig, "length_penalty", args.length_penalty)
     texts = args.text or stdin_lines()
-    if not texts:
+    # a blank line of stdin (a paragraph break, a file's last line) is a blank output line,
+    # so that output line k still answers input line k; an empty TEXT argument is an error
+    numbers = [k for k, text in enumerate(texts, start=1) if args.text or text.strip()]
+    if not numbers:
         raise UsageError("no input: give TEXT arguments or lines on stdin")
     device = resolve_device(args.device)
     loaded = runner.load_run(args.run, device)
-    pictures = attention_paths(args.show_attention, len(texts))
-    flags = ["--show-attention"] if len(pictures) == 1 else \
-        [f"--show-attention (map {k})" for k in range(1, len(pictures) + 1)]
-    check_outputs({flag: str(path) for flag, path in zip(flags, pictures, strict=True)}, {},
+    pictures = attention_paths(args.show_attention, numbers, len(texts))
+    flags = ["--show-attention"] if len(texts) == 1 else \
+        [f"--show-attention (map {k})" for k in numbers]
+    check_outputs({flag: str(path) for flag, path in zip(flags, pictures, strict=False)}, {},
                   args.run, kinds={"--show-attention": (".png",)})
-    sizes = {**({"--beam": args.beam} if args.beam else {}), "inputs": len(texts)}
+    sizes = {**({"--beam": args.beam} if args.beam else {}), "inputs": len(numbers)}
     with allocation_errors(sizes, device):
-        results = loaded.family.translator(loaded)(texts, args.beam, args.length_penalty)
+        results = loaded.family.translator(loaded)([texts[k - 1] for k in numbers], args.beam,
+                                                   args.length_penalty)
     for path, result in zip(pictures, results, strict=False):
         save_attention(path, result)
-    for result in results:
-        print(result.text)
+    translated = dict(zip(numbers, results, strict=True))
+    for k in range(1, len(texts) + 1):
+        print(translated[k].text if k in translated else "")
     return 0
 
 
-def attention_paths(png: str | None, count: int) -> list[Path]:
-    """Where --show-attention PNG puts the map of each of ``count`` inputs: PNG itself for
-    one, PNG-1, PNG-2, ... (before the suffix) for more; none without the flag."""
+def attention_paths(png: str | None, numbers: list[int], count: int) -> list[Path]:
+    """Where --show-attention PNG puts the map of each input numbered in ``numbers`` (of
+    ``count``): PNG itself for a single input, PNG-k (before the suffix) for input k of more;
+    none without the flag."""
     if not png:
         return []
     path = Path(png)
     return [path] if count == 1 else [path.with_name(f"{path.stem}-{k}{path.suffix}")
-                                      for k in range(1, count + 1)]
+                                      for k in numbers]
 
 
 def stdin_lines() -> list[str]:
