@@ -176,8 +176,8 @@ def test_load_text_missing_path(tmp_path):
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (b"", ": empty \\(no text to learn from\\)"),
-    (b"  \n\t\n", ": empty \\(no text to learn from\\)"),
+    (b"", ": empty \\(only white space, or nothing\\)"),
+    (b"  \n\t\n", ": empty \\(only white space, or nothing\\)"),
     (b"abc\x00def", ": looks binary \\(it contains NUL bytes\\), expected UTF-8 text"),
     (b"abc\xff\xfedef", " line 1: not UTF-8 text \\(invalid byte at offset 3\\)"),
     (b"\xef\xbb\xbfab\ncd\xff", " line 2: not UTF-8 text \\(invalid byte at offset 8\\)"),

@@ -123,7 +123,7 @@ def load_text(source: str | Path) -> str:
         raise ValueError(f"{source}: the folder has no files")
     text = "\n".join(read_text_file(f) for f in files)
     if not text.strip():
-        raise ValueError(f"{source}: empty (no text to learn from)")
+        raise ValueError(f"{source}: empty (only white space, or nothing)")
     return text
 
 
