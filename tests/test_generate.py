@@ -178,7 +178,8 @@ def test_filter_top_p_keeps_the_smallest_set_reaching_p(top_p, kept):
 
 
 @pytest.mark.parametrize(("keys", "message"), [
-    ({"temperature": 0.0}, "temperature must be positive, got 0.0"),
+    ({"temperature": 0.0}, r"temperature must be positive, got 0.0; greedy decoding "
+                         r"\(--greedy\) is the limit of temperature 0"),
     ({"temperature": -1.0}, "temperature must be positive"),
     ({"temperature": math.nan}, "temperature must be positive"),
     ({"top_k": -1}, "top_k must be >= 0, got -1"),

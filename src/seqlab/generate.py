@@ -38,7 +38,9 @@ class SamplingConfig:
         real("top_p", self.top_p)
         flag("greedy", self.greedy)
         if not self.temperature > 0:  # NaN included
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
+            hint = "; greedy decoding (--greedy) is the limit of temperature 0" \
+                if self.temperature == 0 else ""
+            raise ValueError(f"temperature must be positive, got {self.temperature}{hint}")
         # the logits are divided by it in float32: no overflow to inf, no subnormal
         check_value("temperature", self.temperature, {"positive": True})
         if not 0.0 < self.top_p <= 1.0:
