@@ -221,3 +221,21 @@ def test_an_output_never_replaces_what_the_command_reads(trained, tmp_path, caps
         code, _, err = run_cli(capsys, "forecast", run, "--out", run / "forecast.csv")
         assert code == 0, err
     (run / "forecast.csv").unlink()
+
+
+def test_series_are_matched_by_name_in_any_order(trained, tmp_path, capsys):
+    """A file listing the run's series in another order forecasts and scores each as itself."""
+    data, run = trained
+    rows = [line.split(",") for line in data.read_text().splitlines()]
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("".join(f"{t},{b},{a}\n" for t, a, b in rows), encoding="utf-8")
+    assert swapped.read_text().startswith("month,visits,sales\n")
+    code, straight, err = run_cli(capsys, "forecast", run, "--input", data)
+    assert code == 0, err
+    code, crossed, err = run_cli(capsys, "forecast", run, "--input", swapped)
+    assert code == 0, err
+    assert crossed == straight  # the rows in the run's order, sales first
+    code, out, err = run_cli(capsys, "evaluate", run, swapped, "--json", "--out", tmp_path / "e")
+    assert code == 0, err
+    code, first, err = run_cli(capsys, "evaluate", run, data, "--json", "--out", tmp_path / "f")
+    assert json.loads(out)["mase"] == json.loads(first)["mase"]

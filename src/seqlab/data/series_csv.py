@@ -116,13 +116,13 @@ def check_times(stamps: list[str], lines: list[int], path: Path, name: str = ""
     steps = np.diff(positions)
     of = f" of series {name!r}" if name else ""
     for k, step in enumerate(steps, start=1):  # order first: a swap reads as two odd steps
-        if step == 0:
-            raise ValueError(f"{path}:line {lines[k]}: duplicated time stamp {stamps[k]!r}{of} "
-                             f"(also on line {lines[k - 1]})")
         if step < 0:
             raise ValueError(f"{path}:line {lines[k]}: time stamp {stamps[k]!r}{of} comes "
                              f"before {stamps[k - 1]!r} on line {lines[k - 1]}: sort the rows")
     for k, step in enumerate(steps, start=1):
+        if step == 0:
+            raise ValueError(f"{path}:line {lines[k]}: duplicated time stamp {stamps[k]!r}{of} "
+                             f"(also on line {lines[k - 1]})")
         if not np.isclose(step, steps[0]):
             raise ValueError(f"{path}:line {lines[k]}: irregular time stamps{of}: "
                              f"{stamps[k - 1]!r} to {stamps[k]!r} is not the step of "

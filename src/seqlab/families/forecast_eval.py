@@ -10,6 +10,7 @@ baselines' Gaussian forecasts are sampled the same way, so their CRPS reads like
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,15 +165,26 @@ def baseline_backtest(name: str, data, windows: WindowSet, own, model_run: Backt
 
 def checked_series(loaded: LoadedRun, source: str) -> Series:
     """``source`` read with the run's checks, its series those the run was trained on."""
-    series = read_series(source, loaded.configs.own)
-    check_names(series, loaded.vocab.names)
-    return series
+    return in_run_order(read_series(source, loaded.configs.own), loaded.vocab.names)
 
 
-def check_names(series: Series, names: list[str]) -> None:
-    if list(series.names) != list(names):
+def in_run_order(series: Series, names: list[str]) -> Series:
+    """``series`` with the run's series ``names`` in the run's order (a file may list them in
+    any order: columns or ids are matched by name); a ValueError when the names differ."""
+    if list(series.names) == list(names):
+        return series
+    if sorted(series.names) != sorted(names) or len(set(names)) != len(names):
         raise ValueError(f"{series.source}:line 1: series {', '.join(series.names)} do not "
                          f"match the run's series {', '.join(names)}")
+    order = [series.names.index(name) for name in names]
+
+    def pick(items: list) -> list:
+        return [items[k] for k in order] if items else items
+
+    return dataclasses.replace(
+        series, names=list(names), values=pick(series.values), lines=pick(series.lines),
+        times=pick(series.times),
+        covariates={key: pick(arrays) for key, arrays in series.covariates.items()})
 
 
 def evaluate_run(loaded: LoadedRun, source: str, out: str | None, baselines: bool) -> Report:
@@ -235,8 +247,8 @@ class RunForecaster:
             raise ValueError(f"{self.loaded.run.path} forecasts {own.horizon} steps at most (a "
                              f"direct head); --horizon {horizon} needs an autoregressive head "
                              "(--head gaussian or student-t) or a run trained with it")
-        series = load(source or self.loaded.family.source_of(self.loaded.config), own.fill)
-        check_names(series, self.loaded.vocab.names)
+        series = in_run_order(load(source or self.loaded.family.source_of(self.loaded.config),
+                                   own.fill), self.loaded.vocab.names)
         # each series' sample paths, quantiles and input features over the horizon, as floats
         # of 8 bytes (the CSV's rows and the plot hold as many again): refused before it runs
         need = 2 * len(series.values) * horizon * (own.samples + 32) * 8
