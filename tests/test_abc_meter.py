@@ -300,3 +300,24 @@ def test_masks_read_every_letter_of_a_header_field():
     sid = masks.start("X:1\nM:2/4\nL:1/8\nK:D\nA4")
     legal = {vocab.tokens[k] for k in masks.mask(sid).nonzero().flatten().tolist()}
     assert "|" in legal and "/" in legal and not legal & set("ABCDEFGabcdefgz2")
+
+
+@pytest.mark.parametrize("before, meter, legal, refused", [
+    # a whole 4/4 bar written, not yet closed: 3/1 or 3/2 hold it, 3/4 and 3/8 do not
+    ("X:1\nM:C\nL:1/8\nK:G\nBAG G2Bd g\n", "M:3/", {"1", "2"}, "4"),
+    ("X:1\nM:2/4\nL:1/8\nK:G\nA4 \n", "M:2/", {"1", "2", "4"}, "8"),
+    ("X:1\nM:C\nL:1/8\nK:G\nBAG G2Bd g[", "M:3/", {"1", "2"}, "4"),  # inline
+])
+def test_a_meter_changed_mid_bar_never_leads_to_a_dead_end(before, meter, legal, refused):
+    """A meter field inside a bar must end as one whose bar holds what is written: a
+    denominator that makes it too short is refused as it is written, not after it, where no
+    character at all would be legal (sampling fell back to the model's own choice)."""
+    vocab = CharVocab(list("X:0123456789\nMLK/ABCDEFGabcdefgz|[] "))
+    masks = MeterMasks(vocab)
+    sid = masks.start(before + meter)
+    assert {vocab.tokens[k] for k in masks.mask(sid).nonzero().flatten().tolist()} == legal
+    close = "]" if before.endswith("[") else "\n"
+    for digit in sorted(legal):  # each way on ends in a field the bar fits
+        sid = masks.start(before + meter + digit)
+        assert masks.mask(sid)[int(vocab.encode(close)[0])]
+    assert abc_meter.read(before + meter + refused + close).violations > 0

@@ -83,6 +83,26 @@ def header_line(text: str, has_meter: bool) -> bool:
     return name != "K" or (has_meter and value in KEYS)
 
 
+def bar_can_hold(text: str, pos: Fraction) -> bool:
+    """Whether a field written so far can still end as one whose bar holds ``pos`` (of a whole
+    note, already in the bar it interrupts): an ``M:`` field's bar at its longest. Before its
+    ``/`` a meter can still grow; after it the smallest denominator its digits allow sets it."""
+    if text[:2] != "M:" or not pos:
+        return True
+    value = text[2:].replace(" ", "")
+    if value and "C|".startswith(value):
+        return pos <= 1
+    top, slash, digits = value.partition("/")
+    if not slash:
+        return True
+    try:
+        beats = sum(int(t) for t in top.strip("()").split("+"))
+    except ValueError:
+        return True  # not a meter: header_prefix refuses it
+    dens = [d for d in sorted(DENOMINATORS) if str(d).startswith(digits)]
+    return not dens or Fraction(beats, dens[0]) >= pos
+
+
 def denominator(value: str, whole: bool) -> bool:
     """Whether the digits after a value's ``/`` (none yet: fine) are a power of two up to 64,
     abc2midi's rule for meters and units too, or with ``whole`` False can still become one."""

@@ -70,6 +70,7 @@ from seqlab.abc_fields import (
     DENOMINATOR_PREFIXES,
     DENOMINATORS,
     HEADER_FIELDS,
+    bar_can_hold,
     header_line,
     header_prefix,
     meter_of,
@@ -204,8 +205,9 @@ def _step(s: BarState, ch: str) -> BarState:
             return field(s._replace(skip="", buf=""), s.buf[1:])
         if ch == s.skip:
             return s._replace(skip="", buf="")
-        if s.buf and s.buf[0] not in '!"':  # a field as it is written
-            s = violate(s, header_prefix(s.buf.lstrip("[") + ch))
+        if s.buf and s.buf[0] not in '!"':  # a field as it is written, never a dead end
+            text = s.buf.lstrip("[") + ch
+            s = violate(s, header_prefix(text) and bar_can_hold(text, whole(s.pos)))
         keep = s.buf and (len(s.buf) < 2 or s.buf[0] in 'MLK!"'
                           or s.buf.startswith(("[M", "[L", "[K")))
         return s._replace(buf=s.buf + ch) if keep else s
