@@ -276,7 +276,15 @@ def test_cli_train_translate_evaluate(capsys, monkeypatch, tmp_path, pairs_file,
     assert gapped.split("\n") == [out.split("\n")[0], "", out.split("\n")[1], ""]
     assert sorted(p.name for p in tmp_path.glob("g-*.png")) == ["g-1.png", "g-3.png"]
     code, _, err = run_cli(capsys, "translate", run, stdin="\n  \n", monkeypatch=monkeypatch)
-    assert code == 2 and "no input" in err
+    assert code == 2 and "no input: stdin holds only blank lines" in err
+    # an error names the input by its line of stdin, blank lines counted
+    code, _, err = run_cli(capsys, "translate", run, stdin="\n\nabc\na#b\n",
+                           monkeypatch=monkeypatch)
+    assert code == 2 and "input 4 ('a#b') has symbols outside the source vocabulary" in err
+    # one text among blank lines: one map, under the name given
+    code, _, err = run_cli(capsys, "translate", run, "--show-attention", tmp_path / "one.png",
+                           stdin="abc\n\n", monkeypatch=monkeypatch)
+    assert code == 0 and (tmp_path / "one.png").exists(), err
     code, out, err = run_cli(capsys, "evaluate", run, pairs_file, "--json", "--device", "cpu")
     assert code == 0, err
     result = json.loads(out)

@@ -239,18 +239,19 @@ def run_translate(args: argparse.Namespace) -> int:
     # so that output line k still answers input line k; an empty TEXT argument is an error
     numbers = [k for k, text in enumerate(texts, start=1) if args.text or text.strip()]
     if not numbers:
-        raise UsageError("no input: give TEXT arguments or lines on stdin")
+        raise UsageError("no input: give TEXT arguments or lines on stdin" if not texts else
+                         "no input: stdin holds only blank lines")
     device = resolve_device(args.device)
     loaded = runner.load_run(args.run, device)
-    pictures = attention_paths(args.show_attention, numbers, len(texts))
-    flags = ["--show-attention"] if len(texts) == 1 else \
+    pictures = attention_paths(args.show_attention, numbers)
+    flags = ["--show-attention"] if len(numbers) == 1 else \
         [f"--show-attention (map {k})" for k in numbers]
     check_outputs({flag: str(path) for flag, path in zip(flags, pictures, strict=False)}, {},
                   args.run, kinds={"--show-attention": (".png",)})
     sizes = {**({"--beam": args.beam} if args.beam else {}), "inputs": len(numbers)}
     with allocation_errors(sizes, device):
         results = loaded.family.translator(loaded)([texts[k - 1] for k in numbers], args.beam,
-                                                   args.length_penalty)
+                                                   args.length_penalty, numbers)
     for path, result in zip(pictures, results, strict=False):
         save_attention(path, result)
     translated = dict(zip(numbers, results, strict=True))
@@ -259,15 +260,15 @@ def run_translate(args: argparse.Namespace) -> int:
     return 0
 
 
-def attention_paths(png: str | None, numbers: list[int], count: int) -> list[Path]:
-    """Where --show-attention PNG puts the map of each input numbered in ``numbers`` (of
-    ``count``): PNG itself for a single input, PNG-k (before the suffix) for input k of more;
-    none without the flag."""
+def attention_paths(png: str | None, numbers: list[int]) -> list[Path]:
+    """Where --show-attention PNG puts the map of each input numbered in ``numbers`` (lines
+    of stdin, blank ones left out): PNG itself for a single input, PNG-k (before the suffix)
+    for input k of more; none without the flag."""
     if not png:
         return []
     path = Path(png)
-    return [path] if count == 1 else [path.with_name(f"{path.stem}-{k}{path.suffix}")
-                                      for k in numbers]
+    return [path] if len(numbers) == 1 else [path.with_name(f"{path.stem}-{k}{path.suffix}")
+                                             for k in numbers]
 
 
 def stdin_lines() -> list[str]:

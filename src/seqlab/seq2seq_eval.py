@@ -38,10 +38,12 @@ class Translation:
     score: float  # log-probability of the output, its end token included when it ended
 
 
-def encode_sources(vocab: PairVocab, texts: list[str]) -> list[list[int]]:
-    """Ids of each input; an empty input or one with unknown symbols is a ValueError."""
+def encode_sources(vocab: PairVocab, texts: list[str], numbers: list[int] | None = None
+                   ) -> list[list[int]]:
+    """Ids of each input; an empty input or one with unknown symbols is a ValueError naming it
+    by its number (``numbers``: each input's, default 1, 2, ...; a line of stdin)."""
     encoded = []
-    for k, text in enumerate(texts, start=1):
+    for k, text in zip(numbers or range(1, len(texts) + 1), texts, strict=True):
         if not text.strip():
             raise ValueError(f"input {k} is empty")
         if missing := vocab.unknown(text):
@@ -56,10 +58,12 @@ def check_beam(beam: int) -> None:
     whole("beam", beam, 1)
 
 
-def warn_long_inputs(texts: list[str], longest: float) -> None:
+def warn_long_inputs(texts: list[str], longest: float, numbers: list[int] | None = None
+                     ) -> None:
     """Warn about inputs longer than ``longest``, the longest source seen in training: they are
     decoded, but past any length the model has learnt from."""
-    longer = [(k, len(text)) for k, text in enumerate(texts, start=1) if len(text) > longest]
+    longer = [(k, len(text)) for k, text in zip(numbers or range(1, len(texts) + 1), texts,
+                                                strict=True) if len(text) > longest]
     if len(longer) > LISTED:
         log.warning("%d of %d inputs are longer than any source seen in training (%d "
                     "characters), up to %d; decoding them anyway", len(longer), len(texts),
@@ -73,14 +77,16 @@ def warn_long_inputs(texts: list[str], longest: float) -> None:
 @torch.no_grad()
 def translate_texts(model: Seq2Seq, vocabs: Vocabs, texts: list[str], beam: int = 1,
                     length_penalty: float = 1.0, batch_size: int = 64,
-                    max_target: int = 0) -> list[Translation]:
+                    max_target: int = 0, numbers: list[int] | None = None
+                    ) -> list[Translation]:
     """Decode each text: greedy in batches when ``beam == 1``, else one beam search per text.
 
     Decoding stops at the end token or after max(source length, 2 * max_target) + 10 tokens
-    (``max_target``: the longest target seen in training, 0 if unknown).
+    (``max_target``: the longest target seen in training, 0 if unknown); ``numbers`` name the
+    inputs in errors (:func:`encode_sources`).
     """
     check_beam(beam)
-    ids = encode_sources(vocabs.source, texts)
+    ids = encode_sources(vocabs.source, texts, numbers)
     device = next(model.parameters()).device
     model.eval()
     hyps: list[Hypothesis] = []

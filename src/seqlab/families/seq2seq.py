@@ -326,16 +326,18 @@ class Translator:
     loaded: LoadedRun
 
     def __call__(self, texts: list[str], beam: int | None = None,
-                 length_penalty: float | None = None) -> list[Translation]:
-        """Translate with the run's best weights; beam and penalty default to the run's own."""
+                 length_penalty: float | None = None, numbers: list[int] | None = None
+                 ) -> list[Translation]:
+        """Translate with the run's best weights; beam and penalty default to the run's own;
+        ``numbers`` name the inputs in messages (default 1, 2, ...)."""
         s2s, loaded = self.loaded.configs.own, self.loaded
         beam = s2s.beam if beam is None else beam
         length_penalty = s2s.length_penalty if length_penalty is None else length_penalty
         check_key(Seq2SeqConfig, "length_penalty", length_penalty)
         check_beam_work(beam, texts, max_target(loaded.config))
-        warn_long_inputs(texts, loaded.config["data"].get("max_source_chars", math.inf))
+        warn_long_inputs(texts, loaded.config["data"].get("max_source_chars", math.inf), numbers)
         return translate_texts(loaded.model, loaded.vocab, texts, beam, length_penalty,
-                               max_target=max_target(loaded.config))
+                               max_target=max_target(loaded.config), numbers=numbers)
 
 
 # for Python callers ----------------------------------------------------------------------------
