@@ -350,3 +350,27 @@ def test_a_seed_too_large_for_the_generators_is_one_line(text_file, tmp_path, ca
     assert code == 2 and err.splitlines() == [
         "seqlab: error: seed must be in [0, 4294967295], got 99999999999999999999"]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_without_write_permission_is_named_not_the_file_staged_there(
+        tmp_path, capsys, monkeypatch, trained_run):
+    """Tests run as root, for whom permissions do not apply: the refusal is made by hand, where
+    the staged file is created."""
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def refused(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == tmp_path / "locked":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES),
+                                  str(Path(dir) / ".out.csv.abc123.tmp"))
+        return real(*args, dir=dir, **kwargs)
+
+    (tmp_path / "locked").mkdir()
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    code = main(["diagnose", str(trained_run), "--no-jacobian", "--out",
+                 str(tmp_path / "locked")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == (f"seqlab: error: cannot write in {tmp_path / 'locked'}: "
+                                 "Permission denied\n")
+    assert list((tmp_path / "locked").iterdir()) == []

@@ -287,10 +287,16 @@ def storage_message(err: OSError) -> str:
             where = where.parent
         with contextlib.suppress(OSError):
             free = f"; {shutil.disk_usage(where).free / 2**20:,.1f} MB free in {where}"
+    return f"{os_message(err)}{free}"
+
+
+def os_message(err: OSError) -> str:
+    """``file: reason``; a hidden file staged for an atomic write (which the user never named)
+    is told as its folder: ``cannot write in folder: reason``."""
     name = Path(err.filename)
-    if name.name.startswith(".") and name.suffix == ".tmp":  # a file staged for an atomic write
-        return f"cannot write in {name.parent}: {err.strerror}{free}"
-    return f"{err.filename}: {err.strerror}{free}"
+    if name.name.startswith(".") and name.suffix == ".tmp":
+        return f"cannot write in {name.parent}: {err.strerror}"
+    return f"{err.filename}: {err.strerror}"
 
 
 def quiet_stdout() -> None:
@@ -302,7 +308,7 @@ def quiet_stdout() -> None:
 def fail(err: Exception | str, code: int) -> int:
     message = err.args[0] if isinstance(err, OSError) and len(err.args) == 1 else str(err)
     if isinstance(err, OSError) and err.filename and len(err.args) != 1:
-        message = f"{err.filename}: {err.strerror}"
+        message = os_message(err)
     # one line: line breaks become spaces; spaces inside the message (a quoted input, a
     # token of two spaces) stay as they are
     first_line = re.sub(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*", " ", str(message)).strip()
