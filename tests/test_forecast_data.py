@@ -46,6 +46,11 @@ def test_long_form_keeps_ids_in_order_and_covariates_aside(tmp_path):
     assert dated.names == ["x", "y"] and dated.values[1].tolist() == [5, 6]
     assert dated.times[0] == ["2023-01-01", "2023-01-02"] and dated.seasonality == 7
     assert dated.covariates["promo"][0].tolist() == [0, 1]
+    # a month number or a row index beside the date: the date is the time, they are covariates
+    both = read_csv(write(tmp_path, "index,id,month,date,value\n0,x,1,2023-01-31,3\n"
+                                    "1,x,2,2023-02-28,4\n"))
+    assert both.times[0] == ["2023-01-31", "2023-02-28"] and set(both.covariates) == {
+        "index", "month"}
 
 
 @pytest.mark.parametrize("text, message", [

@@ -66,7 +66,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.beam is not None and args.beam < 1:
         raise UsageError("--beam must be >= 1")
-    check_folder(args.out, "evaluate writes a folder (of evaluation.json and figures)")
+    if args.out is not None and "out" in runner.family_of(args.run).evaluate_options:
+        check_folder(args.out, "evaluate writes a folder (of evaluation.json and figures)")
     result = runner.evaluate(args.run, args.data, device=args.device, beam=args.beam,
                              out=args.out, baselines=args.baselines)
     print(json.dumps(result) if args.json else result)

@@ -117,8 +117,9 @@ def load_tunes(source: str | Path) -> list[str]:
     ValueError when no tune is found."""
     source = str(source)
     files = source_files(source, _abc_files)
+    abc = set(files)
     if Path(source).is_dir() and (others := [f for f in visible_files(Path(source))
-                                             if f not in files]):
+                                             if f not in abc]):
         names = ", ".join(f.name for f in others[:5]) + (", ..." if len(others) > 5 else "")
         log.warning("%s: tunes read from its %d .abc file(s); %d other file(s) left out (%s)",
                     source, len(files), len(others), names)

@@ -86,8 +86,9 @@ def read_examples(source: str, *, fill: str = "none", labels: bool = True
 
     A bundled set's test part is its official test split; a user's source has none. ``fill``
     fills gaps in series (see :mod:`seqlab.data.labelled_series`). With ``labels`` every example
-    needs a label and there must be two classes at least. A bundled set has neither gaps nor
-    unlabelled examples: ``fill`` and ``labels`` leave it as it is.
+    needs a label (two classes at least are a need of training, checked by its split). A
+    bundled set has neither gaps nor unlabelled examples: ``fill`` and ``labels`` leave it as
+    it is.
     """
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")

@@ -22,6 +22,9 @@ from seqlab.data.text import csv_rows
 # headers that mark a wide file's first column as its time stamps
 TIME_NAMES = frozenset({"", "time", "date", "datetime", "timestamp", "ds", "period", "month",
                         "quarter", "year", "week", "day", "index"})
+# a long file's time column, the first of these it holds: whole stamps before calendar parts
+LONG_TIMES = ("time", "date", "datetime", "timestamp", "ds", "period", "month", "quarter",
+              "week", "day", "year", "index")
 MISSING = frozenset({"", "nan", "na", "n/a", "null", "none", "?"})
 FILLS = ("forward", "linear", "zero")
 MONTHS = {m: k for k, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
@@ -198,13 +201,13 @@ def read_csv(path: str | Path, fill: str = "none") -> Series:
 
 
 def long_columns(lowered: list[str]) -> dict[str, int] | None:
-    """Where a long CSV's id, time and value columns are (``time`` the one so named, else the
-    first other time name), or None for a wide file."""
-    times = [h for h in lowered if h and h in TIME_NAMES]
+    """Where a long CSV's id, time and value columns are, or None for a wide file. The time
+    column is the one whose name ranks first in :data:`LONG_TIMES` (a date before a month
+    number or a row index, which may sit beside it as covariates)."""
+    times = [h for h in LONG_TIMES if h in lowered]
     if "id" not in lowered or "value" not in lowered or not times:
         return None
-    time = "time" if "time" in times else times[0]
-    return {"id": lowered.index("id"), "time": lowered.index(time),
+    return {"id": lowered.index("id"), "time": lowered.index(times[0]),
             "value": lowered.index("value")}
 
 
