@@ -145,6 +145,13 @@ def test_future_time_stamps_continue_the_time_column():
     assert future_stamps(["2024-02-28", "2024-02-29"], 2, "f") == ["2024-03-01", "2024-03-02"]
     assert future_stamps(["1998", "2000"], 2, "f") == ["2002", "2004"]
     assert future_stamps(["0", "1", "2"], 2, "f") == ["3", "4"]  # no time column: row numbers
+    # times of day written as they came: minutes or seconds, a space or a T
+    assert future_stamps(["2020-01-03 10:00", "2020-01-03 11:00"], 2, "f") == [
+        "2020-01-03 12:00", "2020-01-03 13:00"]
+    assert future_stamps(["2015-03-01T00:00:00", "2015-03-02T00:00:00"], 1, "f") == [
+        "2015-03-03T00:00:00"]
+    assert future_stamps(["2015-03-01 23:59:30", "2015-03-02 00:00:00"], 1, "f") == [
+        "2015-03-02 00:00:30"]
 
 
 def long_csv(path: Path, price_shift: float = 0.0, steps: int = 40) -> Path:

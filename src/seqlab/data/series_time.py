@@ -56,8 +56,11 @@ def future_stamps(stamps: list[str], count: int, where: str) -> list[str]:
         return [f"{int(p) // 4:04d}{sep}Q{int(p) % 4 + 1}" for p in nexts]
     if kind == "day":
         return [datetime.date.fromordinal(int(p)).isoformat() for p in nexts]
-    if kind == "second":
-        return [datetime.datetime.fromtimestamp(p).isoformat(sep=" ") for p in nexts]
+    if kind == "second":  # as written: a T or a space before the time, seconds or not
+        sep = "T" if "T" in last else " "
+        spec = "seconds" if re.search(r"\d:\d{2}:\d{2}$", last) else "minutes"
+        return [datetime.datetime.fromtimestamp(p).isoformat(sep=sep, timespec=spec)
+                for p in nexts]
     whole = all(float(p).is_integer() for p in (*positions[-2:], step))
     return [str(int(p)) if whole else f"{p:g}" for p in nexts]
 
