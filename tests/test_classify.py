@@ -501,3 +501,20 @@ def test_a_classes_file_whose_scaler_disagrees_with_its_channels_is_refused(ts_f
         code, out, err = run_cli(capsys, "predict", run, ts_file)
         assert code == 2 and out == "" and err.count("\n") == 1
         assert err.startswith(f"seqlab: error: {run / 'classes.json'}: not a valid classes file")
+
+
+def test_predict_warns_of_sequences_longer_than_any_trained_on(ts_file, tmp_path, capsys,
+                                                              single_thread):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", ts_file, *KEYS, "--max-steps", "2", "--out", run)[0] == 0
+    longest = json.loads((run / "classes.json").read_text())["max_length"]
+    long_file = tmp_path / "long.ts"
+    long_file.write_text("@problemName ramps\n@timeStamps false\n@univariate true\n"
+                         "@equalLength false\n@classLabel true up down\n@data\n"
+                         + ",".join(["0.5"] * 100) + ":up\n1,2,3:down\n")
+    code, out, err = run_cli(capsys, "predict", run, long_file)
+    assert code == 0 and len(out.splitlines()) == 3  # a header and both labelled
+    assert (f"seqlab: warning: 1 of 2 sequences are longer than any the run was trained on "
+            f"({longest} steps), up to 100; classifying them anyway") in err
+    code, _, err = run_cli(capsys, "predict", run, ts_file)
+    assert code == 0 and "longer than any" not in err

@@ -46,6 +46,7 @@ from seqlab.families.classify_data import (
     encode,
     labelled_scores,
     probabilities,
+    warn_longer,
     with_deltas,
 )
 from seqlab.io import atomic_write_json
@@ -261,6 +262,7 @@ class ClassifyFamily(Family):
     def encoded(self, loaded: LoadedRun, data: Examples) -> Encoded:
         encoded = encode(data, loaded.vocab, loaded.configs.own.max_tokens)
         empty_examples(encoded)
+        warn_longer(encoded, loaded.vocab.max_length)
         return encoded
 
     def exporter(self, loaded: LoadedRun) -> list[Graph]:

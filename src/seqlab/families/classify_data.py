@@ -162,6 +162,16 @@ def empty_examples(encoded: Encoded) -> None:
                              "or one made only of characters the run's vocabulary lacks")
 
 
+def warn_longer(encoded: Encoded, longest: int) -> None:
+    """Warn of sequences longer than any the run learnt from (``longest`` steps): they are
+    classified, but past every length the model has seen."""
+    longer = [len(item) for item in encoded.items if len(item) > longest]
+    if longer:
+        log.warning("%d of %d sequences are longer than any the run was trained on (%d steps), "
+                    "up to %d; classifying them anyway", len(longer), len(encoded), longest,
+                    max(longer))
+
+
 class ClassifyTask:
     """Whole labelled examples, B per step; validation: loss, accuracy and macro-F1."""
 
