@@ -283,6 +283,9 @@ def test_generate_tunes_bad_meter_flags_are_one_line_exit_2(tmp_path, capsys, fl
     ("X:1\nM:1/81\nK:D\n", False), ("X:1\nM:56/23\nK:D\n", False),
     ("X:1\nM:6/8\nL:1/43\nK:D\n", False), ("X:1\nM:6/8\nL:1/0\nK:D\n", False),
     ("X:1\nM:12/16\nL:1/32\nK:D\n", True), ("X:1\nM:3/1\nL:1/64\nK:D\n", True),
+    # additive meters that music21 reads: two or three parts of one digit
+    ("X:1\nM:3+3+2/8\nK:D\n", True), ("X:1\nM:2+2+2+3/8\nK:D\n", False),
+    ("X:1\nM:13+13/8\nK:D\n", False),
 ])
 def test_header_lines(header, legal):
     assert (abc_meter.read(header).violations == 0) == legal
@@ -321,3 +324,23 @@ def test_a_meter_changed_mid_bar_never_leads_to_a_dead_end(before, meter, legal,
         sid = masks.start(before + meter + digit)
         assert masks.mask(sid)[int(vocab.encode(close)[0])]
     assert abc_meter.read(before + meter + refused + close).violations > 0
+
+
+def test_music21_is_never_handed_an_additive_meter_it_cannot_finish(monkeypatch):
+    """A sampled [M:03+89+99/4] or M:43+31/2 kept music21 (and seqlab report) busy for good;
+    the check refuses such meters, header or inline, before music21 reads the tune."""
+    from music21 import converter
+
+    from seqlab.music_checks import parse_music21
+
+    read = converter.parseData
+    handed = []
+    monkeypatch.setattr(converter, "parseData", lambda text, **kw: handed.append(text) or
+                        read(text, **kw))
+    for tune in ("X:1\nM:43+31/2\nL:1/8\nK:D\nABcd|\n",
+                 "X:1\nM:C\nL:1/8\nK:D\nABcd|[M:2+2+2+3/8]ABc|\n"):
+        result, score = parse_music21(tune)
+        assert not result["ok"] and "additive meter" in result["reason"] and score is None
+    assert handed == []
+    result, score = parse_music21("X:1\nM:3+2/8\nL:1/8\nK:D\nABcde|\n")
+    assert result["ok"] and score is not None and len(handed) == 1

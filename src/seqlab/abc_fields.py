@@ -24,6 +24,9 @@ BODY_FIELDS = KEPT_FIELDS - {"X"}
 # a note length's denominator: a power of two (abc2midi reads no other), as its digits come
 DENOMINATORS = frozenset({1, 2, 4, 8, 16, 32, 64})
 DENOMINATOR_PREFIXES = DENOMINATORS | {3, 6}
+# a meter's beats: a number of two digits at most, or an additive meter of two or three parts of
+# one digit (3+3+2): music21 takes seconds on three parts and never ends on 13+13 or 2+2+2+3
+BEATS = r"\d\d?|\d(\+\d){1,2}"
 
 # ABC 2.1's !decorations! (and O'Neill's and Ryan's typos): a `!` then anything else is a
 # line break, what follows it music
@@ -62,8 +65,9 @@ def header_prefix(text: str) -> bool:
     if colon != ":":
         return False
     if name == "M":
-        return any(m.startswith(value) for m in ("C|", "none")) or bool(
-            re.fullmatch(r"\d\d?(\+\d\d?)*\+?(/\d{0,2})?", value)) and denominator(value, False)
+        written = re.fullmatch(rf"({BEATS}|\d(\+\d)?\+)(/\d{{0,2}})?", value)  # 3+ or 3+3+
+        return any(m.startswith(value) for m in ("C|", "none")) or bool(written) and \
+            denominator(value, False)
     if name == "K":
         return any(key.startswith(value) for key in KEYS)
     return name != "L" or bool(re.fullmatch(r"1(/\d{0,2})?|", value)) and denominator(value, False)
@@ -77,7 +81,7 @@ def header_line(text: str, has_meter: bool) -> bool:
     name, value = text[0], text[2:]
     if name == "M":
         return value in ("C", "C|", "none") or bool(
-            re.fullmatch(r"\d\d?(\+\d\d?)*/\d\d?", value)) and denominator(value, True)
+            re.fullmatch(rf"({BEATS})/\d\d?", value)) and denominator(value, True)
     if name == "L":
         return bool(re.fullmatch(r"1/\d\d?", value)) and denominator(value, True)
     return name != "K" or (has_meter and value in KEYS)

@@ -34,12 +34,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from seqlab.abc_fields import BEATS
 from seqlab.abc_meter import bar_fit
 from seqlab.data.abc import body, headers
 
 TOOL_TIMEOUT_S = 30
 NEAR_COPY_BARS = 8
-METER = re.compile(r"^(C\|?|none|\d+(\+\d+)*/\d+)$")
+METER = re.compile(rf"^(C\|?|none|({BEATS})/\d+)$")
 UNIT = re.compile(r"^1/\d+$")
 BAR_LINE = re.compile(r":*\[?\|[\]|:]*\d*|::|\[\d")
 COMMON = ("4/4", "C", "C|", "2/2")  # common time, written four ways
@@ -86,11 +87,15 @@ LARGEST_METER_NUMBER = 1024
 
 def parse_music21(tune: str):
     """(check, score or None). music21 writes its warnings to stderr; they are kept quiet."""
-    from music21 import converter
-
-    for field in re.findall(r"^\s*\[?[ML]:([^\]\n]*)", tune, flags=re.M):
+    for name, field in re.findall(r"(?:^\s*|\[)([ML]):([^\]\n]*)", tune, flags=re.M):
         if any(int(n) > LARGEST_METER_NUMBER for n in re.findall(r"\d+", field)):
             return check(False, f"meter or unit length out of range: {field.strip()}"), None
+        top = field.replace(" ", "").partition("/")[0]
+        if name == "M" and "+" in top and not re.fullmatch(BEATS, top):
+            return check(False, f"M:{field.strip()}: an additive meter of more than three "
+                                "parts, or of a part over 9 (music21 does not finish it)"), None
+    from music21 import converter
+
     quiet = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(quiet):
