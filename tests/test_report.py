@@ -126,6 +126,21 @@ def test_an_out_replaces_an_older_page_never_data(family_runs, tmp_path, capsys)
     assert "an older page" not in old.read_text()
 
 
+def test_a_page_written_while_another_process_trains_says_it_is_a_snapshot(family_runs,
+                                                                          tmp_path):
+    from seqlab.checkpoint import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(family_runs["text"], run)
+    assert not RunDir(run).in_use()
+    with RunDir(run).writing():  # as a training process holds it
+        assert RunDir(run).in_use()
+        page = write_report(run, tmp_path / "during.html").read_text()
+    assert "while the run was still being trained" in page
+    assert not RunDir(run).in_use()
+    assert "still being trained" not in write_report(run, tmp_path / "after.html").read_text()
+
+
 def test_no_run_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no such run directory" in capsys.readouterr().err
@@ -219,6 +234,7 @@ def test_train_report_refreshes_at_every_evaluation_without_changing_training(
                  "--tensorboard", str(tmp_path / "tb")]) == 0
     assert len(written) == 3 + 1  # every evaluation, then the full page at the end
     assert "during training" in written[0] and "during training" not in written[-1]
+    assert "still being trained" not in written[-1]  # the last page: the run is done
     assert (tmp_path / "run" / "report.html").read_text() == written[-1]
 
     def losses(run):  # the report's model loading leaves torch's random state alone

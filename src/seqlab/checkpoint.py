@@ -121,6 +121,21 @@ class RunDir:
         finally:
             os.close(handle)
 
+    def in_use(self) -> bool:
+        """Whether a process holds the folder for writing now (:meth:`writing`): a run being
+        trained, or resumed."""
+        try:
+            handle = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(handle)  # closing releases a lock it took
+        return False
+
     def _holder(self) -> str:
         try:
             who = json.loads((self.path / WRITER).read_text(encoding="utf-8"))

@@ -73,7 +73,7 @@ class Watcher:
         """Rewrite the page (with ``report``) and send the family's samples to TensorBoard."""
         if self.report:
             with torch.random.fork_rng(devices=[]):
-                page = run_report.build(self.run_dir, live)
+                page = run_report.build(self.run_dir, live, own=True)
             run_report.write_page(self.run_dir / run_report.REPORT,
                                   run_report.render("run.html.j2", **page))
             sections = page["sections"]

@@ -54,8 +54,10 @@ def family_sections(family: Family, run: RunDir, loaded: LoadedRun | None, live:
             f"could not be drawn: {type(err).__name__}: {err}"])]
 
 
-def build(run_dir: str | Path, live: bool = False) -> dict[str, Any]:
-    """Everything the page shows: title, sections and what is missing."""
+def build(run_dir: str | Path, live: bool = False, own: bool = False) -> dict[str, Any]:
+    """Everything the page shows: title, sections and what is missing (``own``: built by the
+    process training the run, which holds it; else a run held by another process is named as
+    being trained)."""
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise FileNotFoundError(f"{run.path}: no such run directory")
@@ -85,6 +87,7 @@ def build(run_dir: str | Path, live: bool = False) -> dict[str, Any]:
             "subtitle": f"task {family.name}: {family.help}",
             "run": str(run.path), "sections": sections, "missing": missing,
             "evaluations": evaluations, "live": live,
+            "training": not own and run.in_use(),  # by another process: a snapshot
             "made": time.strftime("%Y-%m-%d %H:%M:%S"), "family": family.name}
 
 
