@@ -97,14 +97,11 @@ def bar_can_hold(text: str, pos: Fraction) -> bool:
     if value and "C|".startswith(value):
         return pos <= 1
     top, slash, digits = value.partition("/")
-    if not slash:
-        return True
-    try:
-        beats = sum(int(t) for t in top.strip("()").split("+"))
-    except ValueError:
-        return True  # not a meter: header_prefix refuses it
     dens = [d for d in sorted(DENOMINATORS) if str(d).startswith(digits)]
-    return not dens or Fraction(beats, dens[0]) >= pos
+    if not slash or not dens:
+        return True
+    bar, _ = meter_of(f"{top}/{dens[0]}")
+    return bar is None or bar >= pos  # None: not a meter, which header_prefix refuses
 
 
 def denominator(value: str, whole: bool) -> bool:
